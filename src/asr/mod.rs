@@ -1,0 +1,182 @@
+//! Speech recognition for the rest of the system.
+//!
+//! [`Transcriber`] is what the call layer talks to: it hands over 16 kHz mono PCM and gets a
+//! [`PendingTranscript`] back at once, never blocking. [`whisper::WhisperPool`] is the real
+//! implementation (whisper.cpp through whisper-rs, a bounded queue in front of a fixed pool of
+//! worker threads, each with its own whisper state). A full queue is [`AsrError::QueueFull`],
+//! which the caller answers with its fail-open policy.
+
+pub mod audio;
+pub mod resample;
+pub mod vad;
+pub mod wer;
+pub mod whisper;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use vad::SpeechReport;
+
+/// Errors of the speech recogniser.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AsrError {
+    #[error("the speech recogniser is busy (queue full)")]
+    QueueFull,
+    #[error("transcription cancelled")]
+    Cancelled,
+    #[error("transcription timed out")]
+    TimedOut,
+    #[error("the speech recogniser has shut down")]
+    ShutDown,
+    #[error("no speech model at {0}; run: make model (or scamscreen model fetch && scamscreen model convert --quantize q8_0)")]
+    ModelMissing(String),
+    #[error("cannot load speech model {path}: {reason}")]
+    ModelLoad { path: String, reason: String },
+    #[error("bad audio: {0}")]
+    BadAudio(String),
+    #[error("speech recogniser failed: {0}")]
+    Engine(String),
+}
+
+/// One stretch of recognised text.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Segment {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
+    /// whisper's probability that the stretch holds no speech.
+    pub no_speech_prob: f32,
+}
+
+/// The result of one transcription.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Transcript {
+    pub text: String,
+    pub segments: Vec<Segment>,
+    /// Voice activity found before transcription.
+    pub speech: SpeechReport,
+    /// Length of the audio.
+    pub audio_ms: u64,
+    /// Time spent in the recogniser (not waiting in the queue).
+    pub elapsed_ms: u64,
+}
+
+/// A request for transcription: 16 kHz mono samples in [-1, 1].
+#[derive(Debug, Clone)]
+pub struct AsrRequest {
+    pub pcm_16k: Vec<f32>,
+}
+
+/// A flag shared between the requester and the worker.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// The flag's address, for a C callback that polls it while the token is alive.
+    pub(crate) fn flag_ptr(&self) -> *const AtomicBool {
+        Arc::as_ptr(&self.0)
+    }
+}
+
+/// A transcription on its way. Dropping it cancels the work.
+#[derive(Debug)]
+pub struct PendingTranscript {
+    rx: Option<tokio::sync::oneshot::Receiver<Result<Transcript, AsrError>>>,
+    cancel: CancelToken,
+}
+
+impl PendingTranscript {
+    pub fn new(
+        rx: tokio::sync::oneshot::Receiver<Result<Transcript, AsrError>>,
+        cancel: CancelToken,
+    ) -> Self {
+        PendingTranscript {
+            rx: Some(rx),
+            cancel,
+        }
+    }
+
+    /// Ask the worker to stop; the result becomes [`AsrError::Cancelled`].
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// A clone of the cancel flag, e.g. for a call that hangs up.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// Block the current (non-async) thread until the result arrives.
+    pub fn wait(mut self) -> Result<Transcript, AsrError> {
+        let r = match self.rx.take() {
+            Some(rx) => rx.blocking_recv().unwrap_or(Err(AsrError::ShutDown)),
+            None => Err(AsrError::ShutDown),
+        };
+        self.disarm();
+        r
+    }
+
+    /// Block for at most `timeout`; on timeout the work is cancelled.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Result<Transcript, AsrError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let Some(rx) = self.rx.as_mut() else {
+                return Err(AsrError::ShutDown);
+            };
+            match rx.try_recv() {
+                Ok(r) => {
+                    self.disarm();
+                    return r;
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                    return Err(AsrError::ShutDown)
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+            }
+            if std::time::Instant::now() >= deadline {
+                self.cancel.cancel();
+                return Err(AsrError::TimedOut);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Await the result from async code.
+    pub async fn recv(mut self) -> Result<Transcript, AsrError> {
+        let r = match self.rx.take() {
+            Some(rx) => rx.await.unwrap_or(Err(AsrError::ShutDown)),
+            None => Err(AsrError::ShutDown),
+        };
+        self.disarm();
+        r
+    }
+
+    /// After a result was received, dropping must not flag a cancel.
+    fn disarm(&mut self) {
+        self.cancel = CancelToken::default();
+    }
+}
+
+impl Drop for PendingTranscript {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Anything that turns speech into text without blocking the caller.
+pub trait Transcriber: Send + Sync {
+    /// Queue a transcription. Returns at once: [`AsrError::QueueFull`] when there is no room.
+    fn submit(&self, request: AsrRequest) -> Result<PendingTranscript, AsrError>;
+
+    /// Convenience for tools and tests: submit and wait.
+    fn transcribe(&self, pcm_16k: Vec<f32>) -> Result<Transcript, AsrError> {
+        self.submit(AsrRequest { pcm_16k })?.wait()
+    }
+}

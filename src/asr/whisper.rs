@@ -1,0 +1,301 @@
+//! The whisper.cpp recogniser (the only file that imports whisper-rs).
+//!
+//! The model is loaded once; `workers` threads each own a whisper state and take jobs from a
+//! bounded queue. Submitting never blocks: a full queue is [`AsrError::QueueFull`]. Each job is
+//! screened by voice activity first (no speech → empty transcript, no hallucinated "Thank
+//! you."), and runs with `audio_ctx` sized to the clip: whisper normally encodes a 30 s window
+//! whatever the clip length, which costs about twice the time on short clips; a context
+//! tighter than ~15 s makes tiny.en loop or hallucinate, so [`MIN_AUDIO_CTX`] is the floor.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
+
+use super::vad::VoiceActivity;
+use super::{AsrError, AsrRequest, CancelToken, PendingTranscript, Segment, Transcriber, Transcript};
+
+/// Encoder frames per second of audio (whisper: 1500 frames per 30 s).
+const FRAMES_PER_SEC: f64 = 50.0;
+/// Smallest encoder context used (frames; 768 = 15.36 s). Measured: tiny.en keeps its text
+/// at 768 on 3–10 s clips and degrades below it.
+pub const MIN_AUDIO_CTX: i32 = 768;
+/// whisper's full window.
+const FULL_AUDIO_CTX: i32 = 1500;
+
+/// Defaults, named once.
+pub const DEFAULT_WORKERS: usize = 1;
+pub const DEFAULT_THREADS_PER_WORKER: usize = 2;
+pub const DEFAULT_QUEUE_DEPTH: usize = 4;
+
+/// How to run the recogniser.
+#[derive(Debug, Clone)]
+pub struct WhisperConfig {
+    pub model: PathBuf,
+    /// Parallel transcriptions (each holds a whisper state, ~20–40 MB for tiny.en).
+    pub workers: usize,
+    /// CPU threads each transcription uses.
+    pub threads_per_worker: usize,
+    /// Jobs that may wait for a worker before submissions are refused.
+    pub queue_depth: usize,
+    /// Spoken language, `"en"` for tiny.en.
+    pub language: String,
+}
+
+impl WhisperConfig {
+    pub fn new(model: impl Into<PathBuf>) -> Self {
+        WhisperConfig {
+            model: model.into(),
+            workers: DEFAULT_WORKERS,
+            threads_per_worker: DEFAULT_THREADS_PER_WORKER,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            language: "en".into(),
+        }
+    }
+}
+
+struct Job {
+    pcm: Vec<f32>,
+    cancel: CancelToken,
+    reply: tokio::sync::oneshot::Sender<Result<Transcript, AsrError>>,
+}
+
+/// A pool of whisper workers behind a bounded queue.
+pub struct WhisperPool {
+    tx: Option<Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for WhisperPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhisperPool").field("workers", &self.workers.len()).finish()
+    }
+}
+
+/// Encoder context for a clip of `samples` at 16 kHz.
+pub fn audio_ctx_for(samples: usize) -> i32 {
+    let frames = (samples as f64 / 16_000.0 * FRAMES_PER_SEC).ceil() as i32 + 16;
+    if frames > FULL_AUDIO_CTX {
+        // Longer than one window: whisper slides full 30 s windows.
+        return 0;
+    }
+    frames.clamp(MIN_AUDIO_CTX, FULL_AUDIO_CTX)
+}
+
+fn load(model: &Path) -> Result<WhisperContext, AsrError> {
+    if !model.is_file() {
+        return Err(AsrError::ModelMissing(model.display().to_string()));
+    }
+    whisper_rs::install_logging_hooks();
+    let path = model
+        .to_str()
+        .ok_or_else(|| AsrError::ModelMissing(format!("{} (path is not UTF-8)", model.display())))?;
+    WhisperContext::new_with_params(path, WhisperContextParameters::default()).map_err(|e| {
+        AsrError::ModelLoad {
+            path: path.into(),
+            reason: format!("{e} (not a whisper.cpp ggml model, or a damaged one)"),
+        }
+    })
+}
+
+impl WhisperPool {
+    /// Load the model and start the workers.
+    pub fn start(cfg: &WhisperConfig) -> Result<Self, AsrError> {
+        let ctx = Arc::new(load(&cfg.model)?);
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(cfg.queue_depth);
+        let mut workers = Vec::new();
+        for i in 0..cfg.workers.max(1) {
+            let state = ctx
+                .create_state()
+                .map_err(|e| AsrError::Engine(format!("whisper state: {e}")))?;
+            let rx = rx.clone();
+            let worker = Worker {
+                state,
+                threads: cfg.threads_per_worker.max(1),
+                language: cfg.language.clone(),
+                vad: VoiceActivity::new(16_000),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("asr-{i}"))
+                .spawn(move || worker.run(rx))
+                .map_err(|e| AsrError::Engine(format!("cannot start ASR thread: {e}")))?;
+            workers.push(handle);
+        }
+        Ok(WhisperPool {
+            tx: Some(tx),
+            workers,
+        })
+    }
+}
+
+impl Transcriber for WhisperPool {
+    fn submit(&self, request: AsrRequest) -> Result<PendingTranscript, AsrError> {
+        let tx = self.tx.as_ref().ok_or(AsrError::ShutDown)?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let cancel = CancelToken::default();
+        let job = Job {
+            pcm: request.pcm_16k,
+            cancel: cancel.clone(),
+            reply,
+        };
+        match tx.try_send(job) {
+            Ok(()) => Ok(PendingTranscript::new(rx, cancel)),
+            Err(TrySendError::Full(_)) => Err(AsrError::QueueFull),
+            Err(TrySendError::Disconnected(_)) => Err(AsrError::ShutDown),
+        }
+    }
+}
+
+impl Drop for WhisperPool {
+    fn drop(&mut self) {
+        // Closing the queue lets each worker finish its job and exit.
+        self.tx.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+struct Worker {
+    state: WhisperState,
+    threads: usize,
+    language: String,
+    vad: VoiceActivity,
+}
+
+impl Worker {
+    fn run(mut self, rx: Receiver<Job>) {
+        while let Ok(job) = rx.recv() {
+            let result = if job.cancel.is_cancelled() {
+                Err(AsrError::Cancelled)
+            } else {
+                self.transcribe(&job.pcm, &job.cancel)
+            };
+            // The requester may have gone away; that is fine.
+            let _ = job.reply.send(result);
+        }
+    }
+
+    fn transcribe(&mut self, pcm: &[f32], cancel: &CancelToken) -> Result<Transcript, AsrError> {
+        let started = Instant::now();
+        let audio_ms = (pcm.len() as u64 * 1000) / 16_000;
+        let speech = self.vad.analyze(pcm);
+        let done = |segments: Vec<Segment>, speech| {
+            let text = segments
+                .iter()
+                .map(|s| s.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            Transcript {
+                text,
+                segments,
+                speech,
+                audio_ms,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            }
+        };
+        if !speech.has_speech() {
+            return Ok(done(Vec::new(), speech));
+        }
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(self.threads as i32);
+        params.set_language(Some(&self.language));
+        params.set_translate(false);
+        params.set_no_context(true);
+        params.set_audio_ctx(audio_ctx_for(pcm.len()));
+        // Fallback to higher temperatures makes results random and slow; off.
+        params.set_temperature(0.0);
+        params.set_temperature_inc(0.0);
+        params.set_suppress_blank(true);
+        params.set_suppress_nst(true);
+        params.set_print_special(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        // whisper-rs 0.16's `set_abort_callback_safe` casts its boxed closure to the wrong
+        // type (undefined behaviour: it aborted every encode here), so the raw API is used
+        // with a plain flag.
+        // SAFETY: the callback only reads an AtomicBool; `cancel` (and so the Arc holding the
+        // flag) outlives `self.state.full`, the only call that can invoke the callback.
+        unsafe {
+            params.set_abort_callback(Some(abort_if_cancelled));
+            params.set_abort_callback_user_data(cancel.flag_ptr() as *mut std::ffi::c_void);
+        }
+        // whisper pads clips shorter than one second badly; give it a second of silence.
+        let mut padded;
+        let input = if pcm.len() < 16_000 {
+            padded = pcm.to_vec();
+            padded.resize(16_000, 0.0);
+            &padded[..]
+        } else {
+            pcm
+        };
+        let res = self.state.full(params, input);
+        if cancel.is_cancelled() {
+            return Err(AsrError::Cancelled);
+        }
+        res.map_err(|e| AsrError::Engine(e.to_string()))?;
+        let mut segments = Vec::new();
+        for seg in self.state.as_iter() {
+            let text = seg
+                .to_str_lossy()
+                .map_err(|e| AsrError::Engine(e.to_string()))?
+                .trim()
+                .to_string();
+            if text.is_empty() || is_non_speech_marker(&text) {
+                continue;
+            }
+            segments.push(Segment {
+                start_ms: (seg.start_timestamp().max(0) as u64) * 10,
+                end_ms: (seg.end_timestamp().max(0) as u64) * 10,
+                text,
+                no_speech_prob: seg.no_speech_probability(),
+            });
+        }
+        Ok(done(segments, speech))
+    }
+}
+
+/// whisper.cpp's abort callback: `user_data` points at a [`CancelToken`]'s flag.
+unsafe extern "C" fn abort_if_cancelled(user_data: *mut std::ffi::c_void) -> bool {
+    // SAFETY: set above to a pointer to an AtomicBool that is alive during the call.
+    let flag = unsafe { &*(user_data as *const std::sync::atomic::AtomicBool) };
+    flag.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// whisper's annotations for non-speech: "[BLANK_AUDIO]", "(music)", "*coughs*".
+fn is_non_speech_marker(text: &str) -> bool {
+    let t = text.trim();
+    let wrapped = |a: char, b: char| t.starts_with(a) && t.ends_with(b);
+    wrapped('[', ']') || wrapped('(', ')') || wrapped('*', '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_ctx_has_a_floor_and_a_ceiling() {
+        assert_eq!(audio_ctx_for(16_000 * 3), MIN_AUDIO_CTX);
+        assert_eq!(audio_ctx_for(16_000 * 10), MIN_AUDIO_CTX);
+        assert_eq!(audio_ctx_for(16_000 * 20), 1016);
+        assert_eq!(audio_ctx_for(16_000 * 29), 1466);
+        assert_eq!(audio_ctx_for(16_000 * 31), 0);
+    }
+
+    #[test]
+    fn markers_are_recognised() {
+        assert!(is_non_speech_marker("[BLANK_AUDIO]"));
+        assert!(is_non_speech_marker("(music playing)"));
+        assert!(!is_non_speech_marker("Hello (again)"));
+    }
+
+    #[test]
+    fn missing_model_says_how_to_get_it() {
+        let e = WhisperPool::start(&WhisperConfig::new("/nonexistent/ggml.bin")).expect_err("missing");
+        assert!(e.to_string().contains("scamscreen model fetch"), "{e}");
+    }
+}

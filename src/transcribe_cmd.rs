@@ -1,0 +1,83 @@
+//! `scamscreen transcribe FILE…`
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use scamscreen::asr::audio::read_wav_16k;
+use scamscreen::asr::whisper::{WhisperConfig, WhisperPool, DEFAULT_THREADS_PER_WORKER};
+use scamscreen::asr::{Transcriber, Transcript};
+use scamscreen::model::ModelPaths;
+
+#[derive(clap::Args, Debug)]
+pub struct TranscribeArgs {
+    /// WAV files to transcribe.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// One JSON object per file (file, text, segments, audio_ms, elapsed_ms).
+    #[arg(long)]
+    json: bool,
+    /// whisper.cpp ggml model (default: models/ggml-tiny.en-q8_0.bin, else the f16 one).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Folder of the default model.
+    #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
+    models_dir: PathBuf,
+    /// CPU threads for the recogniser.
+    #[arg(long, default_value_t = DEFAULT_THREADS_PER_WORKER)]
+    threads: usize,
+}
+
+fn print_text(file: &str, t: &Transcript) {
+    println!(
+        "{file}: {:.1} s of audio, transcribed in {:.2} s",
+        t.audio_ms as f64 / 1000.0,
+        t.elapsed_ms as f64 / 1000.0
+    );
+    if t.segments.is_empty() {
+        println!("  (no speech)");
+    }
+    for s in &t.segments {
+        println!(
+            "  [{:>6.2} → {:>6.2}] {}",
+            s.start_ms as f64 / 1000.0,
+            s.end_ms as f64 / 1000.0,
+            s.text
+        );
+    }
+}
+
+pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
+    let model = args
+        .model
+        .unwrap_or_else(|| ModelPaths::new(&args.models_dir).default_ggml());
+    let mut cfg = WhisperConfig::new(model);
+    cfg.threads_per_worker = args.threads;
+    let pool = WhisperPool::start(&cfg)?;
+    let mut failed = 0;
+    for path in &args.files {
+        let name = path.display().to_string();
+        let result = read_wav_16k(path).and_then(|pcm| pool.transcribe(pcm));
+        match (result, args.json) {
+            (Ok(t), false) => print_text(&name, &t),
+            (Ok(t), true) => {
+                let mut v = serde_json::to_value(&t)?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("file".into(), name.into());
+                }
+                println!("{v}");
+            }
+            (Err(e), json) => {
+                failed += 1;
+                if json {
+                    println!("{}", serde_json::json!({ "file": name, "error": e.to_string() }));
+                } else {
+                    eprintln!("error: {name}: {e}");
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} files could not be transcribed", args.files.len());
+    }
+    Ok(())
+}
