@@ -69,7 +69,10 @@ pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
             (Err(e), json) => {
                 failed += 1;
                 if json {
-                    println!("{}", serde_json::json!({ "file": name, "error": e.to_string() }));
+                    println!(
+                        "{}",
+                        serde_json::json!({ "file": name, "error": e.to_string() })
+                    );
                 } else {
                     eprintln!("error: {name}: {e}");
                 }
@@ -77,7 +80,10 @@ pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
         }
     }
     if failed > 0 {
-        bail!("{failed} of {} files could not be transcribed", args.files.len());
+        bail!(
+            "{failed} of {} files could not be transcribed",
+            args.files.len()
+        );
     }
     Ok(())
 }

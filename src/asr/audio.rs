@@ -42,7 +42,12 @@ pub fn read_wav(path: &Path) -> Result<MonoAudio, AsrError> {
     let mut hint = Hint::new();
     hint.with_extension("wav");
     let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .format(
+            &hint,
+            mss,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
         .map_err(|e| bad(path, format!("not a readable WAV file ({e})")))?;
     let mut format = probed.format;
     let track = format
@@ -158,7 +163,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("n.wav");
         let tone: Vec<i16> = (0..8000)
-            .map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * 440.0 / 8000.0).sin() * 8000.0) as i16)
+            .map(|i| {
+                ((i as f32 * 2.0 * std::f32::consts::PI * 440.0 / 8000.0).sin() * 8000.0) as i16
+            })
             .collect();
         write_pcm16(&p, 8000, 1, &tone);
         let s = read_wav_16k(&p).expect("read");
@@ -171,6 +178,9 @@ mod tests {
         let p = dir.path().join("g.wav");
         std::fs::write(&p, b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk").expect("write");
         assert!(matches!(read_wav(&p), Err(AsrError::BadAudio(_))));
-        assert!(matches!(read_wav(&dir.path().join("missing.wav")), Err(AsrError::BadAudio(_))));
+        assert!(matches!(
+            read_wav(&dir.path().join("missing.wav")),
+            Err(AsrError::BadAudio(_))
+        ));
     }
 }

@@ -29,8 +29,12 @@ pub fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AsrError>
         pos += n;
     }
     // The tail, then zeros until the delayed output has caught up.
-    let o = r.process_partial(Some(&[&input[pos..]]), None).map_err(err)?;
-    out.extend_from_slice(&o[0]);
+    if pos < input.len() {
+        let o = r
+            .process_partial(Some(&[&input[pos..]]), None)
+            .map_err(err)?;
+        out.extend_from_slice(&o[0]);
+    }
     while out.len() < want + delay {
         let o = r.process_partial::<&[f32]>(None, None).map_err(err)?;
         if o[0].is_empty() {
@@ -65,6 +69,11 @@ mod tests {
     fn odd_rates_and_short_input() {
         assert_eq!(resample(&[0.0; 441], 44100, 16000).expect("ok").len(), 160);
         assert_eq!(resample(&[], 8000, 16000).expect("ok").len(), 0);
+        // A whole number of resampler chunks leaves no tail.
+        assert_eq!(
+            resample(&[0.1; 2 * CHUNK], 8000, 16000).expect("ok").len(),
+            4 * CHUNK
+        );
         assert_eq!(resample(&[0.5; 3], 16000, 16000).expect("ok"), vec![0.5; 3]);
         assert!(resample(&[0.0; 3], 0, 16000).is_err());
     }

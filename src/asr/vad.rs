@@ -173,7 +173,11 @@ mod tests {
         assert!((960..=1050).contains(&first), "{first}");
         assert!((1980..=2040).contains(&last), "{last}");
         // Speech under moderate noise is still found.
-        let mixed: Vec<f32> = vowel(16000).iter().zip(noise(16000, 0.05)).map(|(a, b)| a + b).collect();
+        let mixed: Vec<f32> = vowel(16000)
+            .iter()
+            .zip(noise(16000, 0.05))
+            .map(|(a, b)| a + b)
+            .collect();
         assert!(vad.analyze(&mixed).has_speech());
     }
 

@@ -13,10 +13,14 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
 use super::vad::VoiceActivity;
-use super::{AsrError, AsrRequest, CancelToken, PendingTranscript, Segment, Transcriber, Transcript};
+use super::{
+    AsrError, AsrRequest, CancelToken, PendingTranscript, Segment, Transcriber, Transcript,
+};
 
 /// Encoder frames per second of audio (whisper: 1500 frames per 30 s).
 const FRAMES_PER_SEC: f64 = 50.0;
@@ -71,7 +75,9 @@ pub struct WhisperPool {
 
 impl std::fmt::Debug for WhisperPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WhisperPool").field("workers", &self.workers.len()).finish()
+        f.debug_struct("WhisperPool")
+            .field("workers", &self.workers.len())
+            .finish()
     }
 }
 
@@ -90,9 +96,9 @@ fn load(model: &Path) -> Result<WhisperContext, AsrError> {
         return Err(AsrError::ModelMissing(model.display().to_string()));
     }
     whisper_rs::install_logging_hooks();
-    let path = model
-        .to_str()
-        .ok_or_else(|| AsrError::ModelMissing(format!("{} (path is not UTF-8)", model.display())))?;
+    let path = model.to_str().ok_or_else(|| {
+        AsrError::ModelMissing(format!("{} (path is not UTF-8)", model.display()))
+    })?;
     WhisperContext::new_with_params(path, WhisperContextParameters::default()).map_err(|e| {
         AsrError::ModelLoad {
             path: path.into(),
@@ -295,7 +301,8 @@ mod tests {
 
     #[test]
     fn missing_model_says_how_to_get_it() {
-        let e = WhisperPool::start(&WhisperConfig::new("/nonexistent/ggml.bin")).expect_err("missing");
+        let e =
+            WhisperPool::start(&WhisperConfig::new("/nonexistent/ggml.bin")).expect_err("missing");
         assert!(e.to_string().contains("scamscreen model fetch"), "{e}");
     }
 }

@@ -66,9 +66,10 @@ fn scalar(m: &Ct2Model, name: &str) -> Result<i32, ModelError> {
 }
 
 fn dim(v: &Variable, i: usize) -> Result<usize, ModelError> {
-    v.dims.get(i).copied().ok_or_else(|| {
-        ModelError::NotCt2Whisper(format!("{} has shape {:?}", v.name, v.dims))
-    })
+    v.dims
+        .get(i)
+        .copied()
+        .ok_or_else(|| ModelError::NotCt2Whisper(format!("{} has shape {:?}", v.name, v.dims)))
 }
 
 /// Read the hyper-parameters from the variables' shapes.
@@ -91,9 +92,11 @@ pub fn hparams(m: &Ct2Model, format: WeightFormat) -> Result<HParams, ModelError
         ftype: format.header_ftype(),
     };
     if h.n_audio_layer == 0 || h.n_text_layer == 0 || h.n_audio_state != h.n_text_state {
-        return Err(ModelError::NotCt2Whisper(format!("unexpected shapes: {h:?}")));
+        return Err(ModelError::NotCt2Whisper(format!(
+            "unexpected shapes: {h:?}"
+        )));
     }
-    if format != WeightFormat::F16 && h.n_audio_state as usize % BLOCK != 0 {
+    if format != WeightFormat::F16 && !(h.n_audio_state as usize).is_multiple_of(BLOCK) {
         return Err(ModelError::NotCt2Whisper(format!(
             "state size {} is not a multiple of {BLOCK}; use f16",
             h.n_audio_state
@@ -107,10 +110,22 @@ fn tensor_plan(h: &HParams) -> Vec<Planned> {
     use Storage::*;
     let d = h.n_audio_state as usize;
     let mut p = Vec::new();
-    p.push(plan("encoder.positional_embedding", "encoder/position_encodings/encodings", F32));
+    p.push(plan(
+        "encoder.positional_embedding",
+        "encoder/position_encodings/encodings",
+        F32,
+    ));
     for c in ["conv1", "conv2"] {
-        p.push(plan(format!("encoder.{c}.weight"), format!("encoder/{c}/weight"), F16));
-        let mut b = plan(format!("encoder.{c}.bias"), format!("encoder/{c}/bias"), F32);
+        p.push(plan(
+            format!("encoder.{c}.weight"),
+            format!("encoder/{c}/weight"),
+            F16,
+        ));
+        let mut b = plan(
+            format!("encoder.{c}.bias"),
+            format!("encoder/{c}/bias"),
+            F32,
+        );
         b.as_column = true;
         p.push(b);
     }
@@ -119,14 +134,22 @@ fn tensor_plan(h: &HParams) -> Vec<Planned> {
         p.push(plan(format!("{to}.bias"), format!("{from}/beta"), F32));
     };
     let linear = |p: &mut Vec<Planned>, to: &str, from: &str| {
-        p.push(plan(format!("{to}.weight"), format!("{from}/weight"), Weight));
+        p.push(plan(
+            format!("{to}.weight"),
+            format!("{from}/weight"),
+            Weight,
+        ));
         p.push(plan(format!("{to}.bias"), format!("{from}/bias"), F32));
     };
     // q, k, v from a fused projection starting at row block `first` (0 for qkv).
     let split = |p: &mut Vec<Planned>, to: &str, from: &str, parts: &[(&str, usize)]| {
         for &(part, block) in parts {
             let r = block * d..(block + 1) * d;
-            let w = plan(format!("{to}.{part}.weight"), format!("{from}/weight"), Weight);
+            let w = plan(
+                format!("{to}.{part}.weight"),
+                format!("{from}/weight"),
+                Weight,
+            );
             p.push(rows(w, r.clone()));
             if part != "key" {
                 let b = plan(format!("{to}.{part}.bias"), format!("{from}/bias"), F32);
@@ -136,31 +159,106 @@ fn tensor_plan(h: &HParams) -> Vec<Planned> {
     };
     for i in 0..h.n_audio_layer {
         let (to, from) = (format!("encoder.blocks.{i}"), format!("encoder/layer_{i}"));
-        norm(&mut p, &format!("{to}.attn_ln"), &format!("{from}/self_attention/layer_norm"));
+        norm(
+            &mut p,
+            &format!("{to}.attn_ln"),
+            &format!("{from}/self_attention/layer_norm"),
+        );
         let qkv = format!("{from}/self_attention/linear_0");
-        split(&mut p, &format!("{to}.attn"), &qkv, &[("query", 0), ("key", 1), ("value", 2)]);
-        linear(&mut p, &format!("{to}.attn.out"), &format!("{from}/self_attention/linear_1"));
-        norm(&mut p, &format!("{to}.mlp_ln"), &format!("{from}/ffn/layer_norm"));
-        linear(&mut p, &format!("{to}.mlp.0"), &format!("{from}/ffn/linear_0"));
-        linear(&mut p, &format!("{to}.mlp.2"), &format!("{from}/ffn/linear_1"));
+        split(
+            &mut p,
+            &format!("{to}.attn"),
+            &qkv,
+            &[("query", 0), ("key", 1), ("value", 2)],
+        );
+        linear(
+            &mut p,
+            &format!("{to}.attn.out"),
+            &format!("{from}/self_attention/linear_1"),
+        );
+        norm(
+            &mut p,
+            &format!("{to}.mlp_ln"),
+            &format!("{from}/ffn/layer_norm"),
+        );
+        linear(
+            &mut p,
+            &format!("{to}.mlp.0"),
+            &format!("{from}/ffn/linear_0"),
+        );
+        linear(
+            &mut p,
+            &format!("{to}.mlp.2"),
+            &format!("{from}/ffn/linear_1"),
+        );
     }
     norm(&mut p, "encoder.ln_post", "encoder/layer_norm");
-    p.push(plan("decoder.positional_embedding", "decoder/position_encodings/encodings", F32));
-    p.push(plan("decoder.token_embedding.weight", "decoder/embeddings/weight", Weight));
+    p.push(plan(
+        "decoder.positional_embedding",
+        "decoder/position_encodings/encodings",
+        F32,
+    ));
+    p.push(plan(
+        "decoder.token_embedding.weight",
+        "decoder/embeddings/weight",
+        Weight,
+    ));
     for i in 0..h.n_text_layer {
         let (to, from) = (format!("decoder.blocks.{i}"), format!("decoder/layer_{i}"));
-        norm(&mut p, &format!("{to}.attn_ln"), &format!("{from}/self_attention/layer_norm"));
+        norm(
+            &mut p,
+            &format!("{to}.attn_ln"),
+            &format!("{from}/self_attention/layer_norm"),
+        );
         let qkv = format!("{from}/self_attention/linear_0");
-        split(&mut p, &format!("{to}.attn"), &qkv, &[("query", 0), ("key", 1), ("value", 2)]);
-        linear(&mut p, &format!("{to}.attn.out"), &format!("{from}/self_attention/linear_1"));
-        norm(&mut p, &format!("{to}.cross_attn_ln"), &format!("{from}/attention/layer_norm"));
-        linear(&mut p, &format!("{to}.cross_attn.query"), &format!("{from}/attention/linear_0"));
+        split(
+            &mut p,
+            &format!("{to}.attn"),
+            &qkv,
+            &[("query", 0), ("key", 1), ("value", 2)],
+        );
+        linear(
+            &mut p,
+            &format!("{to}.attn.out"),
+            &format!("{from}/self_attention/linear_1"),
+        );
+        norm(
+            &mut p,
+            &format!("{to}.cross_attn_ln"),
+            &format!("{from}/attention/layer_norm"),
+        );
+        linear(
+            &mut p,
+            &format!("{to}.cross_attn.query"),
+            &format!("{from}/attention/linear_0"),
+        );
         let kv = format!("{from}/attention/linear_1");
-        split(&mut p, &format!("{to}.cross_attn"), &kv, &[("key", 0), ("value", 1)]);
-        linear(&mut p, &format!("{to}.cross_attn.out"), &format!("{from}/attention/linear_2"));
-        norm(&mut p, &format!("{to}.mlp_ln"), &format!("{from}/ffn/layer_norm"));
-        linear(&mut p, &format!("{to}.mlp.0"), &format!("{from}/ffn/linear_0"));
-        linear(&mut p, &format!("{to}.mlp.2"), &format!("{from}/ffn/linear_1"));
+        split(
+            &mut p,
+            &format!("{to}.cross_attn"),
+            &kv,
+            &[("key", 0), ("value", 1)],
+        );
+        linear(
+            &mut p,
+            &format!("{to}.cross_attn.out"),
+            &format!("{from}/attention/linear_2"),
+        );
+        norm(
+            &mut p,
+            &format!("{to}.mlp_ln"),
+            &format!("{from}/ffn/layer_norm"),
+        );
+        linear(
+            &mut p,
+            &format!("{to}.mlp.0"),
+            &format!("{from}/ffn/linear_0"),
+        );
+        linear(
+            &mut p,
+            &format!("{to}.mlp.2"),
+            &format!("{from}/ffn/linear_1"),
+        );
     }
     norm(&mut p, "decoder.ln", "decoder/layer_norm");
     p
@@ -286,14 +384,14 @@ mod tests {
         add("encoder/conv1/bias", vec![D], &|_| 0.25);
         add("encoder/conv2/weight", vec![D, D, 3], &|_| 0.5);
         add("encoder/conv2/bias", vec![D], &|_| 0.25);
-        add("encoder/position_encodings/encodings", vec![10, D], &|_| 0.0);
+        add("encoder/position_encodings/encodings", vec![10, D], &|_| {
+            0.0
+        });
         add("decoder/position_encodings/encodings", vec![8, D], &|_| 0.0);
         add("decoder/embeddings/weight", vec![4, D], &|_| 1.0);
         for side in ["encoder", "decoder"] {
-            for ln in ["layer_norm"] {
-                add(&format!("{side}/{ln}/gamma"), vec![D], &|_| 1.0);
-                add(&format!("{side}/{ln}/beta"), vec![D], &|_| 0.0);
-            }
+            add(&format!("{side}/layer_norm/gamma"), vec![D], &|_| 1.0);
+            add(&format!("{side}/layer_norm/beta"), vec![D], &|_| 0.0);
             let l = format!("{side}/layer_0");
             let mut blocks = vec!["self_attention", "ffn"];
             if side == "decoder" {
@@ -303,24 +401,64 @@ mod tests {
                 add(&format!("{l}/{b}/layer_norm/gamma"), vec![D], &|_| 1.0);
                 add(&format!("{l}/{b}/layer_norm/beta"), vec![D], &|_| 0.0);
             }
-            add(&format!("{l}/self_attention/linear_0/weight"), vec![3 * D, D], &row(D));
-            add(&format!("{l}/self_attention/linear_0/bias"), vec![3 * D], &|i| {
-                if (D..2 * D).contains(&i) { 0.0 } else { i as f32 }
-            });
-            add(&format!("{l}/self_attention/linear_1/weight"), vec![D, D], &row(D));
-            add(&format!("{l}/self_attention/linear_1/bias"), vec![D], &|_| 0.0);
+            add(
+                &format!("{l}/self_attention/linear_0/weight"),
+                vec![3 * D, D],
+                &row(D),
+            );
+            add(
+                &format!("{l}/self_attention/linear_0/bias"),
+                vec![3 * D],
+                &|i| {
+                    if (D..2 * D).contains(&i) {
+                        0.0
+                    } else {
+                        i as f32
+                    }
+                },
+            );
+            add(
+                &format!("{l}/self_attention/linear_1/weight"),
+                vec![D, D],
+                &row(D),
+            );
+            add(
+                &format!("{l}/self_attention/linear_1/bias"),
+                vec![D],
+                &|_| 0.0,
+            );
             add(&format!("{l}/ffn/linear_0/weight"), vec![4 * D, D], &row(D));
             add(&format!("{l}/ffn/linear_0/bias"), vec![4 * D], &|_| 0.0);
-            add(&format!("{l}/ffn/linear_1/weight"), vec![D, 4 * D], &row(4 * D));
+            add(
+                &format!("{l}/ffn/linear_1/weight"),
+                vec![D, 4 * D],
+                &row(4 * D),
+            );
             add(&format!("{l}/ffn/linear_1/bias"), vec![D], &|_| 0.0);
             if side == "decoder" {
-                add(&format!("{l}/attention/linear_0/weight"), vec![D, D], &row(D));
+                add(
+                    &format!("{l}/attention/linear_0/weight"),
+                    vec![D, D],
+                    &row(D),
+                );
                 add(&format!("{l}/attention/linear_0/bias"), vec![D], &|_| 0.0);
-                add(&format!("{l}/attention/linear_1/weight"), vec![2 * D, D], &row(D));
+                add(
+                    &format!("{l}/attention/linear_1/weight"),
+                    vec![2 * D, D],
+                    &row(D),
+                );
                 add(&format!("{l}/attention/linear_1/bias"), vec![2 * D], &|i| {
-                    if i < D { 0.0 } else { 7.0 }
+                    if i < D {
+                        0.0
+                    } else {
+                        7.0
+                    }
                 });
-                add(&format!("{l}/attention/linear_2/weight"), vec![D, D], &row(D));
+                add(
+                    &format!("{l}/attention/linear_2/weight"),
+                    vec![D, D],
+                    &row(D),
+                );
                 add(&format!("{l}/attention/linear_2/bias"), vec![D], &|_| 0.0);
             }
         }
@@ -377,7 +515,8 @@ mod tests {
         let buf = tiny_model();
         let m = Ct2Model::parse(&buf).expect("parse");
         let vocab = "a\nb\n<|endoftext|>\n<|startoftranscript|>\n";
-        let (out, sum) = convert(&m, vocab, WeightFormat::F16, Vec::new(), |_, _| {}).expect("convert");
+        let (out, sum) =
+            convert(&m, vocab, WeightFormat::F16, Vec::new(), |_, _| {}).expect("convert");
         assert_eq!(sum.vocabulary, 2);
         assert_eq!(sum.dropped_key_bias_max, 0.0);
         assert_eq!(sum.hparams.n_audio_layer, 1);
@@ -396,7 +535,10 @@ mod tests {
         assert!(t.iter().all(|x| x.0 != "encoder.blocks.0.attn.key.bias"));
         let (_, _, ty, data) = get("encoder.blocks.0.attn.value.bias");
         assert_eq!(*ty, 0);
-        assert_eq!(f32::from_le_bytes([data[0], data[1], data[2], data[3]]), 2.0 * D as f32);
+        assert_eq!(
+            f32::from_le_bytes([data[0], data[1], data[2], data[3]]),
+            2.0 * D as f32
+        );
         // Cross attention: key = rows 0..D, value = rows D..2D with bias 7.
         let (_, _, _, k) = get("decoder.blocks.0.cross_attn.key.weight");
         assert_eq!(f16_values(k)[0], 0.0);
@@ -418,8 +560,12 @@ mod tests {
         let buf = tiny_model();
         let m = Ct2Model::parse(&buf).expect("parse");
         let vocab = "a\n<|endoftext|>\n";
-        let (out, _) = convert(&m, vocab, WeightFormat::Q8_0, Vec::new(), |_, _| {}).expect("convert");
-        assert_eq!(i32::from_le_bytes([out[44], out[45], out[46], out[47]]), 2007);
+        let (out, _) =
+            convert(&m, vocab, WeightFormat::Q8_0, Vec::new(), |_, _| {}).expect("convert");
+        assert_eq!(
+            i32::from_le_bytes([out[44], out[45], out[46], out[47]]),
+            2007
+        );
         for (name, ne, ty, _) in read_tensors(&out) {
             let want = if name.contains("conv") && name.ends_with("weight") {
                 1
@@ -436,7 +582,13 @@ mod tests {
     fn missing_variable_is_a_clear_error() {
         let buf = write_ct2("WhisperSpec", &[("x", vec![1], 0, vec![0; 4])]);
         let m = Ct2Model::parse(&buf).expect("parse");
-        let e = convert(&m, "<|endoftext|>\n", WeightFormat::F16, Vec::new(), |_, _| {});
+        let e = convert(
+            &m,
+            "<|endoftext|>\n",
+            WeightFormat::F16,
+            Vec::new(),
+            |_, _| {},
+        );
         assert!(matches!(e, Err(ModelError::NotCt2Whisper(s)) if s.contains("missing variable")));
     }
 }

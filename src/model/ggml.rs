@@ -79,7 +79,13 @@ impl<W: Write> GgmlWriter<W> {
 
     /// One tensor. `ne` is in ggml order: the innermost (fastest-varying) dimension first,
     /// i.e. the reverse of a row-major shape.
-    pub fn tensor(&mut self, name: &str, ne: &[usize], ggml_type: u32, data: &[u8]) -> std::io::Result<()> {
+    pub fn tensor(
+        &mut self,
+        name: &str,
+        ne: &[usize],
+        ggml_type: u32,
+        data: &[u8],
+    ) -> std::io::Result<()> {
         self.out.write_all(&(ne.len() as i32).to_le_bytes())?;
         self.out.write_all(&(name.len() as i32).to_le_bytes())?;
         self.out.write_all(&ggml_type.to_le_bytes())?;
@@ -119,15 +125,22 @@ mod tests {
         w.header(&h).expect("io");
         w.mel_filters(1, 2, &[0.5, 1.0]).expect("io");
         w.vocabulary(&[b"a".to_vec(), b" b".to_vec()]).expect("io");
-        w.tensor("x.bias", &[1, 3], TYPE_F32, &[0u8; 12]).expect("io");
+        w.tensor("x.bias", &[1, 3], TYPE_F32, &[0u8; 12])
+            .expect("io");
         let b = w.finish().expect("io");
         assert_eq!(&b[0..4], b"lmgg"); // 0x67676d6c little endian
         assert_eq!(i32::from_le_bytes([b[4], b[5], b[6], b[7]]), 51864);
         assert_eq!(i32::from_le_bytes([b[44], b[45], b[46], b[47]]), 1); // ftype
         let mel = 48;
-        assert_eq!(i32::from_le_bytes([b[mel], b[mel + 1], b[mel + 2], b[mel + 3]]), 1);
+        assert_eq!(
+            i32::from_le_bytes([b[mel], b[mel + 1], b[mel + 2], b[mel + 3]]),
+            1
+        );
         let voc = mel + 8 + 8;
-        assert_eq!(i32::from_le_bytes([b[voc], b[voc + 1], b[voc + 2], b[voc + 3]]), 2);
+        assert_eq!(
+            i32::from_le_bytes([b[voc], b[voc + 1], b[voc + 2], b[voc + 3]]),
+            2
+        );
         let t = voc + 4 + 5 + 6;
         let ints: Vec<i32> = b[t..t + 20]
             .chunks(4)

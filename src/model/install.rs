@@ -52,7 +52,9 @@ pub fn convert_model(
             return Err(ModelError::NotFetched(p.clone()));
         }
     }
-    let out = out.map(Path::to_path_buf).unwrap_or_else(|| paths.ggml(format));
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| paths.ggml(format));
     let source_sha = sha256_file(&model_bin)?;
     let want = |output_sha256: String| ConvertRecord {
         format: format!("{format:?}").to_lowercase(),
@@ -61,7 +63,10 @@ pub fn convert_model(
         converter_version: env!("CARGO_PKG_VERSION").into(),
     };
     if let Some(rec) = read_record::<ConvertRecord>(&record_path(&out)) {
-        if out.exists() && rec == want(rec.output_sha256.clone()) && sha256_file(&out)? == rec.output_sha256 {
+        if out.exists()
+            && rec == want(rec.output_sha256.clone())
+            && sha256_file(&out)? == rec.output_sha256
+        {
             return Ok(ConvertOutcome::UpToDate(out));
         }
     }

@@ -5,8 +5,8 @@
 pub mod convert;
 pub mod ct2;
 pub mod fetch;
-pub mod install;
 pub mod ggml;
+pub mod install;
 pub mod mel;
 pub mod quant;
 pub mod store;

@@ -89,12 +89,12 @@ fn q5_0_block(x: &[f32], out: &mut Vec<u8>) {
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut qh: u32 = 0;
     let mut qs = [0u8; BLOCK / 2];
-    for j in 0..BLOCK / 2 {
+    for (j, q) in qs.iter_mut().enumerate() {
         let x0 = get(j) * id;
         let x1 = get(j + BLOCK / 2) * id;
         let xi0 = ((x0 + 16.5) as i8).min(31) as u8;
         let xi1 = ((x1 + 16.5) as i8).min(31) as u8;
-        qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
+        *q = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
         qh |= u32::from((xi0 & 0x10) >> 4) << j;
         qh |= u32::from((xi1 & 0x10) >> 4) << (j + BLOCK / 2);
     }
@@ -127,7 +127,9 @@ mod tests {
     }
 
     fn sample() -> Vec<f32> {
-        (0..64).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect()
+        (0..64)
+            .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+            .collect()
     }
 
     #[test]

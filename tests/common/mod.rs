@@ -1,0 +1,37 @@
+//! Shared helpers for integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The converted model the tests use. `make test` builds it first; a missing model is a test
+/// failure with the command that makes it, never a silent skip.
+pub fn model(name: &str) -> PathBuf {
+    let p = root().join("models").join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run `make model` (scamscreen model fetch && scamscreen model convert)",
+        p.display()
+    );
+    p
+}
+
+/// (wav path, reference text) from a clips.tsv.
+pub fn clips(tsv: &Path) -> Vec<(PathBuf, String)> {
+    let dir = tsv.parent().unwrap_or(Path::new("."));
+    std::fs::read_to_string(tsv)
+        .unwrap_or_else(|e| panic!("{}: {e}", tsv.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (f, t) = l
+                .split_once('\t')
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            (dir.join(f), t.to_string())
+        })
+        .collect()
+}
