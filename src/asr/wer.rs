@@ -31,6 +31,10 @@ const TENS: [&str; 10] = [
 ];
 
 /// Spell out a non-negative integer in English words.
+///
+/// ```
+/// assert_eq!(scamscreen::asr::wer::number_words(342).join(" "), "three hundred forty two");
+/// ```
 pub fn number_words(n: u64) -> Vec<String> {
     fn below_thousand(n: u64, out: &mut Vec<String>) {
         let (h, r) = (n / 100, n % 100);
@@ -156,6 +160,12 @@ pub fn word_errors(reference: &[String], hypothesis: &[String]) -> usize {
 }
 
 /// Word error rate of one hypothesis against its reference (0.0 = perfect).
+///
+/// ```
+/// use scamscreen::asr::wer::wer;
+/// assert_eq!(wer("Call Dr. Miller at 10", "call doctor miller at ten"), 0.0);
+/// assert_eq!(wer("install team viewer", "install team newer"), 1.0 / 3.0);
+/// ```
 pub fn wer(reference: &str, hypothesis: &str) -> f64 {
     let (r, h) = (normalize(reference), normalize(hypothesis));
     word_errors(&r, &h) as f64 / r.len().max(1) as f64
