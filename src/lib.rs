@@ -4,4 +4,5 @@
 //! This crate is built up issue by issue; see `docs/architecture.md` for the map.
 
 pub mod asr;
+pub mod detect;
 pub mod model;

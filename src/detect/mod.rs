@@ -1,0 +1,269 @@
+//! Scam-phrase detection: pure, no I/O in the scoring path, no clock.
+//!
+//! A [`Detector`] holds rule packs (one per language, `models/rules/<lang>.toml`). Fed a
+//! transcript, or a growing one through [`Screening`], it returns a [`Verdict`]: an action
+//! (allow / warn / divert), a calibrated score, the rules that fired with the words they matched
+//! and when, the point in the call where the verdict became confident, and the sentence the
+//! callee will hear.
+
+pub mod eval;
+pub mod normalize;
+pub mod pack;
+pub mod pattern;
+pub mod score;
+
+use std::path::Path;
+
+use normalize::{tokenize_timed, Token};
+pub use pack::{Category, PackError, RulePack};
+pub use score::{Action, Thresholds};
+
+/// Why a call looked like a scam (or not).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Reason {
+    pub rule: String,
+    pub category: Category,
+    pub weight: f64,
+    /// The explanation with placeholders filled ("claims to be Microsoft support").
+    pub explanation: String,
+    /// The words of the transcript that matched.
+    pub matched: String,
+    /// When in the call the match ended (ms from the start of listening).
+    pub at_ms: u64,
+}
+
+/// The decision on a transcript.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Verdict {
+    pub action: Action,
+    pub score: f64,
+    pub lang: String,
+    pub reasons: Vec<Reason>,
+    /// The sentence the callee hears before a warned call is bridged (empty for allow).
+    pub warning: String,
+    /// When the evidence first crossed the divert threshold, if it did.
+    pub confident_at_ms: Option<u64>,
+}
+
+impl Verdict {
+    /// Diverting evidence is in: listening can stop early.
+    pub fn is_confident(&self) -> bool {
+        self.confident_at_ms.is_some()
+    }
+}
+
+/// Errors loading rule packs.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    #[error("no rule packs (*.toml) in {0}")]
+    NoPacks(String),
+    #[error("cannot read rule folder {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Thresholds(String),
+    #[error("no rule pack for language {0:?}")]
+    UnknownLanguage(String),
+}
+
+/// The rule engine.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    packs: Vec<RulePack>,
+    thresholds: Thresholds,
+}
+
+impl Detector {
+    pub fn new(packs: Vec<RulePack>, thresholds: Thresholds) -> Result<Self, DetectError> {
+        thresholds.validate().map_err(DetectError::Thresholds)?;
+        Ok(Detector { packs, thresholds })
+    }
+
+    /// Load every `*.toml` pack in a folder; all problems of all packs are reported.
+    pub fn load_dir(dir: &Path, thresholds: Thresholds) -> Result<Self, DetectError> {
+        let io = |source| DetectError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(DetectError::NoPacks(dir.display().to_string()));
+        }
+        let mut packs = Vec::new();
+        let mut problems = Vec::new();
+        for f in files {
+            match RulePack::load(&f) {
+                Ok(p) => packs.push(p),
+                // Several bad packs: one error listing all of their problems.
+                Err(e) => problems.extend(e.problems),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(PackError { problems }.into());
+        }
+        Self::new(packs, thresholds)
+    }
+
+    pub fn thresholds(&self) -> Thresholds {
+        self.thresholds
+    }
+
+    pub fn languages(&self) -> Vec<&str> {
+        self.packs.iter().map(|p| p.lang.as_str()).collect()
+    }
+
+    fn packs_for(&self, lang: Option<&str>) -> Result<Vec<&RulePack>, DetectError> {
+        match lang {
+            Some(l) => {
+                let p: Vec<&RulePack> = self.packs.iter().filter(|p| p.lang == l).collect();
+                if p.is_empty() {
+                    return Err(DetectError::UnknownLanguage(l.to_string()));
+                }
+                Ok(p)
+            }
+            None => Ok(self.packs.iter().collect()),
+        }
+    }
+
+    /// Score a whole transcript. `lang: None` tries every pack and keeps the strongest verdict.
+    pub fn score_text(&self, text: &str, lang: Option<&str>) -> Result<Verdict, DetectError> {
+        self.score_tokens(&tokenize_timed(text, 0, 0), lang)
+    }
+
+    /// Score tokens (with times).
+    pub fn score_tokens(
+        &self,
+        tokens: &[Token],
+        lang: Option<&str>,
+    ) -> Result<Verdict, DetectError> {
+        let packs = self.packs_for(lang)?;
+        let mut best: Option<Verdict> = None;
+        for pack in packs {
+            let v = self.score_with(pack, tokens);
+            if best.as_ref().is_none_or(|b| v.score > b.score) {
+                best = Some(v);
+            }
+        }
+        best.ok_or_else(|| DetectError::UnknownLanguage(lang.unwrap_or("").into()))
+    }
+
+    fn score_with(&self, pack: &RulePack, tokens: &[Token]) -> Verdict {
+        let mut reasons = Vec::new();
+        for rule in &pack.rules {
+            let found = rule.patterns.iter().filter_map(|p| {
+                let m = p.find(tokens, &pack.sets)?;
+                if rule.negatable && negated(tokens, m.start, &pack.negations) {
+                    return None;
+                }
+                Some(m)
+            });
+            // The earliest match of any pattern is the rule's evidence.
+            let Some(m) = found.min_by_key(|m| (m.end, m.start)) else {
+                continue;
+            };
+            let mut explanation = rule.explain.clone();
+            for (set, phrase) in &m.captures {
+                explanation = explanation.replace(&format!("{{{set}}}"), phrase);
+            }
+            let matched = tokens[m.start..m.end]
+                .iter()
+                .map(|t| t.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let at_ms = tokens.get(m.end.saturating_sub(1)).map_or(0, |t| t.at_ms);
+            reasons.push(Reason {
+                rule: rule.id.clone(),
+                category: rule.category,
+                weight: rule.weight,
+                explanation,
+                matched,
+                at_ms,
+            });
+        }
+        reasons.sort_by_key(|r| r.at_ms);
+        let evidence: Vec<(Category, f64)> =
+            reasons.iter().map(|r| (r.category, r.weight)).collect();
+        let score = score::combine(&evidence);
+        let action = self.thresholds.action(score);
+        // The earliest prefix of the evidence (in call time) that already diverts.
+        let confident_at_ms = (1..=reasons.len())
+            .find(|&n| score::combine(&evidence[..n]) >= self.thresholds.divert)
+            .map(|n| reasons[n - 1].at_ms);
+        let warning = if action == Action::Allow {
+            String::new()
+        } else {
+            warning_sentence(pack, &reasons)
+        };
+        Verdict {
+            action,
+            score,
+            lang: pack.lang.clone(),
+            reasons,
+            warning,
+            confident_at_ms,
+        }
+    }
+}
+
+/// Is there a negation word among the few tokens before `start`?
+fn negated(tokens: &[Token], start: usize, negations: &[String]) -> bool {
+    tokens[start.saturating_sub(4)..start]
+        .iter()
+        .any(|t| negations.iter().any(|n| *n == t.text))
+}
+
+/// The strongest reason of each scam category, in category order, as one sentence.
+fn warning_sentence(pack: &RulePack, reasons: &[Reason]) -> String {
+    let mut best: Vec<&Reason> = Vec::new();
+    for r in reasons.iter().filter(|r| r.weight > 0.0) {
+        match best.iter_mut().find(|b| b.category == r.category) {
+            Some(b) if b.weight < r.weight => *b = r,
+            Some(_) => {}
+            None => best.push(r),
+        }
+    }
+    best.sort_by_key(|r| r.category);
+    let parts: Vec<String> = best.iter().map(|r| r.explanation.clone()).collect();
+    pack.sentence
+        .replace("{reasons}", &score::join_reasons(&parts, &pack.joiner))
+}
+
+/// A transcript that grows while the caller speaks.
+#[derive(Debug, Clone)]
+pub struct Screening<'a> {
+    detector: &'a Detector,
+    lang: Option<String>,
+    tokens: Vec<Token>,
+}
+
+impl<'a> Screening<'a> {
+    pub fn new(detector: &'a Detector, lang: Option<&str>) -> Self {
+        Screening {
+            detector,
+            lang: lang.map(str::to_string),
+            tokens: Vec::new(),
+        }
+    }
+
+    /// Add a transcribed segment and return the verdict so far.
+    pub fn push_segment(
+        &mut self,
+        text: &str,
+        start_ms: u64,
+        end_ms: u64,
+    ) -> Result<Verdict, DetectError> {
+        self.tokens.extend(tokenize_timed(text, start_ms, end_ms));
+        self.detector
+            .score_tokens(&self.tokens, self.lang.as_deref())
+    }
+}

@@ -1,0 +1,461 @@
+//! Rule patterns: a small token language that survives ASR noise.
+//!
+//! | syntax | matches |
+//! |---|---|
+//! | `word` | that token (folded: case, umlauts) |
+//! | `word*` | any token starting with `word` |
+//! | `~word` | `word` within a small edit distance (1 for 5–7 letters, 2 from 8) |
+//! | `a\|b\|c*` | any of the alternatives |
+//! | `word?` | the token or nothing |
+//! | `...` / `..N` | a gap of up to 3 / N tokens |
+//! | `@set` | any phrase of the pack's named set; multi-word phrases also match written together or apart ("team viewer" = "teamviewer"), fuzzily if the set says so |
+//! | `#` | a number, in digits or words (also as an alternative: `money\|#`) |
+
+use std::collections::BTreeMap;
+
+use super::normalize::{fold_word, Token};
+
+/// A named list of phrases (e.g. remote-access tools).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhraseSet {
+    pub name: String,
+    pub fuzzy: bool,
+    pub phrases: Vec<Phrase>,
+}
+
+/// One phrase of a set, with the spelling used in explanations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phrase {
+    pub display: String,
+    pub tokens: Vec<String>,
+    pub compact: String,
+}
+
+impl Phrase {
+    pub fn new(display: &str) -> Self {
+        let tokens: Vec<String> = super::normalize::tokenize(display)
+            .into_iter()
+            .map(|t| t.text)
+            .collect();
+        let compact = tokens.concat();
+        Phrase {
+            display: display.to_string(),
+            tokens,
+            compact,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum AltKind {
+    Exact,
+    Prefix,
+    Fuzzy,
+    Number,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Alt {
+    text: String,
+    kind: AltKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Elem {
+    Word { alts: Vec<Alt>, optional: bool },
+    Gap(usize),
+    Set(usize),
+    Number,
+}
+
+/// A compiled pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pattern {
+    pub source: String,
+    elems: Vec<Elem>,
+}
+
+/// Where a pattern matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Match {
+    /// Token range `[start, end)`.
+    pub start: usize,
+    pub end: usize,
+    /// (set name, phrase display) for each `@set` in the pattern.
+    pub captures: Vec<(String, String)>,
+}
+
+/// Largest edit distance accepted for a word of `len` characters.
+pub fn fuzzy_budget(len: usize) -> usize {
+    match len {
+        0..=4 => 0,
+        5..=7 => 1,
+        _ => 2,
+    }
+}
+
+fn fuzzy_eq(a: &str, b: &str) -> bool {
+    let budget = fuzzy_budget(b.chars().count());
+    if budget == 0 {
+        return a == b;
+    }
+    let (la, lb) = (a.chars().count(), b.chars().count());
+    la.abs_diff(lb) <= budget && strsim::levenshtein(a, b) <= budget
+}
+
+const NUMBER_WORDS: [&str; 40] = [
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "fifteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "hundred",
+    "thousand",
+    "million",
+    "eins",
+    "ein",
+    "zwei",
+    "drei",
+    "vier",
+    "fuenf",
+    "sechs",
+    "sieben",
+    "acht",
+    "neun",
+    "zehn",
+    "zwoelf",
+    "zwanzig",
+    "dreissig",
+    "fuenfzig",
+    "hundert",
+    "tausend",
+    "million",
+    "millionen",
+    "a",
+];
+
+fn is_number(t: &str) -> bool {
+    (!t.is_empty() && t.chars().all(|c| c.is_ascii_digit()))
+        || (t != "a" && NUMBER_WORDS.contains(&t))
+}
+
+impl Pattern {
+    /// Compile `source` against the pack's sets (by name → index).
+    pub fn compile(source: &str, sets: &BTreeMap<String, usize>) -> Result<Self, String> {
+        let mut elems = Vec::new();
+        for raw in source.split_whitespace() {
+            if raw == "..." {
+                elems.push(Elem::Gap(3));
+            } else if let Some(n) = raw.strip_prefix("..") {
+                let n: usize = n
+                    .parse()
+                    .map_err(|_| format!("bad gap {raw:?}: write ... or ..N"))?;
+                if n == 0 || n > 12 {
+                    return Err(format!("gap {raw:?} must be between ..1 and ..12"));
+                }
+                elems.push(Elem::Gap(n));
+            } else if raw == "#" {
+                elems.push(Elem::Number);
+            } else if let Some(name) = raw.strip_prefix('@') {
+                let idx = sets
+                    .get(name)
+                    .ok_or_else(|| format!("unknown set @{name}"))?;
+                elems.push(Elem::Set(*idx));
+            } else {
+                let (body, optional) = match raw.strip_suffix('?') {
+                    Some(b) => (b, true),
+                    None => (raw, false),
+                };
+                let mut alts = Vec::new();
+                for alt in body.split('|') {
+                    if alt == "#" {
+                        alts.push(Alt {
+                            text: String::new(),
+                            kind: AltKind::Number,
+                        });
+                        continue;
+                    }
+                    let (alt, fuzzy) = match alt.strip_prefix('~') {
+                        Some(a) => (a, true),
+                        None => (alt, false),
+                    };
+                    let (alt, prefix) = match alt.strip_suffix('*') {
+                        Some(a) => (a, true),
+                        None => (alt, false),
+                    };
+                    let text = fold_word(alt);
+                    if text.is_empty() || text.contains(['*', '~', '@', '#']) {
+                        return Err(format!("bad word {alt:?} in {raw:?}"));
+                    }
+                    if fuzzy && prefix {
+                        return Err(format!("{raw:?}: a word cannot be both ~fuzzy and prefix*"));
+                    }
+                    let kind = match (fuzzy, prefix) {
+                        (true, _) => AltKind::Fuzzy,
+                        (_, true) => AltKind::Prefix,
+                        _ => AltKind::Exact,
+                    };
+                    alts.push(Alt { text, kind });
+                }
+                elems.push(Elem::Word { alts, optional });
+            }
+        }
+        match (elems.first(), elems.last()) {
+            (None, _) => return Err("empty pattern".into()),
+            (Some(Elem::Gap(_)), _) | (_, Some(Elem::Gap(_))) => {
+                return Err("a pattern cannot start or end with a gap".into())
+            }
+            _ => {}
+        }
+        if elems
+            .iter()
+            .all(|e| matches!(e, Elem::Word { optional: true, .. } | Elem::Gap(_)))
+        {
+            return Err("a pattern needs at least one required element".into());
+        }
+        Ok(Pattern {
+            source: source.to_string(),
+            elems,
+        })
+    }
+
+    /// Names of the sets this pattern uses.
+    pub fn set_indices(&self) -> impl Iterator<Item = usize> + '_ {
+        self.elems.iter().filter_map(|e| match e {
+            Elem::Set(i) => Some(*i),
+            _ => None,
+        })
+    }
+
+    /// The earliest match in `tokens`.
+    pub fn find(&self, tokens: &[Token], sets: &[PhraseSet]) -> Option<Match> {
+        (0..tokens.len()).find_map(|start| {
+            let mut captures = Vec::new();
+            self.match_at(0, start, tokens, sets, &mut captures)
+                .map(|end| Match {
+                    start,
+                    end,
+                    captures,
+                })
+        })
+    }
+
+    fn match_at(
+        &self,
+        ei: usize,
+        ti: usize,
+        tokens: &[Token],
+        sets: &[PhraseSet],
+        caps: &mut Vec<(String, String)>,
+    ) -> Option<usize> {
+        let Some(elem) = self.elems.get(ei) else {
+            return Some(ti);
+        };
+        match elem {
+            Elem::Word { alts, optional } => {
+                if let Some(t) = tokens.get(ti) {
+                    if alts.iter().any(|a| alt_matches(a, &t.text)) {
+                        if let Some(end) = self.match_at(ei + 1, ti + 1, tokens, sets, caps) {
+                            return Some(end);
+                        }
+                    }
+                }
+                if *optional {
+                    self.match_at(ei + 1, ti, tokens, sets, caps)
+                } else {
+                    None
+                }
+            }
+            Elem::Gap(n) => (0..=*n)
+                .take_while(|skip| ti + skip <= tokens.len())
+                .find_map(|skip| self.match_at(ei + 1, ti + skip, tokens, sets, caps)),
+            Elem::Number => {
+                let t = tokens.get(ti)?;
+                if is_number(&t.text) {
+                    self.match_at(ei + 1, ti + 1, tokens, sets, caps)
+                } else {
+                    None
+                }
+            }
+            Elem::Set(idx) => {
+                let set = sets.get(*idx)?;
+                for phrase in &set.phrases {
+                    for len in phrase_spans(phrase) {
+                        if ti + len > tokens.len() {
+                            continue;
+                        }
+                        if phrase_matches(phrase, &tokens[ti..ti + len], set.fuzzy) {
+                            caps.push((set.name.clone(), phrase.display.clone()));
+                            if let Some(end) = self.match_at(ei + 1, ti + len, tokens, sets, caps) {
+                                return Some(end);
+                            }
+                            caps.pop();
+                        }
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+fn alt_matches(alt: &Alt, token: &str) -> bool {
+    match alt.kind {
+        AltKind::Exact => token == alt.text,
+        AltKind::Prefix => token.starts_with(&alt.text),
+        AltKind::Fuzzy => fuzzy_eq(token, &alt.text),
+        AltKind::Number => is_number(token),
+    }
+}
+
+/// How many transcript tokens a phrase may span: its own count, or one more or fewer (words
+/// written together or apart), at most 3.
+fn phrase_spans(p: &Phrase) -> impl Iterator<Item = usize> {
+    let n = p.tokens.len().max(1);
+    let mut spans = vec![n];
+    if n > 1 {
+        spans.push(1);
+    }
+    if n < 3 {
+        spans.push(n + 1);
+    }
+    spans.into_iter()
+}
+
+fn phrase_matches(p: &Phrase, window: &[Token], fuzzy: bool) -> bool {
+    if window.len() == p.tokens.len() && window.iter().zip(&p.tokens).all(|(t, w)| t.text == *w) {
+        return true;
+    }
+    let joined: String = window.iter().map(|t| t.text.as_str()).collect();
+    if joined == p.compact {
+        return true;
+    }
+    // Fuzzy only on the compact form, and only when the first letter agrees: ASR errors
+    // rarely change the first sound, and this keeps short common words out.
+    fuzzy && joined.chars().next() == p.compact.chars().next() && fuzzy_eq(&joined, &p.compact)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::normalize::tokenize;
+    use super::*;
+
+    fn sets() -> (Vec<PhraseSet>, BTreeMap<String, usize>) {
+        let tools = PhraseSet {
+            name: "tool".into(),
+            fuzzy: true,
+            phrases: ["TeamViewer", "AnyDesk", "Ammyy Admin"]
+                .iter()
+                .map(|p| Phrase::new(p))
+                .collect(),
+        };
+        let brands = PhraseSet {
+            name: "brand".into(),
+            fuzzy: false,
+            phrases: ["Microsoft", "Windows"]
+                .iter()
+                .map(|p| Phrase::new(p))
+                .collect(),
+        };
+        let idx = [("tool".to_string(), 0), ("brand".to_string(), 1)]
+            .into_iter()
+            .collect();
+        (vec![tools, brands], idx)
+    }
+
+    fn find(p: &str, text: &str) -> Option<Match> {
+        let (s, idx) = sets();
+        Pattern::compile(p, &idx)
+            .expect("compiles")
+            .find(&tokenize(text), &s)
+    }
+
+    #[test]
+    fn words_alternatives_prefix_optional() {
+        assert!(find("your computer", "Sir, your computer is broken").is_some());
+        assert!(find("your computer|pc", "your PC").is_some());
+        assert!(find("infect*", "it is infected").is_some());
+        assert!(find("technical? support", "Microsoft support").is_some());
+        assert!(find("technical? support", "technical support").is_some());
+        assert!(find("your computer", "computer your").is_none());
+    }
+
+    #[test]
+    fn gaps_are_bounded() {
+        assert!(find("calling ... @brand", "calling you from Microsoft").is_some());
+        assert!(find("calling ... @brand", "calling you today from the Microsoft").is_none());
+        assert!(find("calling ..5 @brand", "calling you today from the Microsoft").is_some());
+    }
+
+    #[test]
+    fn sets_match_split_joined_and_misheard_names() {
+        let m = find("install ..3 @tool", "please install Team Viewer now").expect("split");
+        assert_eq!(m.captures, vec![("tool".into(), "TeamViewer".into())]);
+        assert!(find("@tool", "download anydesk").is_some());
+        assert!(find("@tool", "download any desk").is_some());
+        assert!(find("@tool", "ammyyadmin").is_some());
+        // ASR: "Team Newer" is within two edits of teamviewer.
+        assert!(find("@tool", "install team newer").is_some());
+        // Not fuzzy for the brand set, and short words never fuzzy.
+        assert!(find("@brand", "microsof").is_none());
+        assert!(find("@tool", "the team").is_none());
+        assert_eq!(
+            find("@brand support", "windows support")
+                .expect("m")
+                .captures[0]
+                .1,
+            "Windows"
+        );
+    }
+
+    #[test]
+    fn fuzzy_words_and_numbers() {
+        assert!(find("~license", "your licence key").is_some());
+        assert!(find("~license", "your license").is_some());
+        assert!(
+            find("~virus", "your viruses").is_none(),
+            "5-letter budget is 1, plural adds 2"
+        );
+        assert!(find("# dollars", "pay 300 dollars").is_some());
+        assert!(find("# dollars", "pay three hundred dollars").is_some());
+        assert!(find("# euro", "fünfhundert euro").is_none());
+        assert!(find("# euro", "500 Euro").is_some());
+        assert!(find("owe money|#", "you owe 500").is_some());
+    }
+
+    #[test]
+    fn bad_patterns_are_rejected_with_reasons() {
+        let (_, idx) = sets();
+        for (p, why) in [
+            ("", "empty"),
+            ("... computer", "gap"),
+            ("computer ..99 x", "between"),
+            ("computer ..x y", "bad gap"),
+            ("@nope", "unknown set"),
+            ("a? b?", "required"),
+            ("~foo* x", "both"),
+            ("x|| y", "bad word"),
+        ] {
+            let e = Pattern::compile(p, &idx).expect_err(p);
+            assert!(e.contains(why), "{p:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn match_reports_token_range() {
+        let m = find("your computer", "hello sir your computer").expect("m");
+        assert_eq!((m.start, m.end), (2, 4));
+    }
+}

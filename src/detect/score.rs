@@ -1,0 +1,182 @@
+//! From fired rules to a calibrated score, an action, and the sentence the callee hears.
+//!
+//! The score is a logistic function of the evidence: `score = 1 / (1 + e^-z)` with
+//! `z = BIAS + Σ_category contribution`. Within a category the strongest rule counts fully and
+//! the others at [`SAME_CATEGORY_FACTOR`], so ten ways of saying "Microsoft" add up to little,
+//! while impersonation + a computer problem + remote access add up to a lot. Legitimacy cues
+//! have negative weights and count in full. With BIAS = −4, a lone brand claim (≈ 2) stays near
+//! 0.1; claim + problem + remote access (≈ 7) is above 0.95.
+
+use super::pack::Category;
+
+/// Evidence of nothing at all.
+pub const BIAS: f64 = -4.0;
+/// Weight of the second and later rules of one category.
+pub const SAME_CATEGORY_FACTOR: f64 = 0.3;
+
+/// What to do with the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Warn,
+    Divert,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Warn => "warn",
+            Action::Divert => "divert",
+        }
+    }
+}
+
+/// Thresholds on the score; they come from configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub warn: f64,
+    pub divert: f64,
+}
+
+/// Default warn threshold.
+pub const DEFAULT_WARN_THRESHOLD: f64 = 0.5;
+/// Default divert threshold.
+pub const DEFAULT_DIVERT_THRESHOLD: f64 = 0.85;
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            warn: DEFAULT_WARN_THRESHOLD,
+            divert: DEFAULT_DIVERT_THRESHOLD,
+        }
+    }
+}
+
+impl Thresholds {
+    /// Both in (0, 1) and warn ≤ divert.
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = |v: f64| v > 0.0 && v < 1.0;
+        if !ok(self.warn) || !ok(self.divert) {
+            return Err(format!(
+                "thresholds must be between 0 and 1 (warn {}, divert {})",
+                self.warn, self.divert
+            ));
+        }
+        if self.warn > self.divert {
+            return Err(format!(
+                "warn threshold {} is above divert threshold {}",
+                self.warn, self.divert
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn action(&self, score: f64) -> Action {
+        if score >= self.divert {
+            Action::Divert
+        } else if score >= self.warn {
+            Action::Warn
+        } else {
+            Action::Allow
+        }
+    }
+}
+
+/// The combined score of (category, weight) evidence.
+pub fn combine(evidence: &[(Category, f64)]) -> f64 {
+    let mut z = BIAS;
+    let mut cats: Vec<Category> = evidence.iter().map(|(c, _)| *c).collect();
+    cats.sort();
+    cats.dedup();
+    for c in cats {
+        let mut ws: Vec<f64> = evidence
+            .iter()
+            .filter(|(k, _)| *k == c)
+            .map(|(_, w)| *w)
+            .collect();
+        let negative: f64 = ws.iter().filter(|w| **w < 0.0).sum();
+        ws.retain(|w| *w > 0.0);
+        ws.sort_by(|a, b| b.total_cmp(a));
+        let positive = ws
+            .iter()
+            .enumerate()
+            .map(|(i, w)| if i == 0 { *w } else { w * SAME_CATEGORY_FACTOR })
+            .sum::<f64>();
+        z += positive + negative;
+    }
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// Join reasons as a sentence list: "a", "a and b", "a, b and c".
+pub fn join_reasons(reasons: &[String], joiner: &str) -> String {
+    match reasons {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} {joiner} {last}", init.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Category::*;
+
+    #[test]
+    fn evidence_combines_across_not_within_categories() {
+        let nothing = combine(&[]);
+        assert!(nothing < 0.02);
+        let brand = combine(&[(Impersonation, 2.0)]);
+        let many_brands = combine(&[
+            (Impersonation, 2.0),
+            (Impersonation, 2.0),
+            (Impersonation, 1.5),
+        ]);
+        let full = combine(&[
+            (Impersonation, 2.0),
+            (ComputerProblem, 2.0),
+            (RemoteAccess, 3.0),
+        ]);
+        assert!(brand < 0.2, "{brand}");
+        assert!(many_brands < 0.5, "{many_brands}");
+        assert!(full > 0.95, "{full}");
+        let cued = combine(&[
+            (Impersonation, 2.0),
+            (ComputerProblem, 2.0),
+            (LegitCue, -3.0),
+        ]);
+        assert!(cued < brand, "{cued}");
+        // Monotone: more positive evidence never lowers the score.
+        assert!(combine(&[(Impersonation, 2.0), (Payment, 0.5)]) > brand);
+    }
+
+    #[test]
+    fn thresholds_pick_actions_and_validate() {
+        let t = Thresholds::default();
+        assert_eq!(t.action(0.1), Action::Allow);
+        assert_eq!(t.action(0.6), Action::Warn);
+        assert_eq!(t.action(0.9), Action::Divert);
+        assert!(t.validate().is_ok());
+        assert!(Thresholds {
+            warn: 0.9,
+            divert: 0.5
+        }
+        .validate()
+        .is_err());
+        assert!(Thresholds {
+            warn: 0.0,
+            divert: 0.5
+        }
+        .validate()
+        .is_err());
+    }
+
+    #[test]
+    fn reasons_join_like_a_sentence() {
+        let r = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(join_reasons(&r(&["a"]), "and"), "a");
+        assert_eq!(join_reasons(&r(&["a", "b"]), "and"), "a and b");
+        assert_eq!(join_reasons(&r(&["a", "b", "c"]), "und"), "a, b und c");
+    }
+}

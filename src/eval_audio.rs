@@ -1,0 +1,96 @@
+//! `scamscreen eval --audio`: each English corpus item is spoken by espeak-ng (voices and
+//! speeds rotate), band-limited and stored as 8 kHz G.711 µ-law by sox, transcribed by the real
+//! whisper model, and the transcript is scored.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use scamscreen::asr::audio::read_wav_16k;
+use scamscreen::asr::whisper::{WhisperConfig, WhisperPool};
+use scamscreen::asr::Transcriber;
+use scamscreen::detect::eval::{CorpusItem, Outcome};
+use scamscreen::detect::normalize::tokenize_timed;
+use scamscreen::detect::Detector;
+
+/// (voice, words per minute): the clear voices of the ASR test set and two harder ones.
+const VOICES: [(&str, &str); 5] = [
+    ("en-us+f2", "140"),
+    ("en-us+f3", "140"),
+    ("en-us+f5", "150"),
+    ("en-us+m1", "130"),
+    ("en-us", "150"),
+];
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {:?} (install it: make deps)", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Speak `text` into an 8 kHz µ-law WAV at `out`.
+pub fn synthesize(
+    text: &str,
+    voice: &str,
+    wpm: &str,
+    dir: &Path,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let raw = dir.join("raw.wav");
+    run(Command::new("espeak-ng")
+        .args(["-g", "4", "-v", voice, "-s", wpm, "-w"])
+        .arg(&raw)
+        .arg(text))?;
+    run(Command::new("sox")
+        .arg(&raw)
+        .args(["-r", "8000", "-c", "1", "-e", "u-law"])
+        .arg(out)
+        .args(["sinc", "300-3400", "norm", "-3"]))
+}
+
+pub fn outcomes(
+    det: &Detector,
+    items: &[CorpusItem],
+    model: &Path,
+) -> anyhow::Result<Vec<Outcome>> {
+    let pool = WhisperPool::start(&WhisperConfig::new(model))?;
+    let dir = tempfile::tempdir()?;
+    let english: Vec<&CorpusItem> = items
+        .iter()
+        .filter(|i| i.lang.as_deref().unwrap_or("en") == "en")
+        .collect();
+    let skipped = items.len() - english.len();
+    if skipped > 0 {
+        eprintln!("note: {skipped} non-English items skipped: the whisper model (tiny.en) is English-only");
+    }
+    let mut outcomes = Vec::new();
+    for (n, item) in english.iter().enumerate() {
+        let (voice, wpm) = VOICES[n % VOICES.len()];
+        let wav = dir.path().join("item.wav");
+        synthesize(&item.text, voice, wpm, dir.path(), &wav)?;
+        let t = pool.transcribe(read_wav_16k(&wav)?)?;
+        let tokens: Vec<_> = t
+            .segments
+            .iter()
+            .flat_map(|s| tokenize_timed(&s.text, s.start_ms, s.end_ms))
+            .collect();
+        let v = det.score_tokens(&tokens, Some("en"))?;
+        eprint!("\r{}/{} items transcribed", n + 1, english.len());
+        outcomes.push(Outcome {
+            item: (*item).clone(),
+            action: v.action,
+            score: v.score,
+            heard: format!("{} [{voice} {wpm}]", t.text),
+        });
+    }
+    eprintln!();
+    Ok(outcomes)
+}
