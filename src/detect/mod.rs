@@ -70,6 +70,9 @@ pub enum DetectError {
     UnknownLanguage(String),
 }
 
+/// The language also tried for every call.
+pub const FALLBACK_LANG: &str = "en";
+
 /// The rule engine.
 #[derive(Debug, Clone)]
 pub struct Detector {
@@ -122,20 +125,26 @@ impl Detector {
         self.packs.iter().map(|p| p.lang.as_str()).collect()
     }
 
+    /// The packs for a language, plus English: scam call centres often switch to English
+    /// ("sorry, my German is not so good, I am calling from Microsoft").
     fn packs_for(&self, lang: Option<&str>) -> Result<Vec<&RulePack>, DetectError> {
         match lang {
             Some(l) => {
-                let p: Vec<&RulePack> = self.packs.iter().filter(|p| p.lang == l).collect();
-                if p.is_empty() {
+                if !self.packs.iter().any(|p| p.lang == l) {
                     return Err(DetectError::UnknownLanguage(l.to_string()));
                 }
-                Ok(p)
+                Ok(self
+                    .packs
+                    .iter()
+                    .filter(|p| p.lang == l || p.lang == FALLBACK_LANG)
+                    .collect())
             }
             None => Ok(self.packs.iter().collect()),
         }
     }
 
-    /// Score a whole transcript. `lang: None` tries every pack and keeps the strongest verdict.
+    /// Score a whole transcript with the packs of `lang` (and English), or every pack for
+    /// `None`; the strongest verdict wins.
     pub fn score_text(&self, text: &str, lang: Option<&str>) -> Result<Verdict, DetectError> {
         self.score_tokens(&tokenize_timed(text, 0, 0), lang)
     }
@@ -216,7 +225,7 @@ impl Detector {
 }
 
 /// Is there a negation word among the few tokens before `start`?
-fn negated(tokens: &[Token], start: usize, negations: &[String]) -> bool {
+pub(crate) fn negated(tokens: &[Token], start: usize, negations: &[String]) -> bool {
     tokens[start.saturating_sub(4)..start]
         .iter()
         .any(|t| negations.iter().any(|n| *n == t.text))

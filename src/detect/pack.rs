@@ -134,6 +134,12 @@ struct RawRule {
     patterns: Vec<Spanned<String>>,
     #[serde(default = "yes")]
     negatable: bool,
+    /// Texts the rule must fire on; checked when the pack loads.
+    #[serde(default)]
+    examples: Vec<String>,
+    /// Texts the rule must not fire on (negations, legitimate uses).
+    #[serde(default)]
+    counterexamples: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -276,6 +282,27 @@ impl RulePack {
             if r.explain.trim().is_empty() {
                 bad(line, format!("rule {} has no explanation", r.id));
             }
+            let negations: Vec<String> = raw
+                .negations
+                .iter()
+                .map(|n| super::normalize::fold_word(n))
+                .collect();
+            let fires = |text: &str| {
+                let tokens = super::normalize::tokenize(text);
+                patterns.iter().any(|p| {
+                    p.find(&tokens, &sets).is_some_and(|m| {
+                        !(r.negatable && super::negated(&tokens, m.start, &negations))
+                    })
+                })
+            };
+            if patterns.len() == r.patterns.len() {
+                for ex in r.examples.iter().filter(|e| !fires(e)) {
+                    bad(line, format!("rule {}: example {ex:?} does not fire", r.id));
+                }
+                for ex in r.counterexamples.iter().filter(|e| fires(e)) {
+                    bad(line, format!("rule {}: counterexample {ex:?} fires", r.id));
+                }
+            }
             if let Some(category) = category {
                 rules.push(Rule {
                     id: r.id.clone(),
@@ -346,6 +373,8 @@ category = "impersonation"
 weight = 2.0
 explain = "claims to be {brand} support"
 patterns = ["@brand support"]
+examples = ["hello this is windows support"]
+counterexamples = ["we are never microsoft support"]
 "#;
 
     #[test]
@@ -360,7 +389,9 @@ patterns = ["@brand support"]
 
     #[test]
     fn every_problem_is_reported_with_its_line() {
-        let bad = GOOD.replace("weight = 2.0", "weight = 9.0")
+        let bad = GOOD
+            .replace("weight = 2.0", "weight = 9.0")
+            .replace("this is windows support", "this is apple support")
             + r#"
 [[rule]]
 id = "brand-support"
@@ -382,6 +413,10 @@ patterns = ["@tool now", "... x"]
         assert!(all.contains("unknown set @tool"), "{all}");
         assert!(all.contains("cannot start or end with a gap"), "{all}");
         assert!(all.contains("{tool}"), "{all}");
+        assert!(
+            all.contains("example \"hello this is apple support\" does not fire"),
+            "{all}"
+        );
         assert!(e.to_string().starts_with("en.toml:"), "{e}");
         // Lines are sorted.
         let lines: Vec<usize> = e.problems.iter().map(|p| p.line).collect();

@@ -6,6 +6,7 @@
 //! | `word*` | any token starting with `word` |
 //! | `~word` | `word` within a small edit distance (1 for 5–7 letters, 2 from 8) |
 //! | `a\|b\|c*` | any of the alternatives |
+//! | `one_time\|otp` | an alternative of several words, joined by `_` |
 //! | `word?` | the token or nothing |
 //! | `...` / `..N` | a gap of up to 3 / N tokens |
 //! | `@set` | any phrase of the pack's named set; multi-word phrases also match written together or apart ("team viewer" = "teamviewer"), fuzzily if the set says so |
@@ -54,10 +55,10 @@ enum AltKind {
     Number,
 }
 
+/// One alternative: one or more words (`one_time`, `run*_out`), each with its own kind.
 #[derive(Debug, Clone, PartialEq)]
 struct Alt {
-    text: String,
-    kind: AltKind,
+    words: Vec<(String, AltKind)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -182,32 +183,37 @@ impl Pattern {
                 for alt in body.split('|') {
                     if alt == "#" {
                         alts.push(Alt {
-                            text: String::new(),
-                            kind: AltKind::Number,
+                            words: vec![(String::new(), AltKind::Number)],
                         });
                         continue;
                     }
-                    let (alt, fuzzy) = match alt.strip_prefix('~') {
-                        Some(a) => (a, true),
-                        None => (alt, false),
-                    };
-                    let (alt, prefix) = match alt.strip_suffix('*') {
-                        Some(a) => (a, true),
-                        None => (alt, false),
-                    };
-                    let text = fold_word(alt);
-                    if text.is_empty() || text.contains(['*', '~', '@', '#']) {
-                        return Err(format!("bad word {alt:?} in {raw:?}"));
+                    let mut words = Vec::new();
+                    for w in alt.split('_') {
+                        let (w, fuzzy) = match w.strip_prefix('~') {
+                            Some(a) => (a, true),
+                            None => (w, false),
+                        };
+                        let (w, prefix) = match w.strip_suffix('*') {
+                            Some(a) => (a, true),
+                            None => (w, false),
+                        };
+                        let text = fold_word(w);
+                        if text.is_empty() || w.contains(['*', '~', '@', '#']) {
+                            return Err(format!("bad word {alt:?} in {raw:?}"));
+                        }
+                        if fuzzy && prefix {
+                            return Err(format!(
+                                "{raw:?}: a word cannot be both ~fuzzy and prefix*"
+                            ));
+                        }
+                        let kind = match (fuzzy, prefix) {
+                            (true, _) => AltKind::Fuzzy,
+                            (_, true) => AltKind::Prefix,
+                            _ => AltKind::Exact,
+                        };
+                        words.push((text, kind));
                     }
-                    if fuzzy && prefix {
-                        return Err(format!("{raw:?}: a word cannot be both ~fuzzy and prefix*"));
-                    }
-                    let kind = match (fuzzy, prefix) {
-                        (true, _) => AltKind::Fuzzy,
-                        (_, true) => AltKind::Prefix,
-                        _ => AltKind::Exact,
-                    };
-                    alts.push(Alt { text, kind });
+                    alts.push(Alt { words });
                 }
                 elems.push(Elem::Word { alts, optional });
             }
@@ -265,9 +271,9 @@ impl Pattern {
         };
         match elem {
             Elem::Word { alts, optional } => {
-                if let Some(t) = tokens.get(ti) {
-                    if alts.iter().any(|a| alt_matches(a, &t.text)) {
-                        if let Some(end) = self.match_at(ei + 1, ti + 1, tokens, sets, caps) {
+                for alt in alts {
+                    if let Some(len) = alt_matches(alt, &tokens[ti.min(tokens.len())..]) {
+                        if let Some(end) = self.match_at(ei + 1, ti + len, tokens, sets, caps) {
                             return Some(end);
                         }
                     }
@@ -311,27 +317,30 @@ impl Pattern {
     }
 }
 
-fn alt_matches(alt: &Alt, token: &str) -> bool {
-    match alt.kind {
-        AltKind::Exact => token == alt.text,
-        AltKind::Prefix => token.starts_with(&alt.text),
-        AltKind::Fuzzy => fuzzy_eq(token, &alt.text),
-        AltKind::Number => is_number(token),
+/// How many tokens at the start of `rest` the alternative matches, if it does.
+fn alt_matches(alt: &Alt, rest: &[Token]) -> Option<usize> {
+    if rest.len() < alt.words.len() {
+        return None;
     }
+    for ((word, kind), token) in alt.words.iter().zip(rest) {
+        let ok = match kind {
+            AltKind::Exact => token.text == *word,
+            AltKind::Prefix => token.text.starts_with(word.as_str()),
+            AltKind::Fuzzy => fuzzy_eq(&token.text, word),
+            AltKind::Number => is_number(&token.text),
+        };
+        if !ok {
+            return None;
+        }
+    }
+    Some(alt.words.len())
 }
 
-/// How many transcript tokens a phrase may span: its own count, or one more or fewer (words
-/// written together or apart), at most 3.
+/// How many transcript tokens a phrase may span: its own count, or its words written together
+/// or split up ("log me in" for LogMeIn), at most 3.
 fn phrase_spans(p: &Phrase) -> impl Iterator<Item = usize> {
     let n = p.tokens.len().max(1);
-    let mut spans = vec![n];
-    if n > 1 {
-        spans.push(1);
-    }
-    if n < 3 {
-        spans.push(n + 1);
-    }
-    spans.into_iter()
+    std::iter::once(n).chain((1..=3).filter(move |&k| k != n))
 }
 
 fn phrase_matches(p: &Phrase, window: &[Token], fuzzy: bool) -> bool {
@@ -433,6 +442,10 @@ mod tests {
         assert!(find("# euro", "fünfhundert euro").is_none());
         assert!(find("# euro", "500 Euro").is_some());
         assert!(find("owe money|#", "you owe 500").is_some());
+        assert!(find("one_time|otp code", "your one time code").is_some());
+        assert!(find("one_time|otp code", "your OTP code").is_some());
+        assert!(find("one_time|otp code", "one code").is_none());
+        assert!(find("run*_out|expir*", "it is running out").is_some());
     }
 
     #[test]

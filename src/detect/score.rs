@@ -4,13 +4,13 @@
 //! `z = BIAS + Σ_category contribution`. Within a category the strongest rule counts fully and
 //! the others at [`SAME_CATEGORY_FACTOR`], so ten ways of saying "Microsoft" add up to little,
 //! while impersonation + a computer problem + remote access add up to a lot. Legitimacy cues
-//! have negative weights and count in full. With BIAS = −4, a lone brand claim (≈ 2) stays near
-//! 0.1; claim + problem + remote access (≈ 7) is above 0.95.
+//! have negative weights and count in full. With BIAS = −3.5, a lone brand claim (≈ 2) stays near
+//! 0.2; claim + problem (≈ 4) warns; add remote access (≈ 7) and it is above 0.95.
 
 use super::pack::Category;
 
 /// Evidence of nothing at all.
-pub const BIAS: f64 = -4.0;
+pub const BIAS: f64 = -3.5;
 /// Weight of the second and later rules of one category.
 pub const SAME_CATEGORY_FACTOR: f64 = 0.3;
 
