@@ -135,6 +135,12 @@ pub struct EvalArgs {
     model: Option<PathBuf>,
     #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
     models_dir: PathBuf,
+    /// Beam width for --audio (1 = greedy).
+    #[arg(long, default_value_t = 1)]
+    beam: usize,
+    /// Decoder prompt for --audio (biases vocabulary); empty for none.
+    #[arg(long, default_value = "")]
+    asr_prompt: String,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -182,7 +188,10 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             .model
             .clone()
             .unwrap_or_else(|| scamscreen::model::ModelPaths::new(&args.models_dir).default_ggml());
-        crate::eval_audio::outcomes(&det, &items, &model)?
+        let mut cfg = scamscreen::asr::whisper::WhisperConfig::new(model);
+        cfg.beam_size = args.beam;
+        cfg.initial_prompt = args.asr_prompt.clone();
+        crate::eval_audio::outcomes(&det, &items, &cfg)?
     } else {
         items
             .into_iter()

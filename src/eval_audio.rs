@@ -59,9 +59,9 @@ pub fn synthesize(
 pub fn outcomes(
     det: &Detector,
     items: &[CorpusItem],
-    model: &Path,
+    asr: &WhisperConfig,
 ) -> anyhow::Result<Vec<Outcome>> {
-    let pool = WhisperPool::start(&WhisperConfig::new(model))?;
+    let pool = WhisperPool::start(asr)?;
     let dir = tempfile::tempdir()?;
     let english: Vec<&CorpusItem> = items
         .iter()
@@ -71,6 +71,11 @@ pub fn outcomes(
     if skipped > 0 {
         eprintln!("note: {skipped} non-English items skipped: the whisper model (tiny.en) is English-only");
     }
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(english.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let mut outcomes = Vec::new();
     for (n, item) in english.iter().enumerate() {
         let (voice, wpm) = VOICES[n % VOICES.len()];
@@ -83,7 +88,7 @@ pub fn outcomes(
             .flat_map(|s| tokenize_timed(&s.text, s.start_ms, s.end_ms))
             .collect();
         let v = det.score_tokens(&tokens, Some("en"))?;
-        eprint!("\r{}/{} items transcribed", n + 1, english.len());
+        bar.inc(1);
         outcomes.push(Outcome {
             item: (*item).clone(),
             action: v.action,
@@ -91,6 +96,6 @@ pub fn outcomes(
             heard: format!("{} [{voice} {wpm}]", t.text),
         });
     }
-    eprintln!();
+    bar.finish_and_clear();
     Ok(outcomes)
 }

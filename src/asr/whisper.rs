@@ -47,6 +47,11 @@ pub struct WhisperConfig {
     pub queue_depth: usize,
     /// Spoken language, `"en"` for tiny.en.
     pub language: String,
+    /// Beam width; 1 is greedy decoding (the default: fastest, see BENCHMARKS.md).
+    pub beam_size: usize,
+    /// Text given to the decoder as if it had been said before: biases spelling and
+    /// vocabulary (e.g. brand and tool names). Empty for none.
+    pub initial_prompt: String,
 }
 
 impl WhisperConfig {
@@ -57,6 +62,8 @@ impl WhisperConfig {
             threads_per_worker: DEFAULT_THREADS_PER_WORKER,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             language: "en".into(),
+            beam_size: 1,
+            initial_prompt: String::new(),
         }
     }
 }
@@ -122,6 +129,8 @@ impl WhisperPool {
                 state,
                 threads: cfg.threads_per_worker.max(1),
                 language: cfg.language.clone(),
+                beam_size: cfg.beam_size.max(1),
+                initial_prompt: cfg.initial_prompt.clone(),
                 vad: VoiceActivity::new(16_000),
             };
             let handle = std::thread::Builder::new()
@@ -169,6 +178,8 @@ struct Worker {
     state: WhisperState,
     threads: usize,
     language: String,
+    beam_size: usize,
+    initial_prompt: String,
     vad: VoiceActivity,
 }
 
@@ -206,7 +217,18 @@ impl Worker {
         if !speech.has_speech() {
             return Ok(done(Vec::new(), speech));
         }
-        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        let strategy = if self.beam_size > 1 {
+            SamplingStrategy::BeamSearch {
+                beam_size: self.beam_size as i32,
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy { best_of: 1 }
+        };
+        let mut params = FullParams::new(strategy);
+        if !self.initial_prompt.is_empty() {
+            params.set_initial_prompt(&self.initial_prompt);
+        }
         params.set_n_threads(self.threads as i32);
         params.set_language(Some(&self.language));
         params.set_translate(false);

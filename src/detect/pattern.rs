@@ -24,16 +24,22 @@ pub struct PhraseSet {
     pub phrases: Vec<Phrase>,
 }
 
-/// One phrase of a set, with the spelling used in explanations.
+/// One phrase of a set, with the spelling used in explanations. A phrase written `~Name`
+/// matches fuzzily even in a set that does not.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Phrase {
     pub display: String,
     pub tokens: Vec<String>,
     pub compact: String,
+    pub fuzzy: bool,
 }
 
 impl Phrase {
-    pub fn new(display: &str) -> Self {
+    pub fn new(spec: &str) -> Self {
+        let (display, fuzzy) = match spec.strip_prefix('~') {
+            Some(d) => (d, true),
+            None => (spec, false),
+        };
         let tokens: Vec<String> = super::normalize::tokenize(display)
             .into_iter()
             .map(|t| t.text)
@@ -43,6 +49,7 @@ impl Phrase {
             display: display.to_string(),
             tokens,
             compact,
+            fuzzy,
         }
     }
 }
@@ -302,7 +309,8 @@ impl Pattern {
                         if ti + len > tokens.len() {
                             continue;
                         }
-                        if phrase_matches(phrase, &tokens[ti..ti + len], set.fuzzy) {
+                        if phrase_matches(phrase, &tokens[ti..ti + len], set.fuzzy || phrase.fuzzy)
+                        {
                             caps.push((set.name.clone(), phrase.display.clone()));
                             if let Some(end) = self.match_at(ei + 1, ti + len, tokens, sets, caps) {
                                 return Some(end);
