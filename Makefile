@@ -58,6 +58,7 @@ test: model lint
 
 bench: model
 	python3 bench/asr_bench.py --bin $(BIN) --models $(MODELS) --out BENCHMARKS.md
+	python3 bench/detect_bench.py --bin $(BIN) --out BENCHMARKS.md
 
 fmt:
 	$(CARGO) fmt

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use scamscreen::detect::eval::{misclassified, render, report, CorpusItem, Outcome};
+use scamscreen::detect::eval::{by_condition, misclassified, render, report, CorpusItem, Outcome};
 use scamscreen::detect::score::{DEFAULT_DIVERT_THRESHOLD, DEFAULT_WARN_THRESHOLD};
 use scamscreen::detect::{Detector, Thresholds, Verdict};
 
@@ -135,11 +135,14 @@ pub struct EvalArgs {
     model: Option<PathBuf>,
     #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
     models_dir: PathBuf,
+    /// espeak-ng voices for --audio, rotated over the items: VOICE:WPM,…
+    #[arg(long, default_value = crate::eval_audio::DEFAULT_VOICES)]
+    voices: String,
     /// Beam width for --audio (1 = greedy).
     #[arg(long, default_value_t = 1)]
     beam: usize,
-    /// Decoder prompt for --audio (biases vocabulary); empty for none.
-    #[arg(long, default_value = "")]
+    /// Decoder prompt for --audio (biases vocabulary; "" for none).
+    #[arg(long, default_value = scamscreen::asr::whisper::SCREENING_PROMPT)]
     asr_prompt: String,
     /// Print the report as JSON.
     #[arg(long)]
@@ -191,7 +194,8 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         let mut cfg = scamscreen::asr::whisper::WhisperConfig::new(model);
         cfg.beam_size = args.beam;
         cfg.initial_prompt = args.asr_prompt.clone();
-        crate::eval_audio::outcomes(&det, &items, &cfg)?
+        let voices = crate::eval_audio::parse_voices(&args.voices)?;
+        crate::eval_audio::outcomes(&det, &items, &cfg, &voices)?
     } else {
         items
             .into_iter()
@@ -199,6 +203,7 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
                 let v = det.score_text(&item.text, item.lang.as_deref())?;
                 Ok(Outcome {
                     heard: item.text.clone(),
+                    condition: String::new(),
                     item,
                     action: v.action,
                     score: v.score,
@@ -212,6 +217,18 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     print!("{}", render(&r));
+    let per = by_condition(&outcomes);
+    if per.len() > 1 {
+        println!("by voice");
+        for (cond, r) in per {
+            println!(
+                "  {cond:<16} items {:>3}  scam recall {:>5.1}%  legit flagged {:>4.1}%",
+                r.items,
+                r.recall * 100.0,
+                (r.legit_diverted + r.legit_warned) * 100.0
+            );
+        }
+    }
     let wrong = misclassified(&outcomes);
     println!("\nmisclassified ({})", wrong.len());
     for o in wrong {

@@ -13,14 +13,25 @@ use scamscreen::detect::eval::{CorpusItem, Outcome};
 use scamscreen::detect::normalize::tokenize_timed;
 use scamscreen::detect::Detector;
 
-/// (voice, words per minute): the clear voices of the ASR test set and two harder ones.
-const VOICES: [(&str, &str); 5] = [
-    ("en-us+f2", "140"),
-    ("en-us+f3", "140"),
-    ("en-us+f5", "150"),
-    ("en-us+m1", "130"),
-    ("en-us", "150"),
-];
+/// Default rotation of espeak-ng `voice:words-per-minute`: the three clear voices of the ASR
+/// test set and two harder ones (male, no word gap in tiny.en's ears).
+pub const DEFAULT_VOICES: &str = "en-us+f2:140,en-us+f3:140,en-us+f5:150,en-us+m1:130,en-us:150";
+
+/// Parse `voice:wpm,voice:wpm`.
+pub fn parse_voices(spec: &str) -> anyhow::Result<Vec<(String, String)>> {
+    spec.split(',')
+        .map(|v| {
+            let (voice, wpm) = v
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("voice {v:?}: expected VOICE:WPM"))?;
+            if wpm.parse::<u32>().is_err() {
+                bail!("voice {v:?}: words per minute must be a number");
+            }
+            Ok((voice.to_string(), wpm.to_string()))
+        })
+        .collect()
+}
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let out = cmd
@@ -60,7 +71,11 @@ pub fn outcomes(
     det: &Detector,
     items: &[CorpusItem],
     asr: &WhisperConfig,
+    voices: &[(String, String)],
 ) -> anyhow::Result<Vec<Outcome>> {
+    if voices.is_empty() {
+        bail!("no voices");
+    }
     let pool = WhisperPool::start(asr)?;
     let dir = tempfile::tempdir()?;
     let english: Vec<&CorpusItem> = items
@@ -78,7 +93,7 @@ pub fn outcomes(
     };
     let mut outcomes = Vec::new();
     for (n, item) in english.iter().enumerate() {
-        let (voice, wpm) = VOICES[n % VOICES.len()];
+        let (voice, wpm) = &voices[n % voices.len()];
         let wav = dir.path().join("item.wav");
         synthesize(&item.text, voice, wpm, dir.path(), &wav)?;
         let t = pool.transcribe(read_wav_16k(&wav)?)?;
@@ -93,7 +108,8 @@ pub fn outcomes(
             item: (*item).clone(),
             action: v.action,
             score: v.score,
-            heard: format!("{} [{voice} {wpm}]", t.text),
+            heard: t.text.clone(),
+            condition: format!("{voice}:{wpm}"),
         });
     }
     bar.finish_and_clear();

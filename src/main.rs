@@ -7,6 +7,7 @@ use scamscreen::model::fetch::{fetch, FetchOutcome, Pip};
 use scamscreen::model::install::{convert_model, ConvertOutcome};
 use scamscreen::model::{ModelPaths, WeightFormat};
 
+mod bench_cmd;
 mod detect_cmd;
 mod eval_audio;
 mod transcribe_cmd;
@@ -28,6 +29,11 @@ enum Command {
     Detect(detect_cmd::DetectArgs),
     /// Evaluate the rules on a labelled corpus (text, or --audio through the real model).
     Eval(detect_cmd::EvalArgs),
+    /// Benchmarks of single components.
+    Bench {
+        #[command(subcommand)]
+        what: bench_cmd::BenchCommand,
+    },
     /// Word error rate of transcripts (JSON lines) against references (TSV).
     Wer(wer_cmd::WerArgs),
     /// Fetch and convert the local whisper model.
@@ -85,6 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Transcribe(args) => return transcribe_cmd::run(args),
         Command::Wer(args) => return wer_cmd::run(args),
         Command::Detect(args) => return detect_cmd::run_detect(args),
+        Command::Bench { what } => return bench_cmd::run(what),
         Command::Eval(args) => return detect_cmd::run_eval(args),
         Command::Model { action } => match action {
             ModelCommand::Fetch { models_dir, python } => {

@@ -31,6 +31,7 @@ fn evaluate(split: &str) -> scamscreen::detect::eval::Report {
                 .expect("scores");
             Outcome {
                 heard: item.text.clone(),
+                condition: String::new(),
                 action: v.action,
                 score: v.score,
                 item,

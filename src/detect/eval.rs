@@ -36,6 +36,8 @@ pub struct Outcome {
     pub score: f64,
     /// The text the detector saw (differs from the item's text in audio evaluation).
     pub heard: String,
+    /// How the item was presented (e.g. the synthetic voice); empty for text.
+    pub condition: String,
 }
 
 /// Aggregated metrics.
@@ -123,6 +125,18 @@ pub fn report(outcomes: &[Outcome]) -> Report {
     r
 }
 
+/// Scam recall and legitimate calls flagged per presentation condition (voice).
+pub fn by_condition(outcomes: &[Outcome]) -> BTreeMap<String, Report> {
+    let mut groups: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
+    for o in outcomes {
+        groups
+            .entry(o.condition.clone())
+            .or_default()
+            .push(o.clone());
+    }
+    groups.into_iter().map(|(k, v)| (k, report(&v))).collect()
+}
+
 /// Items the detector got wrong: scams allowed, legitimate calls warned or diverted.
 pub fn misclassified(outcomes: &[Outcome]) -> Vec<&Outcome> {
     outcomes
@@ -192,6 +206,7 @@ mod tests {
             action,
             score: 0.0,
             heard: String::new(),
+            condition: String::new(),
         }
     }
 

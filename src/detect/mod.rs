@@ -228,7 +228,7 @@ impl Detector {
 pub(crate) fn negated(tokens: &[Token], start: usize, negations: &[String]) -> bool {
     tokens[start.saturating_sub(4)..start]
         .iter()
-        .any(|t| negations.iter().any(|n| *n == t.text))
+        .any(|t| negations.contains(&t.text))
 }
 
 /// The strongest reason of each scam category, in category order, as one sentence.

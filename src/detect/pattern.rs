@@ -355,6 +355,16 @@ fn phrase_matches(p: &Phrase, window: &[Token], fuzzy: bool) -> bool {
     if window.len() == p.tokens.len() && window.iter().zip(&p.tokens).all(|(t, w)| t.text == *w) {
         return true;
     }
+    // Cheap rejections before building the joined string (this runs for every phrase at
+    // every position): an exact join must start with the first word, a fuzzy one with its
+    // first letter.
+    let Some(first) = window.first() else {
+        return false;
+    };
+    let same_initial = first.text.chars().next() == p.compact.chars().next();
+    if !same_initial || (!fuzzy && !p.compact.starts_with(first.text.as_str())) {
+        return false;
+    }
     let joined: String = window.iter().map(|t| t.text.as_str()).collect();
     if joined == p.compact {
         return true;
