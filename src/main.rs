@@ -68,6 +68,12 @@ enum ModelCommand {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` must end the program quietly, not panic in println!.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -159,3 +159,61 @@ fn second_fetch_and_convert_are_no_ops() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
 }
+
+#[test]
+fn output_into_a_closed_pipe_does_not_panic() {
+    let bin = env!("CARGO_BIN_EXE_scamscreen");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{bin}' eval tests/corpus/openings.jsonl | head -1"
+        ))
+        .current_dir(common::root())
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("items "));
+}
+
+#[test]
+fn detect_json_has_the_documented_fields() {
+    let out = scamscreen()
+        .args([
+            "detect",
+            "--json",
+            "Hello, this is Microsoft support, your computer is infected, please install AnyDesk.",
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["action"], "divert");
+    assert!(v["score"].as_f64().expect("score") > 0.85);
+    assert!(v["reasons"].as_array().expect("reasons").len() >= 3);
+    assert!(v.get("id").is_some());
+    assert!(v["warning"].as_str().expect("warning").contains("AnyDesk"));
+}
+
+#[test]
+fn a_broken_rule_pack_is_reported_with_file_and_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("xx.toml"),
+        "lang = \"xx\"\nnegations = []\nsentence = \"{reasons}\"\njoiner = \"and\"\n\n[[rule]]\nid = \"a\"\ncategory = \"impersonation\"\nweight = 1.0\nexplain = \"x\"\npatterns = [\"... x\"]\n",
+    )
+    .expect("write");
+    let out = scamscreen()
+        .args(["detect", "--rules"])
+        .arg(dir.path())
+        .arg("hello")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("xx.toml:11: rule a: pattern"), "{err}");
+}
