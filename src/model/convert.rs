@@ -157,40 +157,49 @@ fn tensor_plan(h: &HParams) -> Vec<Planned> {
             }
         }
     };
-    for i in 0..h.n_audio_layer {
-        let (to, from) = (format!("encoder.blocks.{i}"), format!("encoder/layer_{i}"));
+    // Blocks: self-attention and MLP in both stacks, cross-attention in the decoder's.
+    let block = |p: &mut Vec<Planned>, side: &str, i: i32| {
+        let (to, from) = (format!("{side}.blocks.{i}"), format!("{side}/layer_{i}"));
+        let sa = format!("{from}/self_attention");
+        norm(p, &format!("{to}.attn_ln"), &format!("{sa}/layer_norm"));
+        let qkv = [("query", 0), ("key", 1), ("value", 2)];
+        split(p, &format!("{to}.attn"), &format!("{sa}/linear_0"), &qkv);
+        linear(p, &format!("{to}.attn.out"), &format!("{sa}/linear_1"));
+        if side == "decoder" {
+            let ca = format!("{from}/attention");
+            norm(
+                p,
+                &format!("{to}.cross_attn_ln"),
+                &format!("{ca}/layer_norm"),
+            );
+            linear(
+                p,
+                &format!("{to}.cross_attn.query"),
+                &format!("{ca}/linear_0"),
+            );
+            let kv = [("key", 0), ("value", 1)];
+            split(
+                p,
+                &format!("{to}.cross_attn"),
+                &format!("{ca}/linear_1"),
+                &kv,
+            );
+            linear(
+                p,
+                &format!("{to}.cross_attn.out"),
+                &format!("{ca}/linear_2"),
+            );
+        }
         norm(
-            &mut p,
-            &format!("{to}.attn_ln"),
-            &format!("{from}/self_attention/layer_norm"),
-        );
-        let qkv = format!("{from}/self_attention/linear_0");
-        split(
-            &mut p,
-            &format!("{to}.attn"),
-            &qkv,
-            &[("query", 0), ("key", 1), ("value", 2)],
-        );
-        linear(
-            &mut p,
-            &format!("{to}.attn.out"),
-            &format!("{from}/self_attention/linear_1"),
-        );
-        norm(
-            &mut p,
+            p,
             &format!("{to}.mlp_ln"),
             &format!("{from}/ffn/layer_norm"),
         );
-        linear(
-            &mut p,
-            &format!("{to}.mlp.0"),
-            &format!("{from}/ffn/linear_0"),
-        );
-        linear(
-            &mut p,
-            &format!("{to}.mlp.2"),
-            &format!("{from}/ffn/linear_1"),
-        );
+        linear(p, &format!("{to}.mlp.0"), &format!("{from}/ffn/linear_0"));
+        linear(p, &format!("{to}.mlp.2"), &format!("{from}/ffn/linear_1"));
+    };
+    for i in 0..h.n_audio_layer {
+        block(&mut p, "encoder", i);
     }
     norm(&mut p, "encoder.ln_post", "encoder/layer_norm");
     p.push(plan(
@@ -204,61 +213,7 @@ fn tensor_plan(h: &HParams) -> Vec<Planned> {
         Weight,
     ));
     for i in 0..h.n_text_layer {
-        let (to, from) = (format!("decoder.blocks.{i}"), format!("decoder/layer_{i}"));
-        norm(
-            &mut p,
-            &format!("{to}.attn_ln"),
-            &format!("{from}/self_attention/layer_norm"),
-        );
-        let qkv = format!("{from}/self_attention/linear_0");
-        split(
-            &mut p,
-            &format!("{to}.attn"),
-            &qkv,
-            &[("query", 0), ("key", 1), ("value", 2)],
-        );
-        linear(
-            &mut p,
-            &format!("{to}.attn.out"),
-            &format!("{from}/self_attention/linear_1"),
-        );
-        norm(
-            &mut p,
-            &format!("{to}.cross_attn_ln"),
-            &format!("{from}/attention/layer_norm"),
-        );
-        linear(
-            &mut p,
-            &format!("{to}.cross_attn.query"),
-            &format!("{from}/attention/linear_0"),
-        );
-        let kv = format!("{from}/attention/linear_1");
-        split(
-            &mut p,
-            &format!("{to}.cross_attn"),
-            &kv,
-            &[("key", 0), ("value", 1)],
-        );
-        linear(
-            &mut p,
-            &format!("{to}.cross_attn.out"),
-            &format!("{from}/attention/linear_2"),
-        );
-        norm(
-            &mut p,
-            &format!("{to}.mlp_ln"),
-            &format!("{from}/ffn/layer_norm"),
-        );
-        linear(
-            &mut p,
-            &format!("{to}.mlp.0"),
-            &format!("{from}/ffn/linear_0"),
-        );
-        linear(
-            &mut p,
-            &format!("{to}.mlp.2"),
-            &format!("{from}/ffn/linear_1"),
-        );
+        block(&mut p, "decoder", i);
     }
     norm(&mut p, "decoder.ln", "decoder/layer_norm");
     p
