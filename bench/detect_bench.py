@@ -41,7 +41,11 @@ def main():
         rows.append(row(f"text, {split}", run_json([a.bin, "eval", "--json", "--split", split, CORPUS])))
     for split in ("all", "test"):
         print(f"eval audio {split} …", flush=True)
-        rows.append(row(f"audio (English), {split}", run_json([a.bin, "eval", "--json", "--audio", "--split", split, CORPUS])))
+        rows.append(row(f"audio espeak-ng (English), {split}", run_json([a.bin, "eval", "--json", "--audio", "--split", split, CORPUS])))
+    festival = "festival/cmu_us_slt_arctic_hts:160,festival/kal_diphone:160"
+    for split in ("all", "test"):
+        print(f"eval audio festival {split} …", flush=True)
+        rows.append(row(f"audio Festival (English), {split}", run_json([a.bin, "eval", "--json", "--audio", "--voices", festival, "--split", split, CORPUS])))
     print("scoring speed …", flush=True)
     speed = run_json([a.bin, "bench", "detect", CORPUS])
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
@@ -50,9 +54,10 @@ def main():
              f"- Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}",
              "- Corpus: tests/corpus/openings.jsonl (English and German; split = held-out fifth). "
              "A scam counts as caught when warned or diverted. Thresholds: warn 0.5, divert 0.85.",
-             "- Audio: each English item spoken by espeak-ng (5 voices/speeds in rotation), 8 kHz µ-law "
-             "300–3400 Hz, transcribed by whisper tiny.en q8_0, then scored; German items are text-only "
-             "(the model is English-only).",
+             "- Audio: each English item spoken by espeak-ng (5 voices/speeds in rotation: en-us+f2/f3/f5 "
+             "with a 40 ms word gap, en-us+m1, en-us) or by Festival (cmu_us_slt_arctic_hts, kal_diphone), "
+             "8 kHz µ-law 300–3400 Hz, transcribed by whisper tiny.en q8_0 with the screening vocabulary "
+             "prompt, then scored; German items are text-only (the model is English-only).",
              "",
              "| set | items | scam recall | precision | F1 | legit diverted | legit warned | scam allow/warn/divert | legit allow/warn/divert |",
              "|---|---|---|---|---|---|---|---|---|"] + rows + [

@@ -135,7 +135,8 @@ pub struct EvalArgs {
     model: Option<PathBuf>,
     #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
     models_dir: PathBuf,
-    /// espeak-ng voices for --audio, rotated over the items: VOICE:WPM,…
+    /// Voices for --audio, rotated over the items: VOICE:WPM,… (espeak-ng voice names, or
+    /// festival/NAME for a Festival voice, e.g. festival/cmu_us_slt_arctic_hts:160)
     #[arg(long, default_value = crate::eval_audio::DEFAULT_VOICES)]
     voices: String,
     /// Beam width for --audio (1 = greedy).

@@ -56,10 +56,27 @@ pub fn synthesize(
     out: &Path,
 ) -> anyhow::Result<()> {
     let raw = dir.join("raw.wav");
-    run(Command::new("espeak-ng")
-        .args(["-g", "4", "-v", voice, "-s", wpm, "-w"])
-        .arg(&raw)
-        .arg(text))?;
+    if let Some(name) = voice.strip_prefix("festival/") {
+        // Festival's HTS and diphone voices are closer to natural speech than espeak-ng's.
+        // Its speaking rate is a duration stretch; 160 wpm is about its natural pace.
+        let wpm: f64 = wpm.parse().unwrap_or(160.0);
+        let txt = dir.join("text.txt");
+        std::fs::write(&txt, text)?;
+        run(Command::new("text2wave")
+            .arg("-eval")
+            .arg(format!(
+                "(begin (voice_{name}) (Parameter.set 'Duration_Stretch {:.2}))",
+                160.0 / wpm.max(1.0)
+            ))
+            .arg(&txt)
+            .arg("-o")
+            .arg(&raw))?;
+    } else {
+        run(Command::new("espeak-ng")
+            .args(["-g", "4", "-v", voice, "-s", wpm, "-w"])
+            .arg(&raw)
+            .arg(text))?;
+    }
     run(Command::new("sox")
         .arg(&raw)
         .args(["-r", "8000", "-c", "1", "-e", "u-law"])
