@@ -11,21 +11,23 @@ MODELS       ?= models
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian/Ubuntu packages: the C/C++ toolchain and libclang that whisper-rs builds whisper.cpp
-# with, pip for the model download, espeak-ng + sox for test and demo speech (festival voices
-# for the audio evaluation in make bench), sipp for SIP tests.
+# with, pip for the model download, espeak-ng + sox for test and demo speech, sipp for SIP tests.
 APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 python3-pip \
-                espeak-ng sox libsox-fmt-all sip-tester time \
-                festival festvox-us-slt-hts festvox-kallpc16k
+                espeak-ng sox libsox-fmt-all sip-tester time
+# Only for make bench: Festival voices for the audio evaluation of the detector.
+BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k
 
-.PHONY: all deps build model demo test bench lint fmt clean help
+.PHONY: all deps deps-bench build model demo test bench lint fmt clean help
 
 all: build
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
 
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do \
+deps: PACKAGES = $(APT_PACKAGES)
+deps-bench: PACKAGES = $(BENCH_PACKAGES)
+deps deps-bench:
+	@missing=$$(for p in $(PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; \
 	  done); \
 	if [ -n "$$missing" ]; then \
@@ -58,7 +60,7 @@ lint: deps
 test: model lint
 	$(CARGO) test --release --locked
 
-bench: model
+bench: model deps-bench
 	python3 bench/asr_bench.py --bin $(BIN) --models $(MODELS) --out BENCHMARKS.md
 	python3 bench/detect_bench.py --bin $(BIN) --out BENCHMARKS.md
 

@@ -30,6 +30,13 @@ const TENS: [&str; 10] = [
     "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
 ];
 
+/// Is `word` (lower case) an English number word ("seven", "forty", "thousand")?
+pub fn is_number_word(word: &str) -> bool {
+    ONES.contains(&word)
+        || TENS.iter().any(|t| !t.is_empty() && *t == word)
+        || ["hundred", "thousand", "million", "billion"].contains(&word)
+}
+
 /// Spell out a non-negative integer in English words.
 ///
 /// ```

@@ -111,27 +111,8 @@ fn fuzzy_eq(a: &str, b: &str) -> bool {
     la.abs_diff(lb) <= budget && strsim::levenshtein(a, b) <= budget
 }
 
-const NUMBER_WORDS: [&str; 40] = [
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "fifteen",
-    "twenty",
-    "thirty",
-    "forty",
-    "fifty",
-    "hundred",
-    "thousand",
-    "million",
+/// German number words (English ones come from `asr::wer`), folded (ü → ue).
+const GERMAN_NUMBER_WORDS: [&str; 21] = [
     "eins",
     "ein",
     "zwei",
@@ -146,17 +127,19 @@ const NUMBER_WORDS: [&str; 40] = [
     "zwoelf",
     "zwanzig",
     "dreissig",
+    "vierzig",
     "fuenfzig",
     "hundert",
     "tausend",
     "million",
     "millionen",
-    "a",
+    "milliarde",
 ];
 
 fn is_number(t: &str) -> bool {
     (!t.is_empty() && t.chars().all(|c| c.is_ascii_digit()))
-        || (t != "a" && NUMBER_WORDS.contains(&t))
+        || (t != "zero" && crate::asr::wer::is_number_word(t))
+        || GERMAN_NUMBER_WORDS.contains(&t)
 }
 
 impl Pattern {
