@@ -1,5 +1,5 @@
 # scamscreen: two commands for a newcomer.
-#   make demo   set up everything (packages, model, build) and transcribe the bundled call
+#   make demo   set up everything (packages, model, build), transcribe and score the bundled calls
 #   make test   everything CI runs: format, lint, unit and integration tests with the real model
 # Every target is idempotent: a second run only does what is missing.
 
@@ -50,8 +50,8 @@ model: build
 	$(BIN) model convert --models-dir $(MODELS) --quantize q8_0
 
 demo: model
-	@echo "== transcribing the bundled sample calls (8 kHz µ-law, as a phone line carries them)"
-	$(BIN) transcribe --models-dir $(MODELS) tests/data/calls/windows-support-scam.wav tests/data/calls/dentist-reminder.wav
+	@echo "== transcribing and scoring the bundled sample calls (8 kHz µ-law, as a phone line carries them)"
+	$(BIN) transcribe --detect --models-dir $(MODELS) tests/data/calls/windows-support-scam.wav tests/data/calls/dentist-reminder.wav
 
 lint: deps
 	$(CARGO) fmt --check

@@ -6,6 +6,8 @@ use anyhow::bail;
 use scamscreen::asr::audio::read_wav_16k;
 use scamscreen::asr::whisper::{WhisperConfig, WhisperPool, DEFAULT_THREADS_PER_WORKER};
 use scamscreen::asr::{Transcriber, Transcript};
+use scamscreen::detect::normalize::tokenize_timed;
+use scamscreen::detect::{Detector, Verdict};
 use scamscreen::model::ModelPaths;
 
 #[derive(clap::Args, Debug)]
@@ -25,6 +27,21 @@ pub struct TranscribeArgs {
     /// CPU threads for the recogniser.
     #[arg(long, default_value_t = DEFAULT_THREADS_PER_WORKER)]
     threads: usize,
+    /// Also score each transcript for scam phrases (allow / warn / divert, with reasons).
+    #[arg(long)]
+    detect: bool,
+    #[command(flatten)]
+    rules: crate::detect_cmd::RuleArgs,
+}
+
+/// The verdict on a transcript, from its timed segments.
+fn verdict(det: &Detector, t: &Transcript) -> anyhow::Result<Verdict> {
+    let tokens: Vec<_> = t
+        .segments
+        .iter()
+        .flat_map(|s| tokenize_timed(&s.text, s.start_ms, s.end_ms))
+        .collect();
+    Ok(det.score_tokens(&tokens, Some("en"))?)
 }
 
 fn print_text(file: &str, t: &Transcript) {
@@ -53,16 +70,33 @@ pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
     let mut cfg = WhisperConfig::new(model);
     cfg.threads_per_worker = args.threads;
     let pool = WhisperPool::start(&cfg)?;
+    let detector = if args.detect {
+        Some(args.rules.detector()?)
+    } else {
+        None
+    };
     let mut failed = 0;
     for path in &args.files {
         let name = path.display().to_string();
         let result = read_wav_16k(path).and_then(|pcm| pool.transcribe(pcm));
         match (result, args.json) {
-            (Ok(t), false) => print_text(&name, &t),
+            (Ok(t), false) => {
+                print_text(&name, &t);
+                if let Some(det) = &detector {
+                    let v = verdict(det, &t)?;
+                    println!("  → {} (score {:.2})", v.action.name(), v.score);
+                    if !v.warning.is_empty() {
+                        println!("    {}", v.warning);
+                    }
+                }
+            }
             (Ok(t), true) => {
                 let mut v = serde_json::to_value(&t)?;
                 if let Some(o) = v.as_object_mut() {
                     o.insert("file".into(), name.into());
+                    if let Some(det) = &detector {
+                        o.insert("verdict".into(), serde_json::to_value(verdict(det, &t)?)?);
+                    }
                 }
                 println!("{v}");
             }

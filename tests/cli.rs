@@ -217,3 +217,28 @@ fn a_broken_rule_pack_is_reported_with_file_and_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("xx.toml:11: rule a: pattern"), "{err}");
 }
+
+#[test]
+fn transcribe_detect_scores_the_sample_calls() {
+    let _cpu = common::cpu_heavy();
+    common::model("ggml-tiny.en-q8_0.bin");
+    let out = scamscreen()
+        .args(["transcribe", "--detect", "--json"])
+        .args([
+            "tests/data/calls/windows-support-scam.wav",
+            "tests/data/calls/dentist-reminder.wav",
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(rows[0]["verdict"]["action"], "divert", "{}", rows[0]);
+    assert_eq!(rows[1]["verdict"]["action"], "allow", "{}", rows[1]);
+}
