@@ -10,7 +10,6 @@ use scamscreen::asr::audio::read_wav_16k;
 use scamscreen::asr::whisper::{WhisperConfig, WhisperPool};
 use scamscreen::asr::Transcriber;
 use scamscreen::detect::eval::{CorpusItem, Outcome};
-use scamscreen::detect::normalize::tokenize_timed;
 use scamscreen::detect::Detector;
 
 /// Default rotation of espeak-ng `voice:words-per-minute`: the three clear voices of the ASR
@@ -114,12 +113,7 @@ pub fn outcomes(
         let wav = dir.path().join("item.wav");
         synthesize(&item.text, voice, wpm, dir.path(), &wav)?;
         let t = pool.transcribe(read_wav_16k(&wav)?)?;
-        let tokens: Vec<_> = t
-            .segments
-            .iter()
-            .flat_map(|s| tokenize_timed(&s.text, s.start_ms, s.end_ms))
-            .collect();
-        let v = det.score_tokens(&tokens, Some("en"))?;
+        let v = det.score_segments(&t.segments, Some("en"))?;
         bar.inc(1);
         outcomes.push(Outcome {
             item: (*item).clone(),

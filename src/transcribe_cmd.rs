@@ -6,7 +6,6 @@ use anyhow::bail;
 use scamscreen::asr::audio::read_wav_16k;
 use scamscreen::asr::whisper::{WhisperConfig, WhisperPool, DEFAULT_THREADS_PER_WORKER};
 use scamscreen::asr::{Transcriber, Transcript};
-use scamscreen::detect::normalize::tokenize_timed;
 use scamscreen::detect::{Detector, Verdict};
 use scamscreen::model::ModelPaths;
 
@@ -34,14 +33,9 @@ pub struct TranscribeArgs {
     rules: crate::detect_cmd::RuleArgs,
 }
 
-/// The verdict on a transcript, from its timed segments.
+/// The verdict on a transcript (the model is English-only).
 fn verdict(det: &Detector, t: &Transcript) -> anyhow::Result<Verdict> {
-    let tokens: Vec<_> = t
-        .segments
-        .iter()
-        .flat_map(|s| tokenize_timed(&s.text, s.start_ms, s.end_ms))
-        .collect();
-    Ok(det.score_tokens(&tokens, Some("en"))?)
+    Ok(det.score_segments(&t.segments, Some("en"))?)
 }
 
 fn print_text(file: &str, t: &Transcript) {

@@ -8,7 +8,6 @@ use std::process::Command;
 use scamscreen::asr::audio::read_wav_16k;
 use scamscreen::asr::whisper::{WhisperConfig, WhisperPool};
 use scamscreen::asr::Transcriber;
-use scamscreen::detect::normalize::tokenize_timed;
 use scamscreen::detect::{Action, Category, Detector, Thresholds};
 
 #[test]
@@ -42,12 +41,7 @@ fn spoken_seed_calls_are_flagged_through_the_phone_band_and_the_model() {
         let t = pool
             .transcribe(read_wav_16k(&wav).expect("wav"))
             .expect("transcribes");
-        let tokens: Vec<_> = t
-            .segments
-            .iter()
-            .flat_map(|s| tokenize_timed(&s.text, s.start_ms, s.end_ms))
-            .collect();
-        let v = det.score_tokens(&tokens, Some("en")).expect("scores");
+        let v = det.score_segments(&t.segments, Some("en")).expect("scores");
         println!(
             "{name}: heard {:?}\n  → {:?} {:.2} {}",
             t.text, v.action, v.score, v.warning

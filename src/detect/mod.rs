@@ -149,6 +149,19 @@ impl Detector {
         self.score_tokens(&tokenize_timed(text, 0, 0), lang)
     }
 
+    /// Score a transcript from its timed segments (what the recogniser returns).
+    pub fn score_segments(
+        &self,
+        segments: &[crate::asr::Segment],
+        lang: Option<&str>,
+    ) -> Result<Verdict, DetectError> {
+        let tokens: Vec<Token> = segments
+            .iter()
+            .flat_map(|s| tokenize_timed(&s.text, s.start_ms, s.end_ms))
+            .collect();
+        self.score_tokens(&tokens, lang)
+    }
+
     /// Score tokens (with times).
     pub fn score_tokens(
         &self,

@@ -215,6 +215,11 @@ impl RulePack {
                 message: "sentence must contain {reasons}".into(),
             });
         }
+        let negations: Vec<String> = raw
+            .negations
+            .iter()
+            .map(|n| super::normalize::fold_word(n))
+            .collect();
         let mut rules = Vec::new();
         let mut ids = HashSet::new();
         for spanned in &raw.rules {
@@ -282,11 +287,6 @@ impl RulePack {
             if r.explain.trim().is_empty() {
                 bad(line, format!("rule {} has no explanation", r.id));
             }
-            let negations: Vec<String> = raw
-                .negations
-                .iter()
-                .map(|n| super::normalize::fold_word(n))
-                .collect();
             let fires = |text: &str| {
                 let tokens = super::normalize::tokenize(text);
                 patterns.iter().any(|p| {
@@ -328,11 +328,7 @@ impl RulePack {
         }
         Ok(RulePack {
             lang: raw.lang,
-            negations: raw
-                .negations
-                .iter()
-                .map(|n| super::normalize::fold_word(n))
-                .collect(),
+            negations,
             sentence: raw.sentence.into_inner(),
             joiner: raw.joiner,
             sets,
