@@ -6,3 +6,6 @@
 pub mod asr;
 pub mod detect;
 pub mod model;
+pub mod config;
+pub mod runtime;
+pub mod sip;

@@ -1,0 +1,1 @@
+//! Configuration (`scamscreen.toml`). Being written.

@@ -1,0 +1,1 @@
+//! Who is withheld? Being written.
