@@ -1,4 +1,14 @@
-//! SIP: message parsing, transactions (RFC 3261 §17), caller classification, proxy.
+//! SIP: message framing and parsing, validation, transactions (RFC 3261 §17), caller
+//! classification and the transaction-stateful proxy.
 
 pub mod classify;
+pub mod msg;
+pub mod proxy;
+pub mod ratelimit;
 pub mod transaction;
+pub mod uri;
+pub mod validate;
+pub mod via;
+
+#[cfg(test)]
+mod torture_tests;

@@ -1,0 +1,1036 @@
+//! The transaction-stateful proxy core (RFC 3261 §16), pure: told the time, fed datagrams
+//! and stream frames, drained for what to send and when to wake up.
+//!
+//! ```text
+//!  trusted peer ──request──▶ [server tx] ── Context ── [client tx] ──▶ upstream (PBX)
+//!               ◀─response──            ◀──────────────            ◀──
+//! ```
+//! One *response context* per forwarded request pairs the server transaction facing the
+//! sender with the client transaction facing the single target (§16.2, §16.6). Only the
+//! configured upstream is a target for requests from anyone else; requests from the
+//! upstream (in-dialog requests towards the caller, e.g. the callee's BYE) may go only to
+//! an IP-literal next hop inside the trusted networks. Nothing else is ever a target,
+//! whatever the Request-URI says: scamscreen is never an open relay.
+//!
+//! Order of checks for every datagram: rate limit (per source IP) → trusted source →
+//! parse → validate (400/416/420/505, never forwarded) → transaction matching → Max-Forwards
+//! (483) → loop (482) → local OPTIONS (200) → routing → classification of new INVITEs.
+
+mod build;
+mod identity;
+mod stats;
+
+pub use identity::caller_identity;
+pub use stats::ProxyStats;
+
+use crate::sip::classify::{classify_caller, CallerClass, Classification, ClassifyRules};
+use crate::sip::msg::SipMessage;
+use crate::sip::ratelimit::{RateLimitConfig, RateLimiter};
+use crate::sip::transaction::{
+    ClientInvite, ClientNonInvite, Reliability, ServerInvite, ServerNonInvite, TimerConfig, TxEvent,
+};
+use crate::sip::uri::{NameAddr, Uri};
+use crate::sip::validate::{check_request, check_response, Facts, Reject};
+use crate::sip::via::Via;
+use bytes::Bytes;
+use ipnet::IpNet;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+/// Transport of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+
+    fn reliability(self) -> Reliability {
+        match self {
+            Transport::Udp => Reliability::Unreliable,
+            Transport::Tcp => Reliability::Reliable,
+        }
+    }
+}
+
+/// Where a message came from or goes to. `conn` names an existing TCP connection (the
+/// runtime's id); `None` over TCP means "connect to `addr`".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+    pub conn: Option<u64>,
+}
+
+impl Peer {
+    pub fn udp(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            transport: Transport::Udp,
+            conn: None,
+        }
+    }
+}
+
+/// Bytes to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: Peer,
+    pub bytes: Bytes,
+}
+
+/// What to do with requests from sources outside the trusted networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UntrustedAction {
+    /// Answer 403 Forbidden (ACKs are dropped).
+    Reject,
+    /// Say nothing.
+    Drop,
+}
+
+/// Everything the proxy core needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Host and port we put into Via and Record-Route, and recognise in Route.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// The PBX: the only target for requests from anyone else.
+    pub upstream: SocketAddr,
+    pub upstream_transport: Transport,
+    pub record_route: bool,
+    pub trusted: Vec<IpNet>,
+    pub untrusted: UntrustedAction,
+    pub rate_limit: RateLimitConfig,
+    pub timers: TimerConfig,
+    pub classify: ClassifyRules,
+}
+
+/// Something the runtime should know about (logged with a span per call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyEvent {
+    /// A new INVITE was classified (`call_id` for correlation; no personal data).
+    CallClassified {
+        call_id: String,
+        classification: Classification,
+    },
+    /// A request was refused with a status (400, 403, 416, 420, 482, 483, 505, 603 …).
+    Refused {
+        status: u16,
+        detail: String,
+        source: SocketAddr,
+    },
+}
+
+enum ServerTx {
+    Invite(ServerInvite),
+    NonInvite(ServerNonInvite),
+}
+
+enum ClientTx {
+    Invite(ClientInvite),
+    NonInvite(ClientNonInvite),
+}
+
+macro_rules! delegate {
+    ($ty:ident { $($var:ident),* }) => {
+        impl $ty {
+            fn poll_transmit(&mut self) -> Option<Bytes> {
+                match self { $($ty::$var(tx) => tx.poll_transmit()),* }
+            }
+            fn poll_event(&mut self) -> Option<TxEvent> {
+                match self { $($ty::$var(tx) => tx.poll_event()),* }
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                match self { $($ty::$var(tx) => tx.poll_timeout()),* }
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                match self { $($ty::$var(tx) => tx.handle_timeout(now)),* }
+            }
+            fn is_terminated(&self) -> bool {
+                match self { $($ty::$var(tx) => tx.is_terminated()),* }
+            }
+        }
+    };
+}
+delegate!(ServerTx { Invite, NonInvite });
+delegate!(ClientTx { Invite, NonInvite });
+
+impl ServerTx {
+    /// Hand a response to the server transaction; `false` if its state refuses it.
+    fn send_response(&mut self, now: Instant, status: u16, bytes: Bytes) -> bool {
+        match self {
+            ServerTx::Invite(tx) => tx.send_response(now, status, bytes),
+            ServerTx::NonInvite(tx) => tx.send_response(now, status, bytes),
+        }
+    }
+}
+
+/// A response context (§16): one received request, at most one forwarded copy.
+struct Context {
+    server: ServerTx,
+    client: Option<ClientTx>,
+    /// CANCEL we forwarded for this INVITE (its responses are absorbed).
+    cancel: Option<ClientNonInvite>,
+    /// The request as received, for building responses.
+    received: SipMessage,
+    /// The top Via of `received` with `received`/`rport` filled in (RFC 3581).
+    response_via: String,
+    /// Where responses go (§18.2.2).
+    reply_to: Peer,
+    /// The request as forwarded (ACK and CANCEL are built from it).
+    forwarded: Option<SipMessage>,
+    target: Peer,
+    server_key: ServerKey,
+    branch: String,
+    provisional_seen: bool,
+    final_sent: bool,
+    cancel_pending: bool,
+    to_tag: String,
+    /// The wake-up currently queued for this context.
+    scheduled: Option<Instant>,
+}
+
+/// Server transaction key (§17.2.3): branch + sent-by + method (ACK matches INVITE);
+/// for RFC 2543 peers without the magic cookie, Call-ID + CSeq number + From tag + sent-by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ServerKey {
+    Rfc3261 {
+        branch: String,
+        sent_by: String,
+        method: String,
+    },
+    Rfc2543 {
+        call_id: String,
+        cseq: u32,
+        from_tag: String,
+        sent_by: String,
+        method: String,
+    },
+}
+
+fn server_key(facts: &Facts, method: &str) -> ServerKey {
+    let via = facts.top_via();
+    let method = if method == "ACK" { "INVITE" } else { method }.to_string();
+    match via.branch() {
+        Some(b) if via.has_rfc3261_branch() => ServerKey::Rfc3261 {
+            branch: b.to_string(),
+            sent_by: via.sent_by(),
+            method,
+        },
+        _ => ServerKey::Rfc2543 {
+            call_id: facts.call_id.clone(),
+            cseq: facts.cseq,
+            from_tag: facts.from.tag().unwrap_or_default().to_string(),
+            sent_by: via.sent_by(),
+            method,
+        },
+    }
+}
+
+/// Methods that create dialogs and so get our Record-Route (RFC 3261 §16.6 step 4).
+fn creates_dialog(method: &str) -> bool {
+    matches!(method, "INVITE" | "SUBSCRIBE" | "REFER" | "NOTIFY")
+}
+
+pub struct Proxy {
+    cfg: ProxyConfig,
+    contexts: HashMap<u64, Context>,
+    by_server: HashMap<ServerKey, u64>,
+    by_branch: HashMap<String, u64>,
+    wakeups: BinaryHeap<Reverse<(Instant, u64)>>,
+    out: VecDeque<Transmit>,
+    events: VecDeque<ProxyEvent>,
+    limiter: RateLimiter,
+    next_id: u64,
+    stats: ProxyStats,
+    /// Contexts touched since the last flush.
+    dirty: Vec<u64>,
+}
+
+impl Proxy {
+    pub fn new(cfg: ProxyConfig) -> Proxy {
+        Proxy {
+            limiter: RateLimiter::new(cfg.rate_limit),
+            cfg,
+            contexts: HashMap::new(),
+            by_server: HashMap::new(),
+            by_branch: HashMap::new(),
+            wakeups: BinaryHeap::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            next_id: 1,
+            stats: ProxyStats::default(),
+            dirty: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> &ProxyStats {
+        &self.stats
+    }
+
+    /// Live response contexts (transactions in flight or lingering).
+    pub fn contexts(&self) -> usize {
+        self.contexts.len()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<ProxyEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest instant at which `handle_timeout` has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.wakeups.peek().map(|Reverse((t, _))| *t)
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.cfg.trusted.iter().any(|n| n.contains(&ip))
+    }
+
+    fn is_upstream(&self, peer: Peer) -> bool {
+        match peer.transport {
+            Transport::Udp => peer.addr == self.cfg.upstream,
+            Transport::Tcp => peer.addr.ip() == self.cfg.upstream.ip(),
+        }
+    }
+
+    fn refuse(&mut self, status: u16, detail: String, source: SocketAddr) {
+        self.stats.refused += 1;
+        self.events.push_back(ProxyEvent::Refused {
+            status,
+            detail,
+            source,
+        });
+    }
+
+    /// Feed one datagram (UDP) or one framed message (TCP).
+    pub fn handle_input(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
+        self.stats.received += 1;
+        if !self.limiter.allow(from.addr.ip(), now) {
+            self.stats.rate_limited += 1;
+            return;
+        }
+        let msg = match SipMessage::parse(bytes) {
+            Ok(m) => m,
+            Err(_) => {
+                self.stats.unparsable += 1;
+                return;
+            }
+        };
+        if !self.is_trusted(from.addr.ip()) {
+            self.stats.untrusted += 1;
+            if self.cfg.untrusted == UntrustedAction::Reject
+                && msg.is_request()
+                && msg.method() != Some("ACK")
+            {
+                if let Ok((facts, _)) = check_request(&msg) {
+                    let via = self.response_via(&facts, from);
+                    let resp =
+                        build::response_to(&msg, 403, "Forbidden", Some(&via), Some("ss403"));
+                    self.send(self.reply_peer(&facts, from), resp.to_bytes());
+                }
+            }
+            self.refuse(403, "untrusted source".into(), from.addr);
+            return;
+        }
+        if msg.is_request() {
+            self.handle_request(now, from, msg);
+        } else {
+            self.handle_response(now, msg);
+        }
+        self.flush_all_dirty(now);
+    }
+
+    fn send(&mut self, to: Peer, bytes: Bytes) {
+        self.stats.sent += 1;
+        self.out.push_back(Transmit { to, bytes });
+    }
+
+    /// The top Via as our responses carry it: `received` when the source IP differs from
+    /// sent-by, `rport` filled in when the client asked (RFC 3581 §4).
+    fn response_via(&self, facts: &Facts, from: Peer) -> String {
+        let mut via = facts.top_via().clone();
+        let src_ip = from.addr.ip().to_string();
+        if via.host.trim_start_matches('[').trim_end_matches(']') != src_ip {
+            via.set_param("received", Some(src_ip));
+        }
+        if via.param("rport").is_some() {
+            via.set_param("rport", Some(from.addr.port().to_string()));
+            via.set_param("received", Some(from.addr.ip().to_string()));
+        }
+        via.to_header_value()
+    }
+
+    /// Where responses go (§18.2.2, RFC 3581): the same connection for TCP; over UDP the
+    /// source IP and either the source port (rport) or the sent-by port.
+    fn reply_peer(&self, facts: &Facts, from: Peer) -> Peer {
+        if from.transport == Transport::Tcp {
+            return from;
+        }
+        let via = facts.top_via();
+        let port = if via.param("rport").is_some() {
+            from.addr.port()
+        } else {
+            via.port.unwrap_or(5060)
+        };
+        Peer::udp(SocketAddr::new(from.addr.ip(), port))
+    }
+
+    fn respond_stateless(&mut self, msg: &SipMessage, facts: &Facts, from: Peer, reject: &Reject) {
+        let via = self.response_via(facts, from);
+        let mut resp = build::response_to(
+            msg,
+            reject.status,
+            reject.reason,
+            Some(&via),
+            Some("ss-err"),
+        );
+        for (n, v) in &reject.headers {
+            resp.push_header(n, v.clone());
+        }
+        self.send(self.reply_peer(facts, from), resp.to_bytes());
+    }
+
+    fn handle_request(&mut self, now: Instant, from: Peer, msg: SipMessage) {
+        let method = msg.method().unwrap_or_default().to_string();
+        let (facts, ruri) = match check_request(&msg) {
+            Ok(v) => v,
+            Err(reject) => {
+                self.stats.invalid += 1;
+                // Without a usable Via there is nobody to answer; ACKs are never answered.
+                if method != "ACK" {
+                    if let Some(via_text) = msg.header_values("via").first() {
+                        self.respond_to_invalid(&msg, via_text, from, &reject);
+                    }
+                }
+                self.refuse(reject.status, reject.detail, from.addr);
+                return;
+            }
+        };
+        let key = server_key(&facts, &method);
+
+        if method == "ACK" {
+            if let Some(&id) = self.by_server.get(&key) {
+                // ACK for our non-2xx final: absorbed by the INVITE server transaction.
+                if let Some(ctx) = self.contexts.get_mut(&id) {
+                    if let ServerTx::Invite(tx) = &mut ctx.server {
+                        let pass_up = tx.on_ack(now);
+                        if !pass_up {
+                            self.mark(id, now);
+                            return;
+                        }
+                    }
+                }
+            }
+            // ACK for a 2xx: a new transaction of its own, forwarded statelessly (§16.11).
+            self.forward_stateless(now, from, msg, &facts, &ruri);
+            return;
+        }
+
+        if let Some(&id) = self.by_server.get(&key) {
+            // A retransmission: the server transaction replays its last response.
+            self.stats.retransmissions_in += 1;
+            if let Some(ctx) = self.contexts.get_mut(&id) {
+                match &mut ctx.server {
+                    ServerTx::Invite(tx) => tx.on_request_retransmission(now),
+                    ServerTx::NonInvite(tx) => tx.on_request_retransmission(now),
+                }
+            }
+            self.mark(id, now);
+            return;
+        }
+
+        if method == "CANCEL" {
+            self.handle_cancel(now, from, &msg, &facts);
+            return;
+        }
+
+        // Max-Forwards (§16.3 step 3); OPTIONS may be answered by us instead (§16.3, §11.2).
+        let to_us = self.addressed_to_us(&ruri, &msg);
+        if facts.max_forwards == Some(0) && !(method == "OPTIONS" && to_us) {
+            let r = Reject {
+                status: 483,
+                reason: "Too Many Hops",
+                detail: "Max-Forwards 0".into(),
+                headers: Vec::new(),
+            };
+            self.respond_stateless(&msg, &facts, from, &r);
+            self.refuse(483, r.detail, from.addr);
+            return;
+        }
+        let hash = build::loop_hash(&msg);
+        if facts.vias.iter().any(|v| {
+            build::via_is_our_loop(
+                v,
+                &self.cfg.advertised_host,
+                self.cfg.advertised_port,
+                &hash,
+            )
+        }) {
+            let r = Reject {
+                status: 482,
+                reason: "Loop Detected",
+                detail: "request came back unchanged".into(),
+                headers: Vec::new(),
+            };
+            self.respond_stateless(&msg, &facts, from, &r);
+            self.refuse(482, r.detail, from.addr);
+            return;
+        }
+        if method == "OPTIONS" && to_us {
+            self.stats.options_answered += 1;
+            let via = self.response_via(&facts, from);
+            let mut resp = build::response_to(&msg, 200, "OK", Some(&via), Some("ss-options"));
+            resp.push_header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY, SUBSCRIBE, MESSAGE");
+            resp.push_header("Accept", "application/sdp");
+            self.send(self.reply_peer(&facts, from), resp.to_bytes());
+            return;
+        }
+
+        let target = match self.route(from, &msg) {
+            Ok(t) => t,
+            Err(detail) => {
+                let r = Reject {
+                    status: 403,
+                    reason: "Forbidden",
+                    detail,
+                    headers: Vec::new(),
+                };
+                self.respond_stateless(&msg, &facts, from, &r);
+                self.refuse(403, r.detail, from.addr);
+                return;
+            }
+        };
+
+        let mut forwarded = msg.clone();
+        // New calls from the trunk side: who is calling? (§ "Who is withheld" in DESIGN.md)
+        if method == "INVITE" && facts.to.tag().is_none() && !self.is_upstream(from) {
+            let id = caller_identity(&msg, &facts, true);
+            let classification = classify_caller(&id, &self.cfg.classify);
+            self.events.push_back(ProxyEvent::CallClassified {
+                call_id: facts.call_id.clone(),
+                classification: classification.clone(),
+            });
+            match classification.class {
+                CallerClass::Deny => {
+                    self.stats.calls_denied += 1;
+                    let r = Reject {
+                        status: 603,
+                        reason: "Decline",
+                        detail: classification.reason.clone(),
+                        headers: Vec::new(),
+                    };
+                    self.respond_stateless(&msg, &facts, from, &r);
+                    self.refuse(603, r.detail, from.addr);
+                    return;
+                }
+                CallerClass::Screen => {
+                    self.stats.calls_screened += 1;
+                    // Until the call layer answers screened calls itself, mark them.
+                    forwarded.push_header("X-Scamscreen-Caller", "withheld");
+                    forwarded.push_header("X-Scamscreen-Reason", classification.reason.clone());
+                }
+                CallerClass::PassThrough => self.stats.calls_passed += 1,
+            }
+        }
+
+        self.forward_stateful(now, from, msg, forwarded, &facts, key, &hash, target);
+    }
+
+    fn respond_to_invalid(
+        &mut self,
+        msg: &SipMessage,
+        via_text: &str,
+        from: Peer,
+        reject: &Reject,
+    ) {
+        // The Via may itself be what is broken: answer the packet's source then.
+        let (via_value, to) = match Via::parse(via_text) {
+            Ok(v) => {
+                let port = if v.param("rport").is_some() || from.transport == Transport::Tcp {
+                    from.addr.port()
+                } else {
+                    v.port.unwrap_or(5060)
+                };
+                let mut v2 = v.clone();
+                v2.set_param("received", Some(from.addr.ip().to_string()));
+                let to = if from.transport == Transport::Tcp {
+                    from
+                } else {
+                    Peer::udp(SocketAddr::new(from.addr.ip(), port))
+                };
+                (v2.to_header_value(), to)
+            }
+            Err(_) => (via_text.to_string(), from),
+        };
+        let mut resp = build::response_to(
+            msg,
+            reject.status,
+            reject.reason,
+            Some(&via_value),
+            Some("ss-err"),
+        );
+        for (n, v) in &reject.headers {
+            resp.push_header(n, v.clone());
+        }
+        self.send(to, resp.to_bytes());
+    }
+
+    /// Is this request for us rather than for someone behind us? (OPTIONS health checks.)
+    fn addressed_to_us(&self, ruri: &Uri, msg: &SipMessage) -> bool {
+        if !msg.header_values("route").is_empty() {
+            return false;
+        }
+        if ruri.user.is_none() {
+            return true;
+        }
+        ruri.host == self.cfg.advertised_host
+            && ruri.port.unwrap_or(5060) == self.cfg.advertised_port
+    }
+
+    fn route_is_us(&self, value: &str) -> bool {
+        NameAddr::parse(value).is_ok_and(|n| {
+            n.uri.host == self.cfg.advertised_host
+                && n.uri.port.unwrap_or(5060) == self.cfg.advertised_port
+        })
+    }
+
+    /// Pick the target (§16.5). From anyone but the upstream: the upstream, always. From
+    /// the upstream: the next hop of the Route set or Request-URI, which must be an IP
+    /// literal inside the trusted networks.
+    fn route(&self, from: Peer, msg: &SipMessage) -> Result<Peer, String> {
+        if !self.is_upstream(from) {
+            return Ok(Peer {
+                addr: self.cfg.upstream,
+                transport: self.cfg.upstream_transport,
+                conn: None,
+            });
+        }
+        let routes = msg.header_values("route");
+        let next = routes
+            .iter()
+            .find(|r| !self.route_is_us(r))
+            .and_then(|r| NameAddr::parse(r).ok().map(|n| n.uri))
+            .or_else(|| msg.request_uri().and_then(|u| Uri::parse(u).ok()))
+            .ok_or_else(|| "no next hop".to_string())?;
+        let host = next.host.trim_start_matches('[').trim_end_matches(']');
+        let ip: IpAddr = host
+            .parse()
+            .map_err(|_| format!("next hop {} is not an IP address", next.host))?;
+        if !self.is_trusted(ip) {
+            return Err("next hop outside the trusted networks".into());
+        }
+        let transport = match next.param("transport").flatten() {
+            Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+            _ => Transport::Udp,
+        };
+        Ok(Peer {
+            addr: SocketAddr::new(ip, next.port.unwrap_or(5060)),
+            transport,
+            conn: None,
+        })
+    }
+
+    /// Apply §16.6 steps 3–8 to a copy: Max-Forwards, Record-Route, our Route popped, Via.
+    fn prepare_forward(&self, msg: &mut SipMessage, facts: &Facts, branch: &str, target: Peer) {
+        let mf = facts.max_forwards.map_or(70, |m| m.saturating_sub(1));
+        msg.set_header("Max-Forwards", mf.to_string());
+        if let Some(first) = msg.header_values("route").first() {
+            if self.route_is_us(first) {
+                msg.remove_first_value("route");
+            }
+        }
+        let method = msg.method().unwrap_or_default().to_string();
+        if self.cfg.record_route && creates_dialog(&method) && facts.to.tag().is_none() {
+            let rr = match target.transport {
+                Transport::Udp => format!(
+                    "<sip:{}:{};lr>",
+                    self.cfg.advertised_host, self.cfg.advertised_port
+                ),
+                Transport::Tcp => format!(
+                    "<sip:{}:{};transport=tcp;lr>",
+                    self.cfg.advertised_host, self.cfg.advertised_port
+                ),
+            };
+            msg.insert_header_first("Record-Route", rr);
+        }
+        msg.insert_header_first(
+            "Via",
+            format!(
+                "SIP/2.0/{} {}:{};branch={branch};rport",
+                target.transport.via_name(),
+                self.cfg.advertised_host,
+                self.cfg.advertised_port
+            ),
+        );
+    }
+
+    fn forward_stateless(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        msg: SipMessage,
+        facts: &Facts,
+        _ruri: &Uri,
+    ) {
+        let target = match self.route(from, &msg) {
+            Ok(t) => t,
+            Err(detail) => {
+                self.refuse(403, detail, from.addr);
+                return;
+            }
+        };
+        if facts.max_forwards == Some(0) {
+            self.refuse(483, "Max-Forwards 0 (ACK)".into(), from.addr);
+            return;
+        }
+        // A stateless branch must be the same for retransmissions (§16.11): derive it from
+        // the incoming branch.
+        let incoming = facts.top_via().branch().unwrap_or_default();
+        let hash = build::loop_hash(&msg);
+        let branch = format!(
+            "{}-st-{}",
+            crate::sip::via::MAGIC_COOKIE,
+            short_hash(&format!("{incoming}{hash}"))
+        );
+        let mut fwd = msg;
+        self.prepare_forward(&mut fwd, facts, &branch, target);
+        self.stats.forwarded_stateless += 1;
+        let _ = now;
+        self.send(target, fwd.to_bytes());
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_stateful(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        received: SipMessage,
+        mut forwarded: SipMessage,
+        facts: &Facts,
+        key: ServerKey,
+        hash: &str,
+        target: Peer,
+    ) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let branch = build::new_branch(hash, id);
+        self.prepare_forward(&mut forwarded, facts, &branch, target);
+        let bytes = forwarded.to_bytes();
+        let timers = self.cfg.timers;
+        let is_invite = received.method() == Some("INVITE");
+        let server = if is_invite {
+            ServerTx::Invite(ServerInvite::new(
+                now,
+                from.transport.reliability(),
+                &timers,
+            ))
+        } else {
+            ServerTx::NonInvite(ServerNonInvite::new(
+                now,
+                from.transport.reliability(),
+                &timers,
+            ))
+        };
+        let client = if is_invite {
+            ClientTx::Invite(ClientInvite::new(
+                now,
+                bytes,
+                target.transport.reliability(),
+                &timers,
+            ))
+        } else {
+            ClientTx::NonInvite(ClientNonInvite::new(
+                now,
+                bytes,
+                target.transport.reliability(),
+                &timers,
+            ))
+        };
+        let mut ctx = Context {
+            server,
+            client: Some(client),
+            cancel: None,
+            response_via: self.response_via(facts, from),
+            reply_to: self.reply_peer(facts, from),
+            received,
+            forwarded: Some(forwarded),
+            target,
+            server_key: key.clone(),
+            branch: branch.clone(),
+            provisional_seen: false,
+            final_sent: false,
+            cancel_pending: false,
+            to_tag: format!("ss{id:x}"),
+            scheduled: None,
+        };
+        if is_invite {
+            // A proxy answers 100 Trying at once (§16.2), well within the 200 ms of §17.2.1.
+            let trying =
+                build::response_to(&ctx.received, 100, "Trying", Some(&ctx.response_via), None);
+            if let ServerTx::Invite(tx) = &mut ctx.server {
+                tx.send_response(now, 100, trying.to_bytes());
+            }
+        }
+        self.stats.forwarded += 1;
+        self.contexts.insert(id, ctx);
+        self.by_server.insert(key, id);
+        self.by_branch.insert(branch, id);
+        self.mark(id, now);
+    }
+
+    fn handle_cancel(&mut self, now: Instant, from: Peer, msg: &SipMessage, facts: &Facts) {
+        let invite_key = server_key(facts, "INVITE");
+        let Some(&id) = self.by_server.get(&invite_key) else {
+            // No INVITE to cancel (§16.10 would forward statelessly; the upstream could only
+            // answer 481 too, so we answer it here and keep the upstream quiet).
+            let r = Reject {
+                status: 481,
+                reason: "Call/Transaction Does Not Exist",
+                detail: "CANCEL matches no INVITE".into(),
+                headers: Vec::new(),
+            };
+            self.respond_stateless(msg, facts, from, &r);
+            return;
+        };
+        // 200 to the CANCEL itself (§16.10), statelessly: a retransmitted CANCEL gets another.
+        let via = self.response_via(facts, from);
+        let ok = build::response_to(msg, 200, "OK", Some(&via), Some("ss-cancel"));
+        self.send(self.reply_peer(facts, from), ok.to_bytes());
+        self.stats.cancels += 1;
+        if let Some(ctx) = self.contexts.get_mut(&id) {
+            if ctx.final_sent || ctx.cancel.is_some() {
+                return;
+            }
+            if ctx.provisional_seen {
+                start_cancel(ctx, now, &self.cfg.timers);
+            } else {
+                // §9.1: a CANCEL may not be sent before a provisional response arrived.
+                ctx.cancel_pending = true;
+            }
+        }
+        self.mark(id, now);
+    }
+
+    fn handle_response(&mut self, now: Instant, msg: SipMessage) {
+        let Some(facts) = check_response(&msg) else {
+            self.stats.invalid += 1;
+            return;
+        };
+        let top = facts.top_via();
+        let ours = top.host == self.cfg.advertised_host
+            && top.port.unwrap_or(5060) == self.cfg.advertised_port;
+        let Some(&id) = top
+            .branch()
+            .and_then(|b| self.by_branch.get(b))
+            .filter(|_| ours)
+        else {
+            self.stats.stray_responses += 1;
+            return;
+        };
+        let status = msg.status().unwrap_or(0);
+        let Some(ctx) = self.contexts.get_mut(&id) else {
+            return;
+        };
+        if facts.cseq_method == "CANCEL" {
+            if let Some(c) = &mut ctx.cancel {
+                c.on_response(now, status);
+            }
+            self.mark(id, now);
+            return;
+        }
+        let deliver = match &mut ctx.client {
+            Some(ClientTx::Invite(tx)) => {
+                let forwarded = ctx.forwarded.as_ref();
+                tx.on_response(now, status, || match forwarded {
+                    Some(f) => build::ack_for(f, &msg).to_bytes(),
+                    None => Bytes::new(),
+                })
+            }
+            Some(ClientTx::NonInvite(tx)) => tx.on_response(now, status),
+            None => false,
+        };
+        if status >= 200 {
+            // Once a final arrived there is nothing left to CANCEL.
+            ctx.cancel_pending = false;
+        }
+        if (100..200).contains(&status) {
+            ctx.provisional_seen = true;
+            if ctx.cancel_pending {
+                ctx.cancel_pending = false;
+                start_cancel(ctx, now, &self.cfg.timers);
+            }
+        }
+        if deliver && status != 100 {
+            // §16.7: 100 is not forwarded; everything else goes up with our Via removed.
+            let mut up = msg;
+            up.remove_first_value("via");
+            let bytes = up.to_bytes();
+            ctx.server.send_response(now, status, bytes);
+            if status >= 200 {
+                ctx.final_sent = true;
+            }
+            self.stats.responses_relayed += 1;
+        }
+        self.mark(id, now);
+    }
+
+    /// Run expired timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((t, id))) = self.wakeups.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.wakeups.pop();
+            if let Some(ctx) = self.contexts.get_mut(&id) {
+                if ctx.scheduled != Some(t) {
+                    continue; // superseded by a newer wake-up
+                }
+                ctx.scheduled = None;
+                ctx.server.handle_timeout(now);
+                if let Some(c) = &mut ctx.client {
+                    c.handle_timeout(now);
+                }
+                if let Some(c) = &mut ctx.cancel {
+                    c.handle_timeout(now);
+                }
+                self.dirty.push(id);
+            }
+        }
+        self.flush_all_dirty(now);
+    }
+
+    fn mark(&mut self, id: u64, _now: Instant) {
+        self.dirty.push(id);
+    }
+
+    /// Drain every touched context: transmissions, events (408 on client timeout), removal
+    /// when all its transactions ended, and its next wake-up.
+    fn flush_all_dirty(&mut self, now: Instant) {
+        while let Some(id) = self.dirty.pop() {
+            self.flush(id, now);
+        }
+    }
+
+    fn flush(&mut self, id: u64, now: Instant) {
+        let Some(ctx) = self.contexts.get_mut(&id) else {
+            return;
+        };
+        // Client side first: a timeout there produces a response on the server side.
+        let mut client_timed_out = false;
+        let mut client_transport_error = false;
+        if let Some(tx) = &mut ctx.client {
+            while let Some(b) = tx.poll_transmit() {
+                self.stats.sent += 1;
+                self.out.push_back(Transmit {
+                    to: ctx.target,
+                    bytes: b,
+                });
+            }
+            while let Some(ev) = tx.poll_event() {
+                client_timed_out |= ev == TxEvent::Timeout;
+                client_transport_error |= ev == TxEvent::TransportError;
+            }
+        }
+        if let Some(c) = &mut ctx.cancel {
+            while let Some(b) = c.poll_transmit() {
+                self.stats.sent += 1;
+                self.out.push_back(Transmit {
+                    to: ctx.target,
+                    bytes: b,
+                });
+            }
+            while c.poll_event().is_some() {}
+        }
+        if (client_timed_out || client_transport_error) && !ctx.final_sent {
+            // §16.7 step 2 / §16.8: the target never answered → 408 (503 if unreachable).
+            let (status, reason) = if client_transport_error {
+                (503, "Service Unavailable")
+            } else {
+                (408, "Request Timeout")
+            };
+            self.stats.upstream_timeouts += 1;
+            let resp = build::response_to(
+                &ctx.received,
+                status,
+                reason,
+                Some(&ctx.response_via),
+                Some(&ctx.to_tag),
+            );
+            let bytes = resp.to_bytes();
+            ctx.server.send_response(now, status, bytes);
+            ctx.final_sent = true;
+        }
+        let mut send_trying = false;
+        while let Some(ev) = ctx.server.poll_event() {
+            send_trying |= ev == TxEvent::SendTrying;
+        }
+        if send_trying {
+            let trying =
+                build::response_to(&ctx.received, 100, "Trying", Some(&ctx.response_via), None);
+            ctx.server.send_response(now, 100, trying.to_bytes());
+        }
+        while let Some(b) = ctx.server.poll_transmit() {
+            self.stats.sent += 1;
+            self.out.push_back(Transmit {
+                to: ctx.reply_to,
+                bytes: b,
+            });
+        }
+        let server_done = ctx.server.is_terminated();
+        let client_done = ctx.client.as_ref().is_none_or(|c| c.is_terminated());
+        let cancel_done = ctx.cancel.as_ref().is_none_or(|c| c.is_terminated());
+        if server_done && client_done && cancel_done {
+            let ctx = self.contexts.remove(&id);
+            if let Some(ctx) = ctx {
+                self.by_server.remove(&ctx.server_key);
+                self.by_branch.remove(&ctx.branch);
+            }
+            return;
+        }
+        let next = [
+            ctx.server.poll_timeout(),
+            ctx.client.as_ref().and_then(|c| c.poll_timeout()),
+            ctx.cancel.as_ref().and_then(|c| c.poll_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(next) = next {
+            if ctx.scheduled.is_none_or(|s| next < s || s <= now) {
+                ctx.scheduled = Some(next);
+                self.wakeups.push(Reverse((next, id)));
+            }
+        }
+    }
+}
+
+fn start_cancel(ctx: &mut Context, now: Instant, timers: &TimerConfig) {
+    if let Some(f) = &ctx.forwarded {
+        let cancel = build::cancel_for(f).to_bytes();
+        ctx.cancel = Some(ClientNonInvite::new(
+            now,
+            cancel,
+            ctx.target.transport.reliability(),
+            timers,
+        ));
+    }
+}
+
+fn short_hash(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(s.as_bytes());
+    d[..8].iter().map(|b| format!("{b:02x}")).collect()
+}

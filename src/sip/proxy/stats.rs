@@ -1,0 +1,40 @@
+//! Counters of what the proxy saw and did (no personal data).
+
+/// Monotonic counters since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProxyStats {
+    /// Datagrams / frames handed to the core.
+    pub received: u64,
+    /// Messages queued for sending.
+    pub sent: u64,
+    /// Dropped by the per-source rate limit.
+    pub rate_limited: u64,
+    /// Not SIP at all (framing failed): dropped.
+    pub unparsable: u64,
+    /// From a source outside the trusted networks.
+    pub untrusted: u64,
+    /// SIP but invalid (answered 400/416/420/505 if a request, dropped if a response).
+    pub invalid: u64,
+    /// Requests answered with an error status by us (any reason).
+    pub refused: u64,
+    /// Requests forwarded with a response context.
+    pub forwarded: u64,
+    /// ACKs for 2xx forwarded statelessly.
+    pub forwarded_stateless: u64,
+    /// Request retransmissions absorbed by a server transaction.
+    pub retransmissions_in: u64,
+    /// Responses relayed back to the sender.
+    pub responses_relayed: u64,
+    /// Responses matching no transaction of ours.
+    pub stray_responses: u64,
+    /// OPTIONS answered locally.
+    pub options_answered: u64,
+    /// CANCELs accepted.
+    pub cancels: u64,
+    /// Upstream never answered (408) or could not be reached (503).
+    pub upstream_timeouts: u64,
+    /// New INVITEs by classification.
+    pub calls_passed: u64,
+    pub calls_screened: u64,
+    pub calls_denied: u64,
+}
