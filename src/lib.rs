@@ -4,8 +4,8 @@
 //! This crate is built up issue by issue; see `docs/architecture.md` for the map.
 
 pub mod asr;
+pub mod config;
 pub mod detect;
 pub mod model;
-pub mod config;
 pub mod runtime;
 pub mod sip;

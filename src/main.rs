@@ -10,6 +10,7 @@ use scamscreen::model::{ModelPaths, WeightFormat};
 mod bench_cmd;
 mod detect_cmd;
 mod eval_audio;
+mod run_cmd;
 mod transcribe_cmd;
 mod wer_cmd;
 
@@ -23,6 +24,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the SIP edge: proxy calls to the PBX, mark or screen withheld callers.
+    Run(run_cmd::ConfigArgs),
+    /// Check a configuration (file and flags) and print the effective settings.
+    CheckConfig(run_cmd::ConfigArgs),
     /// Transcribe WAV files (PCM, µ-law or A-law, any rate, mono or stereo).
     Transcribe(transcribe_cmd::TranscribeArgs),
     /// Score a transcript for scam phrases: allow, warn or divert, with reasons.
@@ -75,6 +80,16 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Command::Run(args) = cli.command {
+        // `run` sets up logging from its configuration ([log]).
+        return match run_cmd::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SCAMSCREEN_LOG")
@@ -94,6 +109,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     match cli.command {
+        Command::Run(args) => return run_cmd::run(args),
+        Command::CheckConfig(args) => return run_cmd::check_config(args),
         Command::Transcribe(args) => return transcribe_cmd::run(args),
         Command::Wer(args) => return wer_cmd::run(args),
         Command::Detect(args) => return detect_cmd::run_detect(args),

@@ -415,13 +415,17 @@ impl SipMessage {
         });
     }
 
-    /// Insert a header before every other header (Via and Record-Route are pushed on top).
+    /// Push a header on top of its kind (Via, Record-Route): before the first header of the
+    /// same name, or at the very top if there is none. Same-name lines stay contiguous, so
+    /// peers that copy "the Via lines" as a block see all of them.
     pub fn insert_header_first(&mut self, name: &str, value: impl Into<String>) {
+        let key = canonical_key(name);
+        let pos = self.headers.iter().position(|h| h.key == key).unwrap_or(0);
         self.headers.insert(
-            0,
+            pos,
             Header {
                 name: name.to_string(),
-                key: canonical_key(name),
+                key,
                 value: value.into(),
             },
         );

@@ -46,4 +46,3 @@ fn rfc4475_messages_are_judged_as_the_rfc_says() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
-

@@ -197,7 +197,7 @@ pub fn parse_param(p: &str) -> Result<(String, Option<String>), UriError> {
     }
     if let Some(v) = value {
         let quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
-        if v.is_empty() || (!quoted && !v.chars().all(|c| is_param_value_char(c))) {
+        if v.is_empty() || (!quoted && !v.chars().all(is_param_value_char)) {
             return Err(UriError::Param);
         }
     }

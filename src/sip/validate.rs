@@ -119,7 +119,11 @@ fn parse_common(msg: &SipMessage) -> Result<Facts, Reject> {
             if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 3 {
                 return Err(Reject::bad("Max-Forwards is not a number 0-255"));
             }
-            let n: u16 = if digits.is_empty() { 0 } else { digits.parse().unwrap_or(u16::MAX) };
+            let n: u16 = if digits.is_empty() {
+                0
+            } else {
+                digits.parse().unwrap_or(u16::MAX)
+            };
             Some(u8::try_from(n).map_err(|_| Reject::bad("Max-Forwards above 255"))?)
         }
         _ => return Err(Reject::bad("more than one Max-Forwards")),

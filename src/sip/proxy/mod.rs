@@ -539,7 +539,12 @@ impl Proxy {
                 CallerClass::Screen => {
                     self.stats.calls_screened += 1;
                     // Until the call layer answers screened calls itself, mark them.
-                    forwarded.push_header("X-Scamscreen-Caller", "withheld");
+                    let caller = if classification.withheld {
+                        "withheld"
+                    } else {
+                        "unknown"
+                    };
+                    forwarded.push_header("X-Scamscreen-Caller", caller);
                     forwarded.push_header("X-Scamscreen-Reason", classification.reason.clone());
                 }
                 CallerClass::PassThrough => self.stats.calls_passed += 1,

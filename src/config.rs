@@ -1,1 +1,0 @@
-//! Configuration (`scamscreen.toml`). Being written.

@@ -1,0 +1,410 @@
+//! Configuration: `scamscreen.toml`. `scamscreen.example.toml` at the repository root shows
+//! every option with its unit and default.
+//!
+//! [`Config::load`] only parses (unknown fields are errors that name the field and its line);
+//! [`Config::apply`] lays the command-line flags over the file; [`Config::validate`] then lists
+//! every problem at once, before a socket is bound. Every default is a named constant below.
+
+mod net;
+mod summary;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::detect::score::Thresholds;
+pub use crate::detect::score::{DEFAULT_DIVERT_THRESHOLD, DEFAULT_WARN_THRESHOLD};
+pub use crate::sip::classify::ScreeningPolicy;
+use crate::sip::classify::{ClassifyRules, PatternError, PatternList};
+pub use net::{parse_trusted_net, Host, HostPort, HostPortError, NetError};
+pub use validate::ConfigProblem;
+
+/// The SIP port, for listen addresses and an upstream given without a port.
+pub const DEFAULT_SIP_PORT: u16 = 5060;
+/// Listen address for UDP and TCP: every IPv4 interface, port 5060.
+pub const DEFAULT_LISTEN_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, DEFAULT_SIP_PORT));
+pub const DEFAULT_UPSTREAM_TRANSPORT: Transport = Transport::Udp;
+pub const DEFAULT_RECORD_ROUTE: bool = true;
+/// RFC 3261 T1: round-trip time estimate.
+pub const DEFAULT_TIMER_T1_MS: u64 = 500;
+/// RFC 3261 T2: longest retransmit interval for non-INVITE requests and INVITE responses.
+pub const DEFAULT_TIMER_T2_MS: u64 = 4_000;
+/// RFC 3261 T4: longest time a message stays in the network.
+pub const DEFAULT_TIMER_T4_MS: u64 = 5_000;
+/// Largest SIP message accepted (the TCP framing limit; a UDP datagram cannot be larger).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 65_535;
+/// An idle TCP connection is closed after this long.
+pub const DEFAULT_TCP_IDLE_SECS: u64 = 300;
+
+pub const DEFAULT_UNTRUSTED: UntrustedAction = UntrustedAction::Reject;
+/// Token-bucket refill per source IP.
+pub const DEFAULT_RATE_LIMIT_PER_SEC: f64 = 50.0;
+/// Token-bucket size per source IP.
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 100;
+/// How many source IPs the rate limiter tracks at most (bounded memory).
+pub const DEFAULT_RATE_LIMIT_SOURCES: usize = 10_000;
+
+pub const DEFAULT_POLICY: ScreeningPolicy = ScreeningPolicy::Withheld;
+pub const DEFAULT_TRUST_ASSERTED_IDENTITY: bool = true;
+/// How long the caller is heard at most.
+pub const DEFAULT_LISTEN_SECS: u32 = 8;
+pub const DEFAULT_RULES_DIR: &str = "models/rules";
+pub const DEFAULT_FAIL_OPEN: bool = true;
+pub const DEFAULT_LANGUAGE: &str = "en";
+
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
+
+/// `scamscreen.toml`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub sip: SipConfig,
+    pub security: SecurityConfig,
+    pub screening: ScreeningConfig,
+    pub log: LogConfig,
+}
+
+/// `[sip]`: where to listen and where to forward.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    #[serde(deserialize_with = "net::deserialize_socket_addrs")]
+    pub listen_udp: Vec<SocketAddr>,
+    #[serde(deserialize_with = "net::deserialize_socket_addrs")]
+    pub listen_tcp: Vec<SocketAddr>,
+    /// `host:port` of the PBX: the only forwarding target. Required for `run`.
+    pub upstream: Option<String>,
+    pub upstream_transport: Transport,
+    pub record_route: bool,
+    /// `host` or `host:port` written into Via and Record-Route; default the listen address.
+    pub advertised_host: Option<String>,
+    pub timer_t1_ms: u64,
+    pub timer_t2_ms: u64,
+    pub timer_t4_ms: u64,
+    pub max_message_bytes: usize,
+    pub tcp_idle_secs: u64,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen_udp: vec![DEFAULT_LISTEN_ADDR],
+            listen_tcp: vec![DEFAULT_LISTEN_ADDR],
+            upstream: None,
+            upstream_transport: DEFAULT_UPSTREAM_TRANSPORT,
+            record_route: DEFAULT_RECORD_ROUTE,
+            advertised_host: None,
+            timer_t1_ms: DEFAULT_TIMER_T1_MS,
+            timer_t2_ms: DEFAULT_TIMER_T2_MS,
+            timer_t4_ms: DEFAULT_TIMER_T4_MS,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            tcp_idle_secs: DEFAULT_TCP_IDLE_SECS,
+        }
+    }
+}
+
+impl SipConfig {
+    /// The upstream, parsed; `None` when unset or unparsable ([`Config::validate`] says which).
+    pub fn upstream_target(&self) -> Option<HostPort> {
+        HostPort::parse(self.upstream.as_deref()?).ok()
+    }
+
+    /// The advertised address, parsed; `None` when unset or unparsable.
+    pub fn advertised(&self) -> Option<HostPort> {
+        HostPort::parse(self.advertised_host.as_deref()?).ok()
+    }
+
+    pub fn timer_t1(&self) -> Duration {
+        Duration::from_millis(self.timer_t1_ms)
+    }
+
+    pub fn timer_t2(&self) -> Duration {
+        Duration::from_millis(self.timer_t2_ms)
+    }
+
+    pub fn timer_t4(&self) -> Duration {
+        Duration::from_millis(self.timer_t4_ms)
+    }
+
+    pub fn tcp_idle(&self) -> Duration {
+        Duration::from_secs(self.tcp_idle_secs)
+    }
+}
+
+/// Transport towards the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// `[security]`: who may talk to us, and how fast.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Peers (the ITSP's signalling addresses, the PBX) whose requests are served. A bare IP
+    /// is a /32 or /128.
+    #[serde(deserialize_with = "net::deserialize_nets")]
+    pub trusted: Vec<IpNet>,
+    pub untrusted: UntrustedAction,
+    pub rate_limit_per_sec: f64,
+    pub rate_limit_burst: u32,
+    pub rate_limit_sources: usize,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            trusted: Vec::new(),
+            untrusted: DEFAULT_UNTRUSTED,
+            rate_limit_per_sec: DEFAULT_RATE_LIMIT_PER_SEC,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            rate_limit_sources: DEFAULT_RATE_LIMIT_SOURCES,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// `ip` is inside one of the trusted networks.
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// What happens to a request from an address that is not trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UntrustedAction {
+    /// Answer 403 Forbidden.
+    Reject,
+    /// Say nothing (scanners learn less).
+    Drop,
+}
+
+impl UntrustedAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UntrustedAction::Reject => "reject",
+            UntrustedAction::Drop => "drop",
+        }
+    }
+}
+
+/// `[screening]`: who is screened and what the verdicts mean.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScreeningConfig {
+    pub policy: ScreeningPolicy,
+    pub trust_asserted_identity: bool,
+    /// Patterns (see [`crate::sip::classify::Pattern`]) passed through unscreened.
+    pub allow: Vec<String>,
+    /// Patterns diverted without screening; deny wins over allow.
+    pub deny: Vec<String>,
+    pub listen_secs: u32,
+    pub warn_threshold: f64,
+    pub divert_threshold: f64,
+    pub rules_dir: PathBuf,
+    /// ggml whisper model; `None` for the installed default.
+    pub model: Option<PathBuf>,
+    /// An unscreened call (ASR failed, overloaded, timed out) is let through.
+    pub fail_open: bool,
+    /// Where diverted calls go (`sip:` or `sips:` URI); `None`: announcement, then BYE.
+    pub divert_uri: Option<String>,
+    /// Language of callers (whisper and the rule pack).
+    pub language: String,
+}
+
+impl Default for ScreeningConfig {
+    fn default() -> Self {
+        ScreeningConfig {
+            policy: DEFAULT_POLICY,
+            trust_asserted_identity: DEFAULT_TRUST_ASSERTED_IDENTITY,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            listen_secs: DEFAULT_LISTEN_SECS,
+            warn_threshold: DEFAULT_WARN_THRESHOLD,
+            divert_threshold: DEFAULT_DIVERT_THRESHOLD,
+            rules_dir: PathBuf::from(DEFAULT_RULES_DIR),
+            model: None,
+            fail_open: DEFAULT_FAIL_OPEN,
+            divert_uri: None,
+            language: DEFAULT_LANGUAGE.to_string(),
+        }
+    }
+}
+
+impl ScreeningConfig {
+    pub fn listen(&self) -> Duration {
+        Duration::from_secs(u64::from(self.listen_secs))
+    }
+
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            warn: self.warn_threshold,
+            divert: self.divert_threshold,
+        }
+    }
+
+    /// The rules for [`crate::sip::classify::classify_caller`].
+    pub fn classify_rules(&self) -> Result<ClassifyRules, PatternError> {
+        Ok(ClassifyRules {
+            policy: self.policy,
+            trust_asserted_identity: self.trust_asserted_identity,
+            allow: PatternList::parse(&self.allow)?,
+            deny: PatternList::parse(&self.deny)?,
+        })
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A level (`trace` … `error`, `off`) or a filter such as `scamscreen::sip=debug,info`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: DEFAULT_LOG_LEVEL.to_string(),
+            format: DEFAULT_LOG_FORMAT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// A configuration that could not be read, or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "config file {} not found (start from scamscreen.example.toml)",
+        path.display()
+    )]
+    NotFound { path: PathBuf },
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}", validate::format_problems(.0))]
+    Invalid(Vec<ConfigProblem>),
+}
+
+/// Command-line flags that replace the file's values.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Overrides {
+    /// `--listen`: replaces both `listen_udp` and `listen_tcp`.
+    pub listen: Vec<SocketAddr>,
+    /// `--upstream`.
+    pub upstream: Option<String>,
+    /// `--trust`: replaces `trusted`.
+    pub trust: Vec<IpNet>,
+}
+
+impl Config {
+    /// Read and parse `path`. Does not validate (flags may still fill in what is missing).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::NotFound {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+        Self::parse(&src, &path.display().to_string())
+    }
+
+    /// Parse TOML text; errors name the file as `<config>`.
+    pub fn from_toml_str(src: &str) -> Result<Config, ConfigError> {
+        Self::parse(src, "<config>")
+    }
+
+    fn parse(src: &str, file: &str) -> Result<Config, ConfigError> {
+        toml::from_str(src).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| line_column(src, s.start))
+                .unwrap_or((0, 0));
+            ConfigError::Parse {
+                file: file.to_string(),
+                line,
+                column,
+                message: e.message().trim_end().to_string(),
+            }
+        })
+    }
+
+    /// Lay command-line flags over the file's values; a flag replaces, it does not add.
+    pub fn apply(&mut self, overrides: Overrides) {
+        if !overrides.listen.is_empty() {
+            self.sip.listen_udp = overrides.listen.clone();
+            self.sip.listen_tcp = overrides.listen;
+        }
+        if let Some(upstream) = overrides.upstream {
+            self.sip.upstream = Some(upstream);
+        }
+        if !overrides.trust.is_empty() {
+            self.security.trusted = overrides.trust;
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(src: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(src.len());
+    while !src.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &src[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}

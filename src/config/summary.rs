@@ -1,0 +1,125 @@
+//! The `check-config` summary: the effective configuration, one concern a line. Allow and
+//! deny lists are counted, not shown (they hold phone numbers).
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use super::Config;
+
+fn addrs(list: &[SocketAddr]) -> String {
+    if list.is_empty() {
+        return "-".to_string();
+    }
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn patterns(n: usize) -> String {
+    match n {
+        1 => "1 pattern".to_string(),
+        n => format!("{n} patterns"),
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (sip, sec, s) = (&self.sip, &self.security, &self.screening);
+        writeln!(
+            f,
+            "listen      udp {}; tcp {}",
+            addrs(&sip.listen_udp),
+            addrs(&sip.listen_tcp)
+        )?;
+        writeln!(
+            f,
+            "upstream    {} over {}; record-route {}; advertised {}",
+            sip.upstream.as_deref().unwrap_or("(not set)"),
+            sip.upstream_transport.as_str(),
+            if sip.record_route { "on" } else { "off" },
+            sip.advertised_host
+                .as_deref()
+                .unwrap_or("(the listen address)")
+        )?;
+        writeln!(
+            f,
+            "sip timers  T1 {} ms, T2 {} ms, T4 {} ms; messages up to {} bytes; TCP idle {} s",
+            sip.timer_t1_ms,
+            sip.timer_t2_ms,
+            sip.timer_t4_ms,
+            sip.max_message_bytes,
+            sip.tcp_idle_secs
+        )?;
+        let trusted = if sec.trusted.is_empty() {
+            "(nobody)".to_string()
+        } else {
+            sec.trusted
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(
+            f,
+            "trusted     {trusted}; others: {}",
+            match sec.untrusted {
+                super::UntrustedAction::Reject => "reject (403)",
+                super::UntrustedAction::Drop => "drop",
+            }
+        )?;
+        writeln!(
+            f,
+            "rate limit  {}/s per source, burst {}, {} sources tracked",
+            sec.rate_limit_per_sec, sec.rate_limit_burst, sec.rate_limit_sources
+        )?;
+        writeln!(
+            f,
+            "screening   policy {}; trust P-Asserted-Identity {}; allow {}; deny {}",
+            s.policy,
+            if s.trust_asserted_identity {
+                "yes"
+            } else {
+                "no"
+            },
+            patterns(s.allow.len()),
+            patterns(s.deny.len())
+        )?;
+        writeln!(
+            f,
+            "verdicts    listen {} s; warn at {}, divert at {}; {}",
+            s.listen_secs,
+            s.warn_threshold,
+            s.divert_threshold,
+            if s.fail_open {
+                "fail open (unscreened calls ring)"
+            } else {
+                "fail closed (unscreened calls are diverted)"
+            }
+        )?;
+        writeln!(
+            f,
+            "divert to   {}",
+            s.divert_uri
+                .as_deref()
+                .unwrap_or("(announcement, then hang up)")
+        )?;
+        writeln!(
+            f,
+            "model       {}; rules {}; language {}",
+            s.model
+                .as_ref()
+                .map_or("(installed default)".to_string(), |m| m
+                    .display()
+                    .to_string()),
+            s.rules_dir.display(),
+            s.language
+        )?;
+        write!(
+            f,
+            "log         {} as {}",
+            self.log.level,
+            self.log.format.as_str()
+        )
+    }
+}

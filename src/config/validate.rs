@@ -1,0 +1,354 @@
+//! [`Config::validate`]: every problem at once, each naming its field and how to fix it.
+//! [`Config::warnings`]: legal but probably not meant. [`Config::check_paths`]: files exist.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use super::net::{Host, HostPort};
+use super::{Config, Transport};
+use crate::sip::classify::Pattern;
+
+/// Longest listening window: whisper hears at most 30 s at once.
+pub const MAX_LISTEN_SECS: u32 = 30;
+/// Smallest sensible message limit: a typical INVITE with SDP is 1–2 kB.
+pub const MIN_MESSAGE_BYTES: usize = 1_024;
+/// Largest message limit (TCP framing; bounds memory per connection).
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// `section.field`, or `section.field[i]` for a list entry.
+    pub field: String,
+    /// What is wrong, and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+pub(super) fn format_problems(problems: &[ConfigProblem]) -> String {
+    let noun = if problems.len() == 1 {
+        "problem"
+    } else {
+        "problems"
+    };
+    let mut out = format!("{} {noun} in the configuration:", problems.len());
+    for p in problems {
+        out.push_str(&format!("\n  {p}"));
+    }
+    out
+}
+
+#[derive(Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigProblem {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+impl Config {
+    /// Every problem that would stop scamscreen from running as configured.
+    pub fn validate(&self) -> Result<(), Vec<ConfigProblem>> {
+        let mut p = Problems::default();
+        self.validate_sip(&mut p);
+        self.validate_security(&mut p);
+        self.validate_screening(&mut p);
+        self.validate_log(&mut p);
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(p.0)
+        }
+    }
+
+    fn validate_sip(&self, p: &mut Problems) {
+        let sip = &self.sip;
+        if sip.listen_udp.is_empty() && sip.listen_tcp.is_empty() {
+            p.push(
+                "sip.listen_udp",
+                "no listen address: set listen_udp and/or listen_tcp, or pass --listen",
+            );
+        }
+        match sip.upstream.as_deref().map(HostPort::parse) {
+            None => p.push(
+                "sip.upstream",
+                "missing: the PBX to forward calls to (host:port), in the file or --upstream",
+            ),
+            Some(Err(e)) => p.push("sip.upstream", e.to_string()),
+            Some(Ok(target)) => {
+                if let Host::Ip(ip) = target.host {
+                    if ip.is_unspecified() {
+                        p.push("sip.upstream", format!("{ip} is not an address to send to"));
+                    } else if self.upstream_is_self(ip, target.port_or(super::DEFAULT_SIP_PORT)) {
+                        p.push(
+                            "sip.upstream",
+                            format!(
+                                "{target} is scamscreen's own listen address: calls would loop"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(adv) = &sip.advertised_host {
+            match HostPort::parse(adv) {
+                Err(e) => p.push("sip.advertised_host", e.to_string()),
+                Ok(HostPort {
+                    host: Host::Ip(ip), ..
+                }) if ip.is_unspecified() => p.push(
+                    "sip.advertised_host",
+                    format!("{ip} cannot be reached: give the address peers send to"),
+                ),
+                Ok(_) => {}
+            }
+        }
+        if sip.timer_t1_ms == 0 {
+            p.push("sip.timer_t1_ms", "must be above 0 (RFC 3261 default 500)");
+        }
+        if sip.timer_t2_ms == 0 {
+            p.push("sip.timer_t2_ms", "must be above 0 (RFC 3261 default 4000)");
+        }
+        if sip.timer_t4_ms == 0 {
+            p.push("sip.timer_t4_ms", "must be above 0 (RFC 3261 default 5000)");
+        }
+        if sip.timer_t1_ms > sip.timer_t2_ms {
+            p.push(
+                "sip.timer_t1_ms",
+                format!(
+                    "T1 ({} ms) is above T2 ({} ms): retransmissions start at T1 and back off to T2",
+                    sip.timer_t1_ms, sip.timer_t2_ms
+                ),
+            );
+        }
+        if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&sip.max_message_bytes) {
+            p.push(
+                "sip.max_message_bytes",
+                format!(
+                    "{} is outside {MIN_MESSAGE_BYTES}..={MAX_MESSAGE_BYTES}",
+                    sip.max_message_bytes
+                ),
+            );
+        }
+        if sip.tcp_idle_secs == 0 {
+            p.push("sip.tcp_idle_secs", "must be above 0");
+        }
+    }
+
+    /// `ip:port` reaches one of our own sockets of the upstream transport.
+    fn upstream_is_self(&self, ip: IpAddr, port: u16) -> bool {
+        let listen = match self.sip.upstream_transport {
+            Transport::Udp => &self.sip.listen_udp,
+            Transport::Tcp => &self.sip.listen_tcp,
+        };
+        listen.iter().any(|l: &SocketAddr| {
+            l.port() == port
+                && (l.ip() == ip
+                    || (l.ip().is_unspecified()
+                        && ip.is_loopback()
+                        && l.ip().is_ipv4() == ip.is_ipv4()))
+        })
+    }
+
+    fn validate_security(&self, p: &mut Problems) {
+        let sec = &self.security;
+        if sec.trusted.is_empty() {
+            p.push(
+                "security.trusted",
+                "empty: every peer would be refused. List the ITSP's signalling addresses and \
+                 the PBX (\"192.0.2.10\", \"198.51.100.0/24\"), or pass --trust",
+            );
+        }
+        if !(sec.rate_limit_per_sec.is_finite() && sec.rate_limit_per_sec > 0.0) {
+            p.push(
+                "security.rate_limit_per_sec",
+                format!(
+                    "{} is not a rate: give requests per second above 0",
+                    sec.rate_limit_per_sec
+                ),
+            );
+        }
+        if sec.rate_limit_burst == 0 {
+            p.push(
+                "security.rate_limit_burst",
+                "must be at least 1 (no request would pass)",
+            );
+        }
+        if sec.rate_limit_sources == 0 {
+            p.push("security.rate_limit_sources", "must be at least 1");
+        }
+    }
+
+    fn validate_screening(&self, p: &mut Problems) {
+        let s = &self.screening;
+        for (list, patterns) in [("allow", &s.allow), ("deny", &s.deny)] {
+            for (i, pattern) in patterns.iter().enumerate() {
+                if let Err(e) = Pattern::parse(pattern) {
+                    p.push(format!("screening.{list}[{i}]"), e.to_string());
+                }
+            }
+        }
+        if s.listen_secs == 0 || s.listen_secs > MAX_LISTEN_SECS {
+            p.push(
+                "screening.listen_secs",
+                format!("{} is outside 1..={MAX_LISTEN_SECS}", s.listen_secs),
+            );
+        }
+        let in_range = |v: f64| v > 0.0 && v < 1.0;
+        for (field, v) in [
+            ("screening.warn_threshold", s.warn_threshold),
+            ("screening.divert_threshold", s.divert_threshold),
+        ] {
+            if !in_range(v) {
+                p.push(field, format!("{v} is not strictly between 0 and 1"));
+            }
+        }
+        if s.warn_threshold > s.divert_threshold {
+            p.push(
+                "screening.warn_threshold",
+                format!(
+                    "{} is above divert_threshold {}: warn must not exceed divert",
+                    s.warn_threshold, s.divert_threshold
+                ),
+            );
+        }
+        if s.rules_dir.as_os_str().is_empty() {
+            p.push(
+                "screening.rules_dir",
+                "empty: the folder of rule packs (<lang>.toml)",
+            );
+        }
+        if s.model.as_ref().is_some_and(|m| m.as_os_str().is_empty()) {
+            p.push(
+                "screening.model",
+                "empty: give a model file, or leave it out for the default",
+            );
+        }
+        if let Some(uri) = &s.divert_uri {
+            let lower = uri.trim().to_ascii_lowercase();
+            let rest = lower
+                .strip_prefix("sip:")
+                .or_else(|| lower.strip_prefix("sips:"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                p.push(
+                    "screening.divert_uri",
+                    format!(
+                        "{uri:?} is not a sip: or sips: URI (e.g. \"sip:voicemail@pbx.example\")"
+                    ),
+                );
+            }
+        }
+        let lang_ok = (2..=3).contains(&s.language.len())
+            && s.language.bytes().all(|b| b.is_ascii_lowercase());
+        if !lang_ok {
+            p.push(
+                "screening.language",
+                format!(
+                    "{:?} is not a language code (two or three lowercase letters: \"en\", \"de\")",
+                    s.language
+                ),
+            );
+        }
+    }
+
+    fn validate_log(&self, p: &mut Problems) {
+        const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+        let level = self.log.level.trim();
+        let directive_ok = |d: &str| {
+            let lvl = d.rsplit_once('=').map_or(
+                d,
+                |(target, lvl)| {
+                    if target.trim().is_empty() {
+                        ""
+                    } else {
+                        lvl
+                    }
+                },
+            );
+            LEVELS.contains(&lvl.trim().to_ascii_lowercase().as_str())
+        };
+        if level.is_empty() || !level.split(',').all(directive_ok) {
+            p.push(
+                "log.level",
+                format!(
+                    "{:?} is not a level ({}) or filter (\"scamscreen::sip=debug,info\")",
+                    self.log.level,
+                    LEVELS.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// Legal settings that are probably not meant; print them, do not refuse to start.
+    pub fn warnings(&self) -> Vec<ConfigProblem> {
+        let mut p = Problems::default();
+        let sip = &self.sip;
+        let wildcard = sip
+            .listen_udp
+            .iter()
+            .chain(&sip.listen_tcp)
+            .find(|a| a.ip().is_unspecified());
+        if let (Some(addr), None) = (wildcard, &sip.advertised_host) {
+            p.push(
+                "sip.advertised_host",
+                format!(
+                    "not set while listening on {addr}: set it to the address peers reach \
+                     scamscreen at, for Via and Record-Route"
+                ),
+            );
+        }
+        if let Some(net) = self.security.trusted.iter().find(|n| n.prefix_len() == 0) {
+            p.push(
+                "security.trusted",
+                format!(
+                    "{net} trusts every address: anyone may assert an identity \
+                     (P-Asserted-Identity) and skip screening"
+                ),
+            );
+        }
+        if let Some(HostPort {
+            host: Host::Ip(ip), ..
+        }) = sip.upstream_target()
+        {
+            if !self.security.trusted.is_empty() && !self.security.is_trusted(ip) {
+                p.push(
+                    "security.trusted",
+                    format!(
+                        "the upstream {ip} is not trusted: requests from the PBX (BYE, \
+                         re-INVITE, OPTIONS) would be refused; add \"{ip}\""
+                    ),
+                );
+            }
+        }
+        p.0
+    }
+
+    /// The rule folder and model file exist (relative paths are from the working directory).
+    pub fn check_paths(&self) -> Vec<ConfigProblem> {
+        let mut p = Problems::default();
+        let s = &self.screening;
+        if !s.rules_dir.as_os_str().is_empty() && !s.rules_dir.is_dir() {
+            p.push(
+                "screening.rules_dir",
+                format!("{} is not a folder", s.rules_dir.display()),
+            );
+        }
+        if let Some(model) = s.model.as_ref().filter(|m| !m.as_os_str().is_empty()) {
+            if !model.is_file() {
+                p.push(
+                    "screening.model",
+                    format!("{} is not a file", model.display()),
+                );
+            }
+        }
+        p.0
+    }
+}

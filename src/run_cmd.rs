@@ -1,0 +1,228 @@
+//! `scamscreen run` and `scamscreen check-config`.
+
+use anyhow::Context;
+use clap::Args;
+use ipnet::IpNet;
+use scamscreen::config::{self, Config, ConfigError, Host, HostPort, LogFormat, Overrides};
+use scamscreen::runtime::sip_server::SipServer;
+use scamscreen::sip::proxy::{ProxyConfig, Transport, UntrustedAction};
+use scamscreen::sip::ratelimit::RateLimitConfig;
+use scamscreen::sip::transaction::TimerConfig;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// Configuration file (see scamscreen.example.toml); without it, built-in defaults.
+    #[arg(long, short = 'c', env = "SCAMSCREEN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address for UDP and TCP (repeatable; replaces the file's listen_udp/listen_tcp).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// The PBX, host:port: the only forwarding target (replaces sip.upstream).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub upstream: Option<String>,
+    /// Trusted peer network or address (repeatable; replaces security.trusted).
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
+    pub trust: Vec<IpNet>,
+}
+
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    config::parse_trusted_net(s).map_err(|e| e.to_string())
+}
+
+/// Load the file (if any), lay the flags over it, validate everything at once.
+pub fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
+    let mut cfg = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    cfg.apply(Overrides {
+        listen: args.listen.clone(),
+        upstream: args.upstream.clone(),
+        trust: args.trust.clone(),
+    });
+    if let Err(problems) = cfg.validate() {
+        return Err(ConfigError::Invalid(problems).into());
+    }
+    Ok(cfg)
+}
+
+pub fn check_config(args: ConfigArgs) -> anyhow::Result<()> {
+    let cfg = load(&args)?;
+    print!("{cfg}");
+    for w in cfg.warnings() {
+        println!("warning: {w}");
+    }
+    println!("configuration OK");
+    Ok(())
+}
+
+fn init_logging(cfg: &Config) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("SCAMSCREEN_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{},whisper_rs=off", cfg.log.level))
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Resolve a configured host:port (DNS names once, at start).
+async fn resolve(hp: &HostPort, default_port: u16) -> anyhow::Result<SocketAddr> {
+    let port = hp.port_or(default_port);
+    match &hp.host {
+        Host::Ip(ip) => Ok(SocketAddr::new(*ip, port)),
+        Host::Name(name) => tokio::net::lookup_host((name.as_str(), port))
+            .await
+            .with_context(|| format!("cannot resolve upstream {name}"))?
+            .next()
+            .with_context(|| format!("upstream {name} has no address")),
+    }
+}
+
+/// The address to write into Via/Record-Route when listening on a wildcard address: the
+/// local address the kernel would use to reach the upstream.
+fn local_address_towards(upstream: SocketAddr) -> Option<IpAddr> {
+    let bind: SocketAddr = if upstream.is_ipv4() {
+        "0.0.0.0:0".parse().ok()?
+    } else {
+        "[::]:0".parse().ok()?
+    };
+    let s = std::net::UdpSocket::bind(bind).ok()?;
+    s.connect(upstream).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
+    let cfg = load(&args)?;
+    init_logging(&cfg);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve(cfg))
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let upstream_hp = cfg
+        .sip
+        .upstream_target()
+        .context("sip.upstream is not set (use --upstream HOST:PORT)")?;
+    let upstream = resolve(&upstream_hp, config::DEFAULT_SIP_PORT).await?;
+    let classify = cfg
+        .screening
+        .classify_rules()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    // Bind first so an ephemeral port (":0") is known before we advertise it.
+    let placeholder = proxy_config(&cfg, upstream, String::new(), 0, classify.clone());
+    let server = SipServer::bind(
+        &cfg.sip.listen_udp,
+        &cfg.sip.listen_tcp,
+        placeholder,
+        cfg.sip.max_message_bytes,
+    )
+    .await?;
+    let udp = server.udp_addrs();
+    let first = udp.first().copied().context("no UDP socket bound")?;
+    let (host, port) = match cfg.sip.advertised() {
+        Some(hp) => (hp.host.to_string(), hp.port.unwrap_or(first.port())),
+        None => {
+            let ip = if first.ip().is_unspecified() {
+                local_address_towards(upstream).unwrap_or(first.ip())
+            } else {
+                first.ip()
+            };
+            let host = match ip {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                IpAddr::V4(v4) => v4.to_string(),
+            };
+            (host, first.port())
+        }
+    };
+    let server = server.with_config(proxy_config(&cfg, upstream, host.clone(), port, classify));
+    tracing::info!(
+        udp = ?udp,
+        tcp = ?server.tcp_addrs(),
+        %upstream,
+        advertised = %format!("{host}:{port}"),
+        "scamscreen SIP edge running"
+    );
+    // Ready line on stdout for scripts and tests.
+    println!(
+        "listening udp {} tcp {} upstream {upstream}",
+        udp.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        server
+            .tcp_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let shutdown = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    };
+    let stats = server.run(shutdown).await;
+    tracing::info!(?stats, "stopped");
+    eprintln!("{}", serde_json::to_string(&stats).unwrap_or_default());
+    Ok(())
+}
+
+fn proxy_config(
+    cfg: &Config,
+    upstream: SocketAddr,
+    advertised_host: String,
+    advertised_port: u16,
+    classify: scamscreen::sip::classify::ClassifyRules,
+) -> ProxyConfig {
+    ProxyConfig {
+        advertised_host,
+        advertised_port,
+        upstream,
+        upstream_transport: match cfg.sip.upstream_transport {
+            config::Transport::Udp => Transport::Udp,
+            config::Transport::Tcp => Transport::Tcp,
+        },
+        record_route: cfg.sip.record_route,
+        // The PBX is always trusted: its BYEs and re-INVITEs must come back through us.
+        trusted: {
+            let mut t = cfg.security.trusted.clone();
+            t.push(IpNet::from(upstream.ip()));
+            t
+        },
+        untrusted: match cfg.security.untrusted {
+            config::UntrustedAction::Reject => UntrustedAction::Reject,
+            config::UntrustedAction::Drop => UntrustedAction::Drop,
+        },
+        rate_limit: RateLimitConfig {
+            per_sec: cfg.security.rate_limit_per_sec,
+            burst: cfg.security.rate_limit_burst,
+            max_sources: cfg.security.rate_limit_sources,
+        },
+        timers: TimerConfig {
+            t1: cfg.sip.timer_t1(),
+            t2: cfg.sip.timer_t2(),
+            t4: cfg.sip.timer_t4(),
+        },
+        classify,
+    }
+}

@@ -1,0 +1,499 @@
+//! INVITE server transaction (RFC 3261 §17.2.1, updated by RFC 6026 §7.1 and §8.5-8.7).
+
+use super::timers::{backoff, first_interval, Timer, TimerTable};
+use super::{Reliability, ResponseClass, TimerConfig, TxEvent, TRYING_DELAY};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// States of [`ServerInvite`], named as in RFC 3261 Figure 7 and RFC 6026 Figure 7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerInviteState {
+    Proceeding,
+    Accepted,
+    Completed,
+    Confirmed,
+    Terminated,
+}
+
+/// The INVITE server transaction: sends the TU's responses, answers INVITE retransmissions
+/// with the latest response, and retransmits a non-2xx final response on UDP until the ACK
+/// comes. 2xx responses are the TU's to retransmit (§13.3.1.4); the transaction passes them
+/// through while `Accepted`.
+///
+/// ```text
+///                                    |INVITE
+///                                    |pass INV to TU
+///                 INVITE             V send 100 if TU won't in 200 ms
+///                 send response+------------+
+///                     +--------|            |--------+ 101-199 from TU
+///                     |        |            |        | send response
+///                     +------->|            |<-------+
+///                              | Proceeding |
+///                              |            |--------+ Transport Err.
+///                              |            |        | Inform TU
+///                              |            |<-------+
+///                              +------------+
+///                 300-699 from TU |    |2xx from TU
+///                 send response   |    |send response
+///                  +--------------+    +------------+
+///                  |                                |
+/// INVITE           V          Timer G fires         |
+/// send response +-----------+ send response         |
+///      +--------|           |--------+              |
+///      |        |           |        |              |
+///      +------->| Completed |<-------+      INVITE  |  Transport Err.
+///               |           |               -       |  Inform TU
+///      +--------|           |----+          +-----+ |  +---+
+///      |        +-----------+    | ACK      |     | v  |   v
+///      |          ^   |          | -        |  +------------+
+///      |          |   |          |          |  |            |---+ ACK
+///      +----------+   |          |          +->|  Accepted  |   | to TU
+///      Transport Err. |          |             |            |<--+
+///      Inform TU      |          V             +------------+
+///                     |      +-----------+        |  ^     |
+///                     |      |           |        |  |     |
+///                     |      | Confirmed |        |  +-----+
+///                     |      |           |        |  2xx from TU
+///       Timer H fires |      +-----------+        |  send response
+///       -             |          |                |
+///                     |          | Timer I fires  |
+///                     |          | -              | Timer L fires
+///                     |          V                | -
+///                     |        +------------+     |
+///                     |        |            |<----+
+///                     +------->| Terminated |
+///                              |            |
+///                              +------------+
+/// ```
+///
+/// Readings of the RFCs:
+///
+/// * The 100 (Trying) rule is the [`Timer::Trying`] timer: 200 ms after the INVITE, if the TU
+///   has sent no response, the transaction reports [`TxEvent::SendTrying`] and the owner
+///   builds the 100 and passes it to [`send_response`](Self::send_response).
+/// * Timer G starts at T1 and doubles up to T2 (sends at 0, 0.5, 1.5, 3.5, 7.5, 11.5, … s
+///   after the final response); Timer H (64*T1) ends `Completed` with
+///   [`TxEvent::Timeout`] because the ACK never came.
+/// * A transport error only informs the TU; the state stays and timers end it (RFC 6026 §7.1).
+/// * Responses the TU passes in a state that does not take them (a 487 after the call was
+///   answered, a second non-2xx final) are discarded: `send_response` returns false.
+#[derive(Debug)]
+pub struct ServerInvite {
+    state: ServerInviteState,
+    reliability: Reliability,
+    config: TimerConfig,
+    /// The most recent provisional response, for INVITE retransmissions in `Proceeding`.
+    last_provisional: Option<Bytes>,
+    /// The non-2xx final response, retransmitted while `Completed`.
+    final_response: Option<Bytes>,
+    /// Timer G's current interval.
+    retransmit_interval: Duration,
+    timers: TimerTable,
+    transmits: VecDeque<Bytes>,
+    events: VecDeque<TxEvent>,
+}
+
+impl ServerInvite {
+    /// Starts the transaction in `Proceeding` for an INVITE that arrived at `now`.
+    pub fn new(now: Instant, reliability: Reliability, config: &TimerConfig) -> Self {
+        let mut tx = Self {
+            state: ServerInviteState::Proceeding,
+            reliability,
+            config: *config,
+            last_provisional: None,
+            final_response: None,
+            retransmit_interval: first_interval(config.t1, Some(config.t2)),
+            timers: TimerTable::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        tx.timers.start(Timer::Trying, now, TRYING_DELAY);
+        tx
+    }
+
+    pub fn state(&self) -> ServerInviteState {
+        self.state
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        self.state == ServerInviteState::Terminated
+    }
+
+    /// Whether the TU has sent any response yet (a 100 included).
+    pub fn has_responded(&self) -> bool {
+        self.last_provisional.is_some() || self.state != ServerInviteState::Proceeding
+    }
+
+    /// The TU passes a response with `status`. Returns whether it was queued for sending;
+    /// a response the current state does not take is discarded.
+    pub fn send_response(&mut self, now: Instant, status: u16, response: Bytes) -> bool {
+        use ServerInviteState::*;
+        let queued = match (self.state, ResponseClass::of(status)) {
+            (Proceeding, ResponseClass::Provisional) => {
+                self.timers.cancel(Timer::Trying);
+                self.last_provisional = Some(response.clone());
+                true
+            }
+            (Proceeding, ResponseClass::Success) => {
+                self.timers.cancel(Timer::Trying);
+                self.timers
+                    .start(Timer::L, now, self.config.transaction_timeout());
+                self.enter(Accepted);
+                true
+            }
+            (Proceeding, ResponseClass::Failure) => {
+                self.timers.cancel(Timer::Trying);
+                self.final_response = Some(response.clone());
+                if !self.reliability.is_reliable() {
+                    self.timers.start(Timer::G, now, self.retransmit_interval);
+                }
+                self.timers
+                    .start(Timer::H, now, self.config.transaction_timeout());
+                self.enter(Completed);
+                true
+            }
+            // Further 2xx (retransmissions by the TU, or from other forks) pass through.
+            (Accepted, ResponseClass::Success) => true,
+            _ => false,
+        };
+        if queued {
+            self.transmits.push_back(response);
+        }
+        self.handle_timeout(now);
+        queued
+    }
+
+    /// The INVITE was received again.
+    pub fn on_request_retransmission(&mut self, now: Instant) {
+        let resend = match self.state {
+            ServerInviteState::Proceeding => self.last_provisional.clone(),
+            ServerInviteState::Completed => self.final_response.clone(),
+            _ => None,
+        };
+        self.transmits.extend(resend);
+        self.handle_timeout(now);
+    }
+
+    /// An ACK matching this transaction arrived. Returns whether it goes up to the TU: an ACK
+    /// for a non-2xx final is the transaction's own and absorbed, one for a 2xx is the TU's.
+    pub fn on_ack(&mut self, now: Instant) -> bool {
+        let deliver = match self.state {
+            ServerInviteState::Completed => {
+                self.timers.cancel(Timer::G);
+                self.timers.cancel(Timer::H);
+                self.timers
+                    .start(Timer::I, now, self.reliability.linger(self.config.t4));
+                self.enter(ServerInviteState::Confirmed);
+                false
+            }
+            ServerInviteState::Accepted => true,
+            _ => false,
+        };
+        self.handle_timeout(now);
+        deliver
+    }
+
+    /// The transport could not send a response. The TU is told; the state stays and the
+    /// timers end it (RFC 6026 §7.1).
+    pub fn on_transport_error(&mut self, now: Instant) {
+        if !self.is_terminated() {
+            self.events.push_back(TxEvent::TransportError);
+        }
+        self.handle_timeout(now);
+    }
+
+    /// Bytes to send to the peer, in order.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.transmits.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Fires the timers due at `now`, earliest first.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for timer in self.timers.due(now) {
+            if self.timers.take_due(timer, now) {
+                self.on_timer(timer, now);
+            }
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<TxEvent> {
+        self.events.pop_front()
+    }
+
+    fn on_timer(&mut self, timer: Timer, now: Instant) {
+        use ServerInviteState::*;
+        match (timer, self.state) {
+            (Timer::Trying, Proceeding) if self.last_provisional.is_none() => {
+                self.events.push_back(TxEvent::SendTrying);
+            }
+            (Timer::G, Completed) => {
+                self.transmits.extend(self.final_response.clone());
+                self.retransmit_interval = backoff(self.retransmit_interval, Some(self.config.t2));
+                self.timers.start(Timer::G, now, self.retransmit_interval);
+            }
+            (Timer::H, Completed) => self.terminate(Some(TxEvent::Timeout)),
+            (Timer::I, Confirmed) | (Timer::L, Accepted) => self.terminate(None),
+            _ => {}
+        }
+    }
+
+    fn enter(&mut self, state: ServerInviteState) {
+        tracing::debug!(from = ?self.state, to = ?state, "INVITE server transaction");
+        self.state = state;
+    }
+
+    fn terminate(&mut self, reason: Option<TxEvent>) {
+        self.events.extend(reason);
+        self.timers.cancel_all();
+        self.enter(ServerInviteState::Terminated);
+        self.events.push_back(TxEvent::Terminated);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::transaction::testing::VirtualClock;
+
+    fn server(clock: &VirtualClock, reliability: Reliability) -> ServerInvite {
+        ServerInvite::new(clock.now(), reliability, &TimerConfig::default())
+    }
+
+    fn bytes(text: &'static str) -> Bytes {
+        Bytes::from_static(text.as_bytes())
+    }
+
+    #[test]
+    fn asks_for_100_trying_when_the_tu_is_silent_for_200_ms() {
+        let mut clock = VirtualClock::new();
+        let mut tx = server(&clock, Reliability::Unreliable);
+        let trace = clock.run_until(&mut tx, 1_000);
+        assert_eq!(trace.events, vec![(200, TxEvent::SendTrying)]);
+        assert!(!tx.has_responded());
+        assert!(tx.send_response(clock.now(), 100, bytes("100")));
+        assert!(tx.has_responded());
+        assert_eq!(clock.take(&mut tx).sent_bytes(), vec![b"100"]);
+        assert_eq!(tx.poll_timeout(), None);
+    }
+
+    #[test]
+    fn no_100_trying_when_the_tu_responds_within_200_ms() {
+        for status in [180, 200, 486] {
+            let mut clock = VirtualClock::new();
+            let mut tx = server(&clock, Reliability::Unreliable);
+            clock.run_until(&mut tx, 150);
+            assert!(tx.send_response(clock.now(), status, bytes("response")));
+            let trace = clock.run_until(&mut tx, 300);
+            assert!(!trace.events.contains(&(200, TxEvent::SendTrying)));
+        }
+    }
+
+    #[test]
+    fn invite_retransmission_resends_the_latest_provisional() {
+        let mut clock = VirtualClock::new();
+        let mut tx = server(&clock, Reliability::Unreliable);
+        tx.on_request_retransmission(clock.now());
+        assert!(clock.take(&mut tx).sent.is_empty(), "nothing to resend yet");
+        assert!(tx.send_response(clock.now(), 100, bytes("100")));
+        clock.run_until(&mut tx, 1_000);
+        assert!(tx.send_response(clock.now(), 180, bytes("180")));
+        assert!(tx.send_response(clock.now(), 183, bytes("183")));
+        assert_eq!(clock.take(&mut tx).sent_bytes(), vec![b"180", b"183"]);
+        tx.on_request_retransmission(clock.now());
+        assert_eq!(clock.take(&mut tx).sent_bytes(), vec![b"183"]);
+        assert_eq!(tx.state(), ServerInviteState::Proceeding);
+    }
+
+    #[test]
+    fn udp_final_is_retransmitted_by_timer_g_until_timer_h() {
+        let mut clock = VirtualClock::new();
+        let mut tx = server(&clock, Reliability::Unreliable);
+        assert!(tx.send_response(clock.now(), 486, bytes("486")));
+        assert_eq!(tx.state(), ServerInviteState::Completed);
+        let trace = clock.run_until(&mut tx, 60_000);
+        assert_eq!(
+            trace.sent_at(),
+            vec![0, 500, 1_500, 3_500, 7_500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500]
+        );
+        assert!(trace.sent_bytes().iter().all(|b| *b == b"486"));
+        assert_eq!(
+            trace.events,
+            vec![(32_000, TxEvent::Timeout), (32_000, TxEvent::Terminated)]
+        );
+    }
+
+    #[test]
+    fn invite_retransmission_in_completed_resends_the_final() {
+        let mut clock = VirtualClock::new();
+        let mut tx = server(&clock, Reliability::Unreliable);
+        assert!(tx.send_response(clock.now(), 180, bytes("180")));
+        assert!(tx.send_response(clock.now(), 603, bytes("603")));
+        clock.run_until(&mut tx, 200);
+        tx.on_request_retransmission(clock.now());
+        // Late responses from the TU are discarded.
+        assert!(!tx.send_response(clock.now(), 180, bytes("180")));
+        assert!(!tx.send_response(clock.now(), 200, bytes("200")));
+        assert!(!tx.send_response(clock.now(), 500, bytes("500")));
+        assert_eq!(clock.take(&mut tx).sent_bytes(), vec![b"603"]);
+    }
+
+    #[test]
+    fn ack_confirms_stops_retransmissions_and_timer_i_terminates() {
+        let mut clock = VirtualClock::new();
+        let mut tx = server(&clock, Reliability::Unreliable);
+        assert!(tx.send_response(clock.now(), 404, bytes("404")));
+        let trace = clock.run_until(&mut tx, 2_000);
+        assert_eq!(trace.sent_at(), vec![0, 500, 1_500]);
+        assert!(
+            !tx.on_ack(clock.now()),
+            "the ACK of a non-2xx is the transaction's"
+        );
+        assert_eq!(tx.state(), ServerInviteState::Confirmed);
+        // Retransmitted ACKs and INVITEs are absorbed in Confirmed.
+        assert!(!tx.on_ack(clock.now()));
+        tx.on_request_retransmission(clock.now());
+        let trace = clock.run_until(&mut tx, 60_000);
+        assert!(trace.sent.is_empty());
+        assert_eq!(trace.events, vec![(7_000, TxEvent::Terminated)]);
+    }
+
+    #[test]
+    fn reliable_final_is_not_retransmitted_and_ack_terminates_at_once() {
+        let mut clock = VirtualClock::new();
+        let mut tx = server(&clock, Reliability::Reliable);
+        assert!(tx.send_response(clock.now(), 486, bytes("486")));
+        let trace = clock.run_until(&mut tx, 10_000);
+        assert_eq!(trace.sent_at(), vec![0]);
+        assert!(!tx.on_ack(clock.now()));
+        assert!(tx.is_terminated());
+        assert_eq!(
+            clock.take(&mut tx).events,
+            vec![(10_000, TxEvent::Terminated)]
+        );
+
+        // Without the ACK, Timer H still runs on a reliable transport.
+        let mut clock = VirtualClock::new();
+        let mut tx = server(&clock, Reliability::Reliable);
+        assert!(tx.send_response(clock.now(), 486, bytes("486")));
+        let trace = clock.run_until(&mut tx, 60_000);
+        assert_eq!(trace.sent_at(), vec![0]);
+        assert_eq!(
+            trace.events,
+            vec![(32_000, TxEvent::Timeout), (32_000, TxEvent::Terminated)]
+        );
+    }
+
+    /// The caller's CANCEL crosses the callee's 200: the transaction is already `Accepted`,
+    /// so the 487 the TU would send is discarded and the 2xx retransmissions pass through.
+    #[test]
+    fn accepted_passes_2xx_and_acks_through_and_discards_late_487() {
+        let mut clock = VirtualClock::new();
+        let mut tx = server(&clock, Reliability::Unreliable);
+        assert!(tx.send_response(clock.now(), 180, bytes("180")));
+        clock.run_until(&mut tx, 3_000);
+        assert!(tx.send_response(clock.now(), 200, bytes("200")));
+        assert_eq!(tx.state(), ServerInviteState::Accepted);
+        assert!(!tx.send_response(clock.now(), 487, bytes("487")));
+        assert!(!tx.send_response(clock.now(), 180, bytes("180")));
+        tx.on_request_retransmission(clock.now());
+        assert_eq!(clock.take(&mut tx).sent_bytes(), vec![b"200"]);
+        assert!(clock.run_until(&mut tx, 3_500).sent.is_empty());
+        assert!(
+            tx.send_response(clock.now(), 200, bytes("200")),
+            "TU's 2xx retransmission"
+        );
+        assert_eq!(clock.take(&mut tx).sent_bytes(), vec![b"200"]);
+        assert!(tx.on_ack(clock.now()), "the ACK of a 2xx is the TU's");
+        assert!(tx.on_ack(clock.now()));
+        let trace = clock.run_until(&mut tx, 60_000);
+        assert!(
+            trace.sent.is_empty(),
+            "the transaction never retransmits a 2xx"
+        );
+        assert_eq!(trace.events, vec![(35_000, TxEvent::Terminated)]);
+    }
+
+    #[test]
+    fn transport_error_informs_the_tu_and_keeps_the_state() {
+        let mut clock = VirtualClock::new();
+        let mut tx = server(&clock, Reliability::Unreliable);
+        assert!(tx.send_response(clock.now(), 100, bytes("100")));
+        tx.on_transport_error(clock.now());
+        assert_eq!(tx.state(), ServerInviteState::Proceeding);
+        assert!(tx.send_response(clock.now(), 500, bytes("500")));
+        tx.on_transport_error(clock.now());
+        assert_eq!(tx.state(), ServerInviteState::Completed);
+        let trace = clock.take(&mut tx);
+        assert_eq!(
+            trace.events,
+            vec![(0, TxEvent::TransportError), (0, TxEvent::TransportError)]
+        );
+        let trace = clock.run_until(&mut tx, 60_000);
+        assert_eq!(
+            trace.events,
+            vec![(32_000, TxEvent::Timeout), (32_000, TxEvent::Terminated)]
+        );
+        tx.on_transport_error(clock.now());
+        assert!(clock.take(&mut tx).events.is_empty());
+    }
+
+    #[test]
+    fn any_input_in_any_state_is_handled_without_panicking() {
+        let statuses = [
+            0,
+            1,
+            99,
+            100,
+            180,
+            200,
+            299,
+            300,
+            487,
+            699,
+            700,
+            999,
+            u16::MAX,
+        ];
+        let prefixes: [&[u16]; 4] = [&[], &[180], &[200], &[486]];
+        for reliability in [Reliability::Unreliable, Reliability::Reliable] {
+            for prefix in prefixes {
+                for with_ack in [false, true] {
+                    for status in statuses {
+                        let mut clock = VirtualClock::new();
+                        let mut tx = server(&clock, reliability);
+                        for &earlier in prefix {
+                            tx.send_response(clock.now(), earlier, bytes("earlier"));
+                        }
+                        if with_ack {
+                            tx.on_ack(clock.now());
+                        }
+                        let before = tx.state();
+                        let queued = tx.send_response(clock.now(), status, bytes("response"));
+                        if ResponseClass::of(status) == ResponseClass::Invalid {
+                            assert!(!queued);
+                            assert_eq!(tx.state(), before);
+                        }
+                        tx.on_request_retransmission(clock.now());
+                        tx.on_transport_error(clock.now());
+                        clock.run_until(&mut tx, 100_000);
+                        let ended = tx.is_terminated();
+                        assert!(ended || tx.state() == ServerInviteState::Proceeding);
+                        if ended {
+                            assert!(!tx.send_response(clock.now(), status, bytes("late")));
+                            assert!(!tx.on_ack(clock.now()));
+                            tx.on_request_retransmission(clock.now());
+                            let trace = clock.take(&mut tx);
+                            assert!(trace.sent.is_empty() && trace.events.is_empty());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
