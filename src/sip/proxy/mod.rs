@@ -19,6 +19,8 @@
 mod build;
 mod identity;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 pub use identity::caller_identity;
 pub use stats::ProxyStats;
@@ -933,31 +935,14 @@ impl Proxy {
         let Some(ctx) = self.contexts.get_mut(&id) else {
             return;
         };
-        // Client side first: a timeout there produces a response on the server side.
+        // Client events first: a timeout there produces a response on the server side.
         let mut client_timed_out = false;
         let mut client_transport_error = false;
         if let Some(tx) = &mut ctx.client {
-            while let Some(b) = tx.poll_transmit() {
-                self.stats.sent += 1;
-                self.out.push_back(Transmit {
-                    to: ctx.target,
-                    bytes: b,
-                });
-            }
             while let Some(ev) = tx.poll_event() {
                 client_timed_out |= ev == TxEvent::Timeout;
                 client_transport_error |= ev == TxEvent::TransportError;
             }
-        }
-        if let Some(c) = &mut ctx.cancel {
-            while let Some(b) = c.poll_transmit() {
-                self.stats.sent += 1;
-                self.out.push_back(Transmit {
-                    to: ctx.target,
-                    bytes: b,
-                });
-            }
-            while c.poll_event().is_some() {}
         }
         if (client_timed_out || client_transport_error) && !ctx.final_sent {
             // §16.7 step 2 / §16.8: the target never answered → 408 (503 if unreachable).
@@ -974,8 +959,7 @@ impl Proxy {
                 Some(&ctx.response_via),
                 Some(&ctx.to_tag),
             );
-            let bytes = resp.to_bytes();
-            ctx.server.send_response(now, status, bytes);
+            ctx.server.send_response(now, status, resp.to_bytes());
             ctx.final_sent = true;
         }
         let mut send_trying = false;
@@ -987,12 +971,25 @@ impl Proxy {
                 build::response_to(&ctx.received, 100, "Trying", Some(&ctx.response_via), None);
             ctx.server.send_response(now, 100, trying.to_bytes());
         }
+        // Answers to the sender go out before what we send onwards: 100 Trying first.
+        let mut sends: Vec<(Peer, Bytes)> = Vec::new();
         while let Some(b) = ctx.server.poll_transmit() {
+            sends.push((ctx.reply_to, b));
+        }
+        if let Some(tx) = &mut ctx.client {
+            while let Some(b) = tx.poll_transmit() {
+                sends.push((ctx.target, b));
+            }
+        }
+        if let Some(c) = &mut ctx.cancel {
+            while let Some(b) = c.poll_transmit() {
+                sends.push((ctx.target, b));
+            }
+            while c.poll_event().is_some() {}
+        }
+        for (to, bytes) in sends {
             self.stats.sent += 1;
-            self.out.push_back(Transmit {
-                to: ctx.reply_to,
-                bytes: b,
-            });
+            self.out.push_back(Transmit { to, bytes });
         }
         let server_done = ctx.server.is_terminated();
         let client_done = ctx.client.as_ref().is_none_or(|c| c.is_terminated());
