@@ -218,6 +218,13 @@ fn proxy_config(
             burst: cfg.security.rate_limit_burst,
             max_sources: cfg.security.rate_limit_sources,
         },
+        trusted_rate_limit: RateLimitConfig {
+            per_sec: cfg.security.trusted_rate_limit_per_sec,
+            burst: (cfg.security.trusted_rate_limit_per_sec * 2.0)
+                .ceil()
+                .max(1.0) as u32,
+            max_sources: cfg.security.rate_limit_sources,
+        },
         timers: TimerConfig {
             t1: cfg.sip.timer_t1(),
             t2: cfg.sip.timer_t2(),

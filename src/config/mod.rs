@@ -51,6 +51,8 @@ pub const DEFAULT_RATE_LIMIT_PER_SEC: f64 = 50.0;
 pub const DEFAULT_RATE_LIMIT_BURST: u32 = 100;
 /// How many source IPs the rate limiter tracks at most (bounded memory).
 pub const DEFAULT_RATE_LIMIT_SOURCES: usize = 10_000;
+/// Trusted peers (the trunk, the PBX) are not rate limited unless this is set.
+pub const DEFAULT_TRUSTED_RATE_LIMIT_PER_SEC: f64 = 0.0;
 
 pub const DEFAULT_POLICY: ScreeningPolicy = ScreeningPolicy::Withheld;
 pub const DEFAULT_TRUST_ASSERTED_IDENTITY: bool = true;
@@ -169,6 +171,8 @@ pub struct SecurityConfig {
     pub rate_limit_per_sec: f64,
     pub rate_limit_burst: u32,
     pub rate_limit_sources: usize,
+    /// Requests per second per trusted source (burst: twice that); 0 = unlimited.
+    pub trusted_rate_limit_per_sec: f64,
 }
 
 impl Default for SecurityConfig {
@@ -179,6 +183,7 @@ impl Default for SecurityConfig {
             rate_limit_per_sec: DEFAULT_RATE_LIMIT_PER_SEC,
             rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
             rate_limit_sources: DEFAULT_RATE_LIMIT_SOURCES,
+            trusted_rate_limit_per_sec: DEFAULT_TRUSTED_RATE_LIMIT_PER_SEC,
         }
     }
 }

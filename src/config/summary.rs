@@ -70,8 +70,15 @@ impl fmt::Display for Config {
         )?;
         writeln!(
             f,
-            "rate limit  {}/s per source, burst {}, {} sources tracked",
-            sec.rate_limit_per_sec, sec.rate_limit_burst, sec.rate_limit_sources
+            "rate limit  untrusted {}/s per source, burst {}, {} sources tracked; trusted {}",
+            sec.rate_limit_per_sec,
+            sec.rate_limit_burst,
+            sec.rate_limit_sources,
+            if sec.trusted_rate_limit_per_sec > 0.0 {
+                format!("{}/s per source", sec.trusted_rate_limit_per_sec)
+            } else {
+                "unlimited".to_string()
+            }
         )?;
         writeln!(
             f,

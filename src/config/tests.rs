@@ -101,6 +101,7 @@ fn example_mentions_every_option() {
         "rate_limit_per_sec",
         "rate_limit_burst",
         "rate_limit_sources",
+        "trusted_rate_limit_per_sec",
         "policy",
         "trust_asserted_identity",
         "allow",

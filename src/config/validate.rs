@@ -182,6 +182,12 @@ impl Config {
                 "must be at least 1 (no request would pass)",
             );
         }
+        if !(sec.trusted_rate_limit_per_sec.is_finite() && sec.trusted_rate_limit_per_sec >= 0.0) {
+            p.push(
+                "security.trusted_rate_limit_per_sec",
+                "give requests per second, 0 or more (0 = unlimited)",
+            );
+        }
         if sec.rate_limit_sources == 0 {
             p.push("security.rate_limit_sources", "must be at least 1");
         }

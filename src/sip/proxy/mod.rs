@@ -111,7 +111,10 @@ pub struct ProxyConfig {
     pub record_route: bool,
     pub trusted: Vec<IpNet>,
     pub untrusted: UntrustedAction,
+    /// Per-source limit for untrusted sources (checked before anything is parsed).
     pub rate_limit: RateLimitConfig,
+    /// Per-source limit for trusted sources (`per_sec` 0 = off).
+    pub trusted_rate_limit: RateLimitConfig,
     pub timers: TimerConfig,
     pub classify: ClassifyRules,
 }
@@ -252,6 +255,7 @@ pub struct Proxy {
     out: VecDeque<Transmit>,
     events: VecDeque<ProxyEvent>,
     limiter: RateLimiter,
+    trusted_limiter: RateLimiter,
     next_id: u64,
     stats: ProxyStats,
     /// Contexts touched since the last flush.
@@ -262,6 +266,7 @@ impl Proxy {
     pub fn new(cfg: ProxyConfig) -> Proxy {
         Proxy {
             limiter: RateLimiter::new(cfg.rate_limit),
+            trusted_limiter: RateLimiter::new(cfg.trusted_rate_limit),
             cfg,
             contexts: HashMap::new(),
             by_server: HashMap::new(),
@@ -320,7 +325,13 @@ impl Proxy {
     /// Feed one datagram (UDP) or one framed message (TCP).
     pub fn handle_input(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
         self.stats.received += 1;
-        if !self.limiter.allow(from.addr.ip(), now) {
+        let trusted = self.is_trusted(from.addr.ip());
+        let limiter = if trusted {
+            &mut self.trusted_limiter
+        } else {
+            &mut self.limiter
+        };
+        if !limiter.allow(from.addr.ip(), now) {
             self.stats.rate_limited += 1;
             return;
         }
@@ -331,7 +342,7 @@ impl Proxy {
                 return;
             }
         };
-        if !self.is_trusted(from.addr.ip()) {
+        if !trusted {
             self.stats.untrusted += 1;
             if self.cfg.untrusted == UntrustedAction::Reject
                 && msg.is_request()

@@ -22,6 +22,11 @@ fn config() -> ProxyConfig {
             burst: 1,
             max_sources: 10,
         },
+        trusted_rate_limit: RateLimitConfig {
+            per_sec: 0.0,
+            burst: 1,
+            max_sources: 10,
+        },
         timers: TimerConfig::default(),
         classify: ClassifyRules::default(),
     }
@@ -331,7 +336,7 @@ fn invalid_requests_get_400_and_are_never_forwarded() {
 #[test]
 fn rate_limit_drops_floods_per_source() {
     let mut cfg = config();
-    cfg.rate_limit = RateLimitConfig {
+    cfg.trusted_rate_limit = RateLimitConfig {
         per_sec: 1.0,
         burst: 3,
         max_sources: 100,
