@@ -1,6 +1,9 @@
 # scamscreen: two commands for a newcomer.
 #   make demo   set up everything (packages, model, build), transcribe and score the bundled calls
 #   make test   everything CI runs: format, lint, unit and integration tests with the real model
+#   make run    run the SIP edge with scamscreen.toml (see scamscreen.example.toml)
+#   make fuzz   fuzz the SIP parser and proxy core for FUZZ_SECS seconds per target
+#   make bench  speed and quality benchmarks, written to BENCHMARKS.md
 # Every target is idempotent: a second run only does what is missing.
 
 SHELL        := /bin/bash
@@ -11,13 +14,17 @@ MODELS       ?= models
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian/Ubuntu packages: the C/C++ toolchain and libclang that whisper-rs builds whisper.cpp
-# with, pip for the model download, espeak-ng + sox for test and demo speech, sipp for SIP tests.
+# with, pip for the model download, espeak-ng + sox for test and demo speech, sipp and baresip
+# as real SIP peers in the tests.
 APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 python3-pip \
-                espeak-ng sox libsox-fmt-all sip-tester time
-# Only for make bench: Festival voices for the audio evaluation of the detector.
-BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k
+                espeak-ng sox libsox-fmt-all sip-tester baresip time
+# Only for make bench: Festival voices for the audio evaluation of the detector, kamailio as
+# the reference SIP proxy.
+BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k kamailio
+FUZZ_SECS ?= 60
+CONFIG    ?= scamscreen.toml
 
-.PHONY: all deps deps-bench build model demo test bench lint fmt clean help
+.PHONY: all deps deps-bench build model demo test bench lint fmt clean help run check-config fuzz
 
 all: build
 
@@ -63,6 +70,16 @@ test: model lint
 bench: model deps-bench
 	python3 bench/asr_bench.py --bin $(BIN) --models $(MODELS) --out BENCHMARKS.md
 	python3 bench/detect_bench.py --bin $(BIN) --out BENCHMARKS.md
+	python3 bench/sip_bench.py --bin $(BIN) --out BENCHMARKS.md
+
+check-config: build
+	$(BIN) check-config --config $(CONFIG)
+
+run: build
+	$(BIN) run --config $(CONFIG)
+
+fuzz: deps
+	bash scripts/fuzz.sh $(FUZZ_SECS)
 
 fmt:
 	$(CARGO) fmt
