@@ -185,8 +185,10 @@ struct Context {
     client: Option<ClientTx>,
     /// CANCEL we forwarded for this INVITE (its responses are absorbed).
     cancel: Option<ClientNonInvite>,
-    /// The request as received, for building responses.
-    received: SipMessage,
+    /// The request as received, for building our own responses (100, 408); dropped once a
+    /// final response went out, as is `forwarded`: a context then lingers for its timers
+    /// (up to 64*T1) holding little more than its keys.
+    received: Option<SipMessage>,
     /// The top Via of `received` with `received`/`rport` filled in (RFC 3581).
     response_via: String,
     /// Where responses go (§18.2.2).
@@ -777,13 +779,17 @@ impl Proxy {
                 &timers,
             ))
         };
+        let response_via = self.response_via(facts, from);
+        let trying = is_invite.then(|| {
+            build::response_to(&received, 100, "Trying", Some(&response_via), None).to_bytes()
+        });
         let mut ctx = Context {
             server,
             client: Some(client),
             cancel: None,
-            response_via: self.response_via(facts, from),
+            response_via,
             reply_to: self.reply_peer(facts, from),
-            received,
+            received: Some(received),
             forwarded: Some(forwarded),
             target,
             server_key: key.clone(),
@@ -794,13 +800,9 @@ impl Proxy {
             to_tag: format!("ss{id:x}"),
             scheduled: None,
         };
-        if is_invite {
+        if let Some(trying) = trying {
             // A proxy answers 100 Trying at once (§16.2), well within the 200 ms of §17.2.1.
-            let trying =
-                build::response_to(&ctx.received, 100, "Trying", Some(&ctx.response_via), None);
-            if let ServerTx::Invite(tx) = &mut ctx.server {
-                tx.send_response(now, 100, trying.to_bytes());
-            }
+            ctx.server.send_response(now, 100, trying);
         }
         self.stats.forwarded += 1;
         self.contexts.insert(id, ctx);
@@ -963,8 +965,11 @@ impl Proxy {
                 (408, "Request Timeout")
             };
             self.stats.upstream_timeouts += 1;
+            let Some(received) = &ctx.received else {
+                return;
+            };
             let resp = build::response_to(
-                &ctx.received,
+                received,
                 status,
                 reason,
                 Some(&ctx.response_via),
@@ -977,10 +982,13 @@ impl Proxy {
         while let Some(ev) = ctx.server.poll_event() {
             send_trying |= ev == TxEvent::SendTrying;
         }
-        if send_trying {
-            let trying =
-                build::response_to(&ctx.received, 100, "Trying", Some(&ctx.response_via), None);
+        if let (true, Some(received)) = (send_trying, &ctx.received) {
+            let trying = build::response_to(received, 100, "Trying", Some(&ctx.response_via), None);
             ctx.server.send_response(now, 100, trying.to_bytes());
+        }
+        if ctx.final_sent {
+            ctx.received = None;
+            ctx.forwarded = None;
         }
         // Answers to the sender go out before what we send onwards: 100 Trying first.
         let mut sends: Vec<(Peer, Bytes)> = Vec::new();
