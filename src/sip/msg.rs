@@ -14,6 +14,10 @@
 use bytes::Bytes;
 use std::fmt::Write as _;
 
+/// Version placeholder for a request line with extra or missing spaces (RFC 4475 3.1.2.8
+/// lwsruri, 3.1.2.9 lwsstart, 3.1.2.10 trws): parsed far enough to answer 400.
+pub const MALFORMED_REQUEST_LINE: &str = "(malformed request line)";
+
 /// Largest message we accept on any transport (a UDP datagram cannot be larger).
 pub const MAX_MESSAGE_BYTES: usize = 65_535;
 
@@ -225,6 +229,20 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     // (RFC 4475 3.1.2.8 lwsruri, 3.1.2.9 lwsstart, 3.1.2.10 trws are invalid).
     let parts: Vec<&str> = line.split(' ').collect();
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+        // Still answerable if the words are there: keep them, validation answers 400.
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let version = words.last().copied().unwrap_or_default();
+        if words.len() >= 3
+            && is_token(words[0])
+            && version.len() > 4
+            && version[..4].eq_ignore_ascii_case("SIP/")
+        {
+            return Ok(StartLine::Request {
+                method: words[0].to_string(),
+                uri: words[1..words.len() - 1].join(" "),
+                version: MALFORMED_REQUEST_LINE.to_string(),
+            });
+        }
         return Err(ParseError::StartLine(
             "request line is not METHOD SP URI SP VERSION",
         ));
@@ -250,7 +268,17 @@ impl SipMessage {
         if buf.is_empty() {
             return Err(ParseError::Empty);
         }
-        let (head_end, body_start) = find_header_end(buf).ok_or(ParseError::NoHeaderEnd)?;
+        // A datagram whose headers run to its end without the blank line is read as headers
+        // only, so it can still be judged (and answered 400) rather than dropped unheard.
+        let (head_end, body_start) = find_header_end(buf).unwrap_or_else(|| {
+            let end = buf.len()
+                - buf
+                    .iter()
+                    .rev()
+                    .take_while(|b| **b == b'\r' || **b == b'\n')
+                    .count();
+            (end, buf.len())
+        });
         let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| ParseError::NotUtf8)?;
         let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
         let start = parse_start_line(lines.next().unwrap_or_default())?;
@@ -620,9 +648,18 @@ mod tests {
 
     #[test]
     fn start_line_errors() {
-        for bad in [
+        for spaced in [
             "INVITE  sip:a@b SIP/2.0\r\n\r\n",
             "INVITE sip:a@b SIP/2.0 \r\n\r\n",
+            "INVITE sip:a@b; lr SIP/2.0\r\n\r\n",
+        ] {
+            let m = SipMessage::parse(spaced.as_bytes()).unwrap();
+            assert!(
+                matches!(&m.start, StartLine::Request { version, .. } if version == MALFORMED_REQUEST_LINE),
+                "{spaced:?}"
+            );
+        }
+        for bad in [
             "INVITE sip:a@b\r\n\r\n",
             "SIP/2.0 4294967301 Big\r\n\r\n",
             "SIP/2.0 20 OK\r\n\r\n",
@@ -631,10 +668,10 @@ mod tests {
             assert!(SipMessage::parse(bad.as_bytes()).is_err(), "{bad:?}");
         }
         assert_eq!(SipMessage::parse(b""), Err(ParseError::Empty));
-        assert_eq!(
-            SipMessage::parse(b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\n"),
-            Err(ParseError::NoHeaderEnd)
-        );
+        // No blank line at the end of a datagram: headers only.
+        let m = SipMessage::parse(b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\n").unwrap();
+        assert_eq!(m.header("via"), Some("x"));
+        assert!(m.body().is_empty());
     }
 
     #[test]

@@ -170,6 +170,9 @@ pub fn check_request(msg: &SipMessage) -> Result<(Facts, Uri), Reject> {
     else {
         return Err(Reject::bad("not a request"));
     };
+    if version == super::msg::MALFORMED_REQUEST_LINE {
+        return Err(Reject::bad("request line has extra or missing spaces"));
+    }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
         if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
             return Err(Reject {
