@@ -242,3 +242,74 @@ fn transcribe_detect_scores_the_sample_calls() {
     assert_eq!(rows[0]["verdict"]["action"], "divert", "{}", rows[0]);
     assert_eq!(rows[1]["verdict"]["action"], "allow", "{}", rows[1]);
 }
+
+#[test]
+fn check_config_accepts_the_example_and_lists_every_problem() {
+    let out = scamscreen()
+        .args(["check-config", "--config", "scamscreen.example.toml"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+    assert!(stdout.contains("upstream"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[sip]\nupstream = \"sip:pbx\"\n[screening]\nwarn_threshold = 0.9\ndivert_threshold = 0.5\n",
+    )
+    .unwrap();
+    let out = scamscreen()
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    // All at once: the URI upstream, the empty trusted list, the thresholds.
+    for field in ["sip.upstream", "security.trusted", "threshold"] {
+        assert!(stderr.contains(field), "{field} missing in: {stderr}");
+    }
+
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "[sip]\nupstrem = \"127.0.0.1:5080\"\n").unwrap();
+    let out = scamscreen()
+        .args(["check-config", "--config"])
+        .arg(&typo)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("typo.toml:2") && stderr.contains("upstrem"), "{stderr}");
+
+    // Flags alone are a complete configuration.
+    let out = scamscreen()
+        .args([
+            "check-config",
+            "--listen",
+            "127.0.0.1:5060",
+            "--upstream",
+            "127.0.0.1:5080",
+            "--trust",
+            "127.0.0.0/8",
+        ])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn run_refuses_a_port_in_use_with_a_clear_error() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out = scamscreen()
+        .args(["run", "--listen", &addr.to_string(), "--upstream", "127.0.0.1:5080"])
+        .args(["--trust", "127.0.0.0/8"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("cannot bind UDP {addr}")), "{stderr}");
+}

@@ -539,6 +539,8 @@ impl SipMessage {
         let _ = write!(out, "Content-Length: {}\r\n\r\n", self.body.len());
         let mut bytes = out.into_bytes();
         bytes.extend_from_slice(&self.body);
+        // Transactions keep these bytes for up to 64*T1: do not keep spare capacity too.
+        bytes.shrink_to_fit();
         Bytes::from(bytes)
     }
 }

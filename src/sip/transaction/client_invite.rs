@@ -166,6 +166,11 @@ impl ClientInvite {
             (Accepted, ResponseClass::Success) => true,
             (Completed, _) | (Accepted, _) => false,
         };
+        if self.state != Calling {
+            // Only Calling retransmits the INVITE (Timer A): let its bytes go, so a
+            // transaction lingering in Accepted or Completed holds no message.
+            self.request = Bytes::new();
+        }
         self.handle_timeout(now);
         deliver
     }

@@ -137,6 +137,8 @@ impl ServerInvite {
             }
             (Proceeding, ResponseClass::Success) => {
                 self.timers.cancel(Timer::Trying);
+                // Accepted never replays a provisional: let its bytes go.
+                self.last_provisional = None;
                 self.timers
                     .start(Timer::L, now, self.config.transaction_timeout());
                 self.enter(Accepted);
@@ -144,6 +146,7 @@ impl ServerInvite {
             }
             (Proceeding, ResponseClass::Failure) => {
                 self.timers.cancel(Timer::Trying);
+                self.last_provisional = None;
                 self.final_response = Some(response.clone());
                 if !self.reliability.is_reliable() {
                     self.timers.start(Timer::G, now, self.retransmit_interval);
