@@ -121,6 +121,13 @@ pub fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
 }
 
+/// `SIP/` at the start, case-insensitive, without slicing inside a UTF-8 character.
+pub fn starts_with_sip_slash(s: &str) -> bool {
+    s.as_bytes()
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+}
+
 pub fn is_token(s: &str) -> bool {
     !s.is_empty() && s.chars().all(is_token_char)
 }
@@ -202,7 +209,7 @@ fn parse_content_length(value: &str) -> Option<usize> {
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    if starts_with_sip_slash(line) {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (reason may be empty).
         let mut parts = line.splitn(3, ' ');
         let version = parts.next().unwrap_or_default().to_string();
@@ -235,7 +242,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
         if words.len() >= 3
             && is_token(words[0])
             && version.len() > 4
-            && version[..4].eq_ignore_ascii_case("SIP/")
+            && starts_with_sip_slash(version)
         {
             return Ok(StartLine::Request {
                 method: words[0].to_string(),
@@ -670,6 +677,16 @@ mod tests {
             assert!(SipMessage::parse(bad.as_bytes()).is_err(), "{bad:?}");
         }
         assert_eq!(SipMessage::parse(b""), Err(ParseError::Empty));
+        // Found by the fuzzer: multi-byte characters across byte 4 must not panic.
+        for odd in [
+            "abc\u{e9}\n\n",
+            "A b c SIP\u{e9}/2.0\n\n",
+            "A b SIP\u{39f}/2.0\n\n",
+        ] {
+            if let Ok(m) = SipMessage::parse(odd.as_bytes()) {
+                assert!(crate::sip::validate::check_request(&m).is_err());
+            }
+        }
         // No blank line at the end of a datagram: headers only.
         let m = SipMessage::parse(b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\n").unwrap();
         assert_eq!(m.header("via"), Some("x"));

@@ -174,7 +174,7 @@ pub fn check_request(msg: &SipMessage) -> Result<(Facts, Uri), Reject> {
         return Err(Reject::bad("request line has extra or missing spaces"));
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+        if version.len() > 4 && super::msg::starts_with_sip_slash(version) {
             return Err(Reject {
                 status: 505,
                 reason: "Version Not Supported",
