@@ -250,7 +250,11 @@ fn check_config_accepts_the_example_and_lists_every_problem() {
         .output()
         .expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("configuration OK"), "{stdout}");
     assert!(stdout.contains("upstream"), "{stdout}");
 
@@ -282,7 +286,10 @@ fn check_config_accepts_the_example_and_lists_every_problem() {
         .expect("runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("typo.toml:2") && stderr.contains("upstrem"), "{stderr}");
+    assert!(
+        stderr.contains("typo.toml:2") && stderr.contains("upstrem"),
+        "{stderr}"
+    );
 
     // Flags alone are a complete configuration.
     let out = scamscreen()
@@ -297,7 +304,11 @@ fn check_config_accepts_the_example_and_lists_every_problem() {
         ])
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -305,11 +316,20 @@ fn run_refuses_a_port_in_use_with_a_clear_error() {
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let out = scamscreen()
-        .args(["run", "--listen", &addr.to_string(), "--upstream", "127.0.0.1:5080"])
+        .args([
+            "run",
+            "--listen",
+            &addr.to_string(),
+            "--upstream",
+            "127.0.0.1:5080",
+        ])
         .args(["--trust", "127.0.0.0/8"])
         .output()
         .expect("runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains(&format!("cannot bind UDP {addr}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot bind UDP {addr}")),
+        "{stderr}"
+    );
 }

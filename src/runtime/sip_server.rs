@@ -163,10 +163,15 @@ impl SipServer {
                 _ = &mut shutdown => break,
                 Some(input) = rx.recv() => {
                     core.handle(input);
-                    // Drain whatever else is queued before sleeping again.
+                    core.drain().await;
+                    // Whatever else is queued, each answered at once (no batching delay),
+                    // before the loop looks at timers again.
                     for _ in 0..256 {
                         match rx.try_recv() {
-                            Ok(input) => core.handle(input),
+                            Ok(input) => {
+                                core.handle(input);
+                                core.drain().await;
+                            }
                             Err(_) => break,
                         }
                     }
