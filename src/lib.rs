@@ -4,8 +4,11 @@
 //! This crate is built up issue by issue; see `docs/architecture.md` for the map.
 
 pub mod asr;
+pub mod call;
 pub mod config;
 pub mod detect;
+pub mod media;
 pub mod model;
 pub mod runtime;
 pub mod sip;
+pub mod store;

@@ -1,0 +1,1 @@
+//! The per-call B2BUA for screened calls. Being written.
