@@ -1,1 +1,35 @@
-//! The per-call B2BUA for screened calls. Being written.
+//! The per-call B2BUA for screened calls: a pure state machine told the time.
+//!
+//! ```text
+//!  caller ──INVITE──▶ [leg A: UAS]                    [leg B: UAC] ──INVITE──▶ upstream (PBX)
+//!         ◀─100/200──   Greeting → Listening → Screening → (allow|warn|divert)
+//!                                      │                       ▲
+//!                               media + ASR actions            │ only after the verdict
+//! ```
+//!
+//! Signalling lives here; media and ASR are asked for as [`CallAction`]s and answered with
+//! [`CallInput`]s, so a whole call — greeting, verdict, ringing, bridging, hang-ups from
+//! either side at any stage — runs in a unit test on a virtual clock.
+//!
+//! Stages (`Stage`):
+//! - `Greeting`: leg A answered with 200 + our SDP (RFC 3264 answer made by the runtime);
+//!   the greeting plays. 2xx retransmitted until the ACK (§13.3.1.4).
+//! - `Listening`: the caller's audio is recorded until end of speech or `listen`.
+//! - `Screening`: transcript and verdict are being computed (bounded by `asr_timeout`).
+//! - `CallingCallee`: INVITE to the upstream (allow, warn, or divert to `divert_uri`) with
+//!   `X-Scamscreen-Verdict/Score/Reason`; the caller hears silence or ringback.
+//! - `Warning`: the callee answered and hears the warning before the legs are joined.
+//! - `Bridged`: media relayed between the legs.
+//! - `Blocking`: divert without `divert_uri`: the caller hears the block announcement.
+//! - `Ended`: every leg is finished; `CallAction::Finished` carries the record.
+
+pub mod dialog;
+mod stage;
+
+pub use stage::{
+    Action as ScreeningAction, CallAction, CallConfig, CallInput, CallOutcome, CallRecordDraft,
+    Leg, Prompt, ScreenedCall, ScreeningResult, Stage,
+};
+
+#[cfg(test)]
+mod tests;

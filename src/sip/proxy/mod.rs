@@ -22,6 +22,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use build::{ack_for as ack_for_non_2xx, cancel_for as cancel_for_invite};
 pub use identity::caller_identity;
 pub use stats::ProxyStats;
 
@@ -1054,4 +1055,10 @@ fn short_hash(s: &str) -> String {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(s.as_bytes());
     d[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A response to `req` as a peer would send it (tests of other modules).
+#[cfg(test)]
+pub fn response_for_tests(req: &SipMessage, status: u16, to_tag: &str) -> SipMessage {
+    build::response_to(req, status, "Test", None, Some(to_tag))
 }
