@@ -231,5 +231,7 @@ fn proxy_config(
             t4: cfg.sip.timer_t4(),
         },
         classify,
+        // Screened calls are marked and forwarded until the call layer runs in `run`.
+        screen_calls: false,
     }
 }

@@ -71,6 +71,7 @@ fn config() -> ProxyConfig {
         },
         timers: TimerConfig::default(),
         classify: ClassifyRules::default(),
+        screen_calls: false,
     }
 }
 

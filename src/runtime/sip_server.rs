@@ -246,6 +246,11 @@ impl Core {
     async fn drain(&mut self) {
         while let Some(ev) = self.proxy.poll_event() {
             log_event(&ev);
+            if let ProxyEvent::ScreenCall { invite, source, .. } = ev {
+                // No call layer on this server: refuse rather than leave the caller hanging.
+                self.proxy
+                    .respond(&invite, source, 503, "Service Unavailable");
+            }
         }
         while let Some(Transmit { to, bytes }) = self.proxy.poll_transmit() {
             match to.transport {
@@ -329,6 +334,7 @@ fn log_event(ev: &ProxyEvent) {
             detail,
             source,
         } => debug!(status, %detail, %source, "request refused"),
+        ProxyEvent::ScreenCall { .. } | ProxyEvent::CallMessage { .. } => {}
     }
 }
 

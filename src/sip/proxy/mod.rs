@@ -118,6 +118,9 @@ pub struct ProxyConfig {
     pub trusted_rate_limit: RateLimitConfig,
     pub timers: TimerConfig,
     pub classify: ClassifyRules,
+    /// Hand screened INVITEs to the call layer (`ProxyEvent::ScreenCall`) instead of
+    /// forwarding them marked `X-Scamscreen-Caller`.
+    pub screen_calls: bool,
 }
 
 /// Something the runtime should know about (logged with a span per call).
@@ -133,6 +136,21 @@ pub enum ProxyEvent {
         status: u16,
         detail: String,
         source: SocketAddr,
+    },
+    /// A new INVITE to screen (`ProxyConfig::screen_calls`): the call layer answers it. The
+    /// runtime must `attach_call` its Call-ID (or `respond` with an error) right away.
+    ScreenCall {
+        invite: SipMessage,
+        source: Peer,
+        classification: Classification,
+    },
+    /// A message for a call the call layer owns.
+    CallMessage {
+        call_id: String,
+        /// `true` when it came from the upstream side (leg B), else from the caller (leg A).
+        from_upstream: bool,
+        msg: SipMessage,
+        source: Peer,
     },
 }
 
@@ -263,6 +281,9 @@ pub struct Proxy {
     stats: ProxyStats,
     /// Contexts touched since the last flush.
     dirty: Vec<u64>,
+    /// Call-IDs of calls the call layer owns: leg A (caller side) and leg B (upstream side).
+    calls_a: std::collections::HashSet<String>,
+    calls_b: std::collections::HashSet<String>,
 }
 
 impl Proxy {
@@ -280,7 +301,39 @@ impl Proxy {
             next_id: 1,
             stats: ProxyStats::default(),
             dirty: Vec::new(),
+            calls_a: Default::default(),
+            calls_b: Default::default(),
         }
+    }
+
+    /// The call layer owns this Call-ID from now on (leg A: from the caller's side; leg B:
+    /// the call it places towards the upstream).
+    pub fn attach_call(&mut self, call_id: &str, upstream_leg: bool) {
+        if upstream_leg {
+            self.calls_b.insert(call_id.to_string());
+        } else {
+            self.calls_a.insert(call_id.to_string());
+        }
+    }
+
+    pub fn detach_call(&mut self, call_id: &str) {
+        self.calls_a.remove(call_id);
+        self.calls_b.remove(call_id);
+    }
+
+    /// Answer a request statelessly (e.g. 488 or 503 for an INVITE the call layer could not
+    /// take).
+    pub fn respond(&mut self, req: &SipMessage, source: Peer, status: u16, reason: &str) {
+        if let Ok((facts, _)) = check_request(req) {
+            let via = self.response_via(&facts, source);
+            let resp = build::response_to(req, status, reason, Some(&via), Some("ss-call"));
+            self.send(self.reply_peer(&facts, source), resp.to_bytes());
+        }
+    }
+
+    /// Queue bytes the call layer wants sent.
+    pub fn send_raw(&mut self, to: Peer, bytes: Bytes) {
+        self.send(to, bytes);
     }
 
     pub fn stats(&self) -> &ProxyStats {
@@ -364,7 +417,7 @@ impl Proxy {
         if msg.is_request() {
             self.handle_request(now, from, msg);
         } else {
-            self.handle_response(now, msg);
+            self.handle_response(now, from, msg);
         }
         self.flush_all_dirty(now);
     }
@@ -435,6 +488,24 @@ impl Proxy {
                 return;
             }
         };
+        // Messages of calls the call layer owns go there, not through a proxy transaction.
+        if let Some(call_id) = msg.header("call-id").map(str::to_string) {
+            let upstream = self.is_upstream(from);
+            let owned = if upstream {
+                self.calls_b.contains(&call_id)
+            } else {
+                self.calls_a.contains(&call_id)
+            };
+            if owned {
+                self.events.push_back(ProxyEvent::CallMessage {
+                    call_id,
+                    from_upstream: upstream,
+                    msg,
+                    source: from,
+                });
+                return;
+            }
+        }
         let key = server_key(&facts, &method);
 
         if method == "ACK" {
@@ -550,6 +621,15 @@ impl Proxy {
                     };
                     self.respond_stateless(&msg, &facts, from, &r);
                     self.refuse(603, r.detail, from.addr);
+                    return;
+                }
+                CallerClass::Screen if self.cfg.screen_calls => {
+                    self.stats.calls_screened += 1;
+                    self.events.push_back(ProxyEvent::ScreenCall {
+                        invite: msg,
+                        source: from,
+                        classification,
+                    });
                     return;
                 }
                 CallerClass::Screen => {
@@ -845,11 +925,22 @@ impl Proxy {
         self.mark(id, now);
     }
 
-    fn handle_response(&mut self, now: Instant, msg: SipMessage) {
+    fn handle_response(&mut self, now: Instant, from: Peer, msg: SipMessage) {
         let Some(facts) = check_response(&msg) else {
             self.stats.invalid += 1;
             return;
         };
+        // Responses to the call layer's own requests (its INVITE/BYE/CANCEL on either leg).
+        let in_b = self.calls_b.contains(&facts.call_id);
+        if in_b || self.calls_a.contains(&facts.call_id) {
+            self.events.push_back(ProxyEvent::CallMessage {
+                call_id: facts.call_id.clone(),
+                from_upstream: in_b,
+                msg,
+                source: from,
+            });
+            return;
+        }
         let top = facts.top_via();
         let ours = top.host == self.cfg.advertised_host
             && top.port.unwrap_or(5060) == self.cfg.advertised_port;

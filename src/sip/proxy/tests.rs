@@ -29,6 +29,7 @@ fn config() -> ProxyConfig {
         },
         timers: TimerConfig::default(),
         classify: ClassifyRules::default(),
+        screen_calls: false,
     }
 }
 
@@ -366,4 +367,56 @@ fn contexts_are_freed_after_the_call() {
     net.run_until(60_000);
     assert_eq!(net.proxy.contexts(), 0);
     assert!(net.proxy.poll_timeout().is_none());
+}
+
+#[test]
+fn screened_invites_go_to_the_call_layer_with_their_later_messages() {
+    let mut cfg = config();
+    cfg.screen_calls = true;
+    let mut net = Net::new(cfg);
+    let inv = invite(
+        "<sip:anonymous@anonymous.invalid>",
+        "Privacy: id\r\n",
+        "z9hG4bKsc",
+    );
+    assert!(
+        net.input(TRUNK, &inv).is_empty(),
+        "nothing forwarded, nothing answered"
+    );
+    let _classified = net.proxy.poll_event();
+    match net.proxy.poll_event() {
+        Some(ProxyEvent::ScreenCall { invite, source, .. }) => {
+            assert_eq!(invite.header("call-id"), Some("call-z9hG4bKsc"));
+            assert_eq!(source.addr, TRUNK.parse().unwrap());
+        }
+        other => panic!("{other:?}"),
+    }
+    net.proxy.attach_call("call-z9hG4bKsc", false);
+    net.proxy.attach_call("leg-b-1", true);
+    let bye = inv
+        .replacen("INVITE sip:", "BYE sip:", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 2 BYE");
+    assert!(net.input(TRUNK, &bye).is_empty());
+    assert!(matches!(
+        net.proxy.poll_event(),
+        Some(ProxyEvent::CallMessage {
+            from_upstream: false,
+            ..
+        })
+    ));
+    let resp = "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-call1-1\r\n\
+        From: <sip:a@b>;tag=x\r\nTo: <sip:100@pbx>;tag=y\r\nCall-ID: leg-b-1\r\nCSeq: 1 INVITE\r\n\
+        Content-Length: 0\r\n\r\n";
+    assert!(net.input(PBX, resp).is_empty());
+    assert!(matches!(
+        net.proxy.poll_event(),
+        Some(ProxyEvent::CallMessage {
+            from_upstream: true,
+            ..
+        })
+    ));
+    net.proxy.detach_call("call-z9hG4bKsc");
+    // Detached: a late BYE is an ordinary request again (forwarded upstream).
+    let out = net.input(TRUNK, &bye.replace("CSeq: 2 BYE", "CSeq: 3 BYE"));
+    assert_eq!(out[0].0.addr, PBX.parse().unwrap());
 }
