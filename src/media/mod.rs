@@ -2,6 +2,24 @@
 //! pool, the relay between legs (latching, strict source), the prompt player and the
 //! recorder tap that feeds ASR. Pure state machines told the time; sockets live in
 //! `crate::runtime`.
+//!
+//! How the call layer uses them, for a screened call:
+//!
+//! 1. Caller's INVITE: [`sdp::SessionDescription::parse`] the offer (error →
+//!    [`sdp::SdpError::sip_status`], 400 or 488), [`ports::PortPool::allocate`] a port pair,
+//!    [`sdp::answer`] it, and build the caller's [`relay::MediaLeg`] from the
+//!    [`sdp::Negotiated`] with an [`rtp::RtpSender`]. Attach a [`tap::RecorderTap`] to it
+//!    ([`relay::MediaLeg::set_tap`]); the ASR side drains the [`tap::TapReceiver`] into a
+//!    [`tap::SpeechBuffer`] until end of speech or `listen_secs`.
+//! 2. Greeting: a [`prompt::PromptPlayer`] driven through
+//!    [`relay::MediaLeg::transmit_prompt`] at its [`prompt::PromptPlayer::poll_timeout`];
+//!    caller packets go to [`relay::MediaLeg::on_packet`].
+//! 3. Allow / warn: [`sdp::offer`] to the callee, [`sdp::accept_answer`] its answer, a second
+//!    `MediaLeg`, then [`relay::RtpRelay::new`] joins them and [`relay::RtpRelay::relay`]
+//!    forwards every packet (transcoding PCMU↔PCMA if the legs differ). For a warning, play
+//!    it with `transmit_prompt` on the callee's leg while
+//!    [`relay::RtpRelay::set_forwarding`] holds the caller's audio back.
+//! 4. Hang-up: [`ports::PortPool::release`] both pairs.
 
 pub mod g711;
 pub mod ports;
@@ -10,3 +28,6 @@ pub mod relay;
 pub mod rtp;
 pub mod sdp;
 pub mod tap;
+
+#[cfg(test)]
+mod robustness_tests;
