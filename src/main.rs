@@ -8,9 +8,11 @@ use scamscreen::model::install::{convert_model, ConvertOutcome};
 use scamscreen::model::{ModelPaths, WeightFormat};
 
 mod bench_cmd;
+mod calls_cmd;
 mod detect_cmd;
 mod eval_audio;
 mod run_cmd;
+mod screening_setup;
 mod transcribe_cmd;
 mod wer_cmd;
 
@@ -28,6 +30,8 @@ enum Command {
     Run(run_cmd::ConfigArgs),
     /// Check a configuration (file and flags) and print the effective settings.
     CheckConfig(run_cmd::ConfigArgs),
+    /// List recently screened calls from the call database (--json: one object per line).
+    Calls(calls_cmd::CallsArgs),
     /// Transcribe WAV files (PCM, µ-law or A-law, any rate, mono or stereo).
     Transcribe(transcribe_cmd::TranscribeArgs),
     /// Score a transcript for scam phrases: allow, warn or divert, with reasons.
@@ -111,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => return run_cmd::run(args),
         Command::CheckConfig(args) => return run_cmd::check_config(args),
+        Command::Calls(args) => return calls_cmd::run(args),
         Command::Transcribe(args) => return transcribe_cmd::run(args),
         Command::Wer(args) => return wer_cmd::run(args),
         Command::Detect(args) => return detect_cmd::run_detect(args),

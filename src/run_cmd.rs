@@ -3,9 +3,12 @@
 use anyhow::Context;
 use clap::Args;
 use ipnet::IpNet;
-use scamscreen::config::{self, Config, ConfigError, Host, HostPort, LogFormat, Overrides};
+use scamscreen::call::CallConfig;
+use scamscreen::config::{
+    self, Config, ConfigError, Host, HostPort, LogFormat, Overrides, ScreeningMode,
+};
 use scamscreen::runtime::sip_server::SipServer;
-use scamscreen::sip::proxy::{ProxyConfig, Transport, UntrustedAction};
+use scamscreen::sip::proxy::{Peer, ProxyConfig, Transport, UntrustedAction};
 use scamscreen::sip::ratelimit::RateLimitConfig;
 use scamscreen::sip::transaction::TimerConfig;
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +28,29 @@ pub struct ConfigArgs {
     /// Trusted peer network or address (repeatable; replaces security.trusted).
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     pub trust: Vec<IpNet>,
+    /// `screen` (answer, listen, decide) or `mark` (forward marked) (replaces screening.mode).
+    #[arg(long, value_parser = parse_mode)]
+    pub mode: Option<ScreeningMode>,
+    /// RTP port range FIRST-LAST for screened calls (replaces media.rtp_ports).
+    #[arg(long, value_name = "FIRST-LAST")]
+    pub rtp_ports: Option<String>,
+    /// Where diverted calls go, a sip: URI (replaces screening.divert_uri).
+    #[arg(long, value_name = "URI")]
+    pub divert_uri: Option<String>,
+    /// Call record database (replaces store.db).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// Folder of the default whisper model.
+    #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
+    pub models_dir: PathBuf,
+}
+
+fn parse_mode(s: &str) -> Result<ScreeningMode, String> {
+    match s {
+        "screen" => Ok(ScreeningMode::Screen),
+        "mark" => Ok(ScreeningMode::Mark),
+        other => Err(format!("{other:?}: give screen or mark")),
+    }
 }
 
 fn parse_net(s: &str) -> Result<IpNet, String> {
@@ -41,6 +67,10 @@ pub fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
         listen: args.listen.clone(),
         upstream: args.upstream.clone(),
         trust: args.trust.clone(),
+        mode: args.mode,
+        rtp_ports: args.rtp_ports.clone(),
+        divert_uri: args.divert_uri.clone(),
+        db: args.db.clone(),
     });
     if let Err(problems) = cfg.validate() {
         return Err(ConfigError::Invalid(problems).into());
@@ -101,14 +131,15 @@ fn local_address_towards(upstream: SocketAddr) -> Option<IpAddr> {
 pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
     let cfg = load(&args)?;
     init_logging(&cfg);
+    let models_dir = args.models_dir.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(serve(cfg))
+    rt.block_on(serve(cfg, models_dir))
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
     let upstream_hp = cfg
         .sip
         .upstream_target()
@@ -145,7 +176,43 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             (host, first.port())
         }
     };
-    let server = server.with_config(proxy_config(&cfg, upstream, host.clone(), port, classify));
+    let mut server = server.with_config(proxy_config(&cfg, upstream, host.clone(), port, classify));
+    let mut recorder = None;
+    if cfg.screening.mode == ScreeningMode::Screen {
+        let missing = cfg.check_paths();
+        if !missing.is_empty() {
+            return Err(ConfigError::Invalid(missing).into());
+        }
+        let media_ip = cfg
+            .media
+            .media_ip
+            .or_else(|| host.trim_matches(['[', ']']).parse().ok())
+            .context("media.media_ip is needed when sip.advertised_host is a name")?;
+        let call = CallConfig {
+            upstream: Peer {
+                addr: upstream,
+                transport: match cfg.sip.upstream_transport {
+                    config::Transport::Udp => Transport::Udp,
+                    config::Transport::Tcp => Transport::Tcp,
+                },
+                conn: None,
+            },
+            divert_uri: cfg.screening.divert_uri.clone(),
+            local_host: format!("{host}:{port}"),
+            listen: cfg.screening.listen(),
+            screening_timeout: std::time::Duration::from_millis(cfg.screening.screening_timeout_ms),
+            fail_open: cfg.screening.fail_open,
+            ring_timeout: std::time::Duration::from_secs(cfg.screening.ring_secs),
+            timers: TimerConfig {
+                t1: cfg.sip.timer_t1(),
+                t2: cfg.sip.timer_t2(),
+                t4: cfg.sip.timer_t4(),
+            },
+        };
+        let (res, writer) = crate::screening_setup::resources(&cfg, &models_dir, media_ip, call)?;
+        recorder = writer;
+        server = server.with_screening(res);
+    }
     tracing::info!(
         udp = ?udp,
         tcp = ?server.tcp_addrs(),
@@ -182,6 +249,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     };
     let stats = server.run(shutdown).await;
+    if let Some(w) = recorder {
+        w.shutdown();
+    }
     tracing::info!(?stats, "stopped");
     eprintln!("{}", serde_json::to_string(&stats).unwrap_or_default());
     Ok(())

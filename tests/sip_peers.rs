@@ -56,6 +56,10 @@ fn start_proxy(port: u16, upstream: u16, trust: &str) -> Proc {
             &format!("127.0.0.1:{upstream}"),
             "--trust",
             trust,
+            // The SIP edge alone: screened callers are marked and forwarded (tests/screening.rs
+            // covers answering them).
+            "--mode",
+            "mark",
         ])
         .env("SCAMSCREEN_LOG", "warn")
         .stdout(Stdio::piped())

@@ -614,6 +614,9 @@ impl ProxyProcess {
                 &upstream.to_string(),
                 "--trust",
                 "127.0.0.0/8",
+                // The SIP edge alone: screened callers are marked and forwarded.
+                "--mode",
+                "mark",
             ])
             .env_remove("SCAMSCREEN_CONFIG")
             .current_dir(env!("CARGO_MANIFEST_DIR"))

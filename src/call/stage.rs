@@ -57,6 +57,8 @@ pub struct ScreeningResult {
     pub reason: String,
     /// The sentence the callee hears when warned.
     pub warning: Option<String>,
+    /// The rules that fired, with the words they matched and when.
+    pub reasons: Vec<crate::detect::Reason>,
 }
 
 /// Configuration of screened calls.
@@ -463,6 +465,7 @@ impl ScreenedCall {
             transcript: String::new(),
             reason: format!("unscreened: {reason}"),
             warning: None,
+            reasons: Vec::new(),
         });
         let action = match result.action {
             Action::Unscreened if self.cfg.fail_open => Action::Allow,

@@ -131,6 +131,7 @@ fn verdict(action: ScreeningAction) -> ScreeningResult {
         reason: "test".into(),
         warning: (action == ScreeningAction::Warn)
             .then(|| "Warning: the caller claims to be Microsoft.".to_string()),
+        reasons: Vec::new(),
     }
 }
 

@@ -72,7 +72,86 @@ pub struct Config {
     pub sip: SipConfig,
     pub security: SecurityConfig,
     pub screening: ScreeningConfig,
+    pub media: MediaConfig,
+    pub store: StoreConfig,
     pub log: LogConfig,
+}
+
+/// What happens to a caller `policy` says to screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScreeningMode {
+    /// Answer, listen, transcribe, then allow, warn or divert (the product).
+    #[default]
+    Screen,
+    /// Forward with `X-Scamscreen-Caller: withheld` and let the PBX decide (no model needed).
+    Mark,
+}
+
+impl ScreeningMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScreeningMode::Screen => "screen",
+            ScreeningMode::Mark => "mark",
+        }
+    }
+}
+
+pub const DEFAULT_RTP_PORTS: &str = "20000-20999";
+pub const DEFAULT_PROMPTS_DIR: &str = "models/prompts";
+pub const DEFAULT_SCREENING_TIMEOUT_MS: u64 = 3_000;
+pub const DEFAULT_RING_SECS: u64 = 60;
+
+/// `[media]`: RTP for screened calls.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// `FIRST-LAST` UDP port range for RTP (two even ports per screened call).
+    pub rtp_ports: String,
+    /// Address for RTP sockets and our SDP; default: the SIP advertised address.
+    pub media_ip: Option<std::net::IpAddr>,
+    /// Folder of prompt WAVs (`greeting.wav`, `block.wav`); missing ones are made with
+    /// espeak-ng at start.
+    pub prompts_dir: PathBuf,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            rtp_ports: DEFAULT_RTP_PORTS.to_string(),
+            media_ip: None,
+            prompts_dir: PathBuf::from(DEFAULT_PROMPTS_DIR),
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The parsed port range.
+    pub fn port_range(&self) -> Option<std::ops::RangeInclusive<u16>> {
+        let (a, b) = self.rtp_ports.split_once('-')?;
+        let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        (a > 0 && a < b).then_some(a..=b)
+    }
+}
+
+pub const DEFAULT_DB: &str = "scamscreen-calls.db";
+pub use crate::store::DEFAULT_RETENTION_DAYS;
+
+/// `[store]`: call records (they hold transcripts: personal data).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub db: PathBuf,
+    pub retention_days: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            db: PathBuf::from(DEFAULT_DB),
+            retention_days: DEFAULT_RETENTION_DAYS,
+        }
+    }
 }
 
 /// `[sip]`: where to listen and where to forward.
@@ -236,6 +315,12 @@ pub struct ScreeningConfig {
     pub divert_uri: Option<String>,
     /// Language of callers (whisper and the rule pack).
     pub language: String,
+    /// `screen` (answer and listen) or `mark` (forward marked, the PBX decides).
+    pub mode: ScreeningMode,
+    /// Most time from the end of the caller's speech to a verdict before `fail_open` applies.
+    pub screening_timeout_ms: u64,
+    /// Most time the callee may ring after screening.
+    pub ring_secs: u64,
 }
 
 impl Default for ScreeningConfig {
@@ -253,6 +338,9 @@ impl Default for ScreeningConfig {
             fail_open: DEFAULT_FAIL_OPEN,
             divert_uri: None,
             language: DEFAULT_LANGUAGE.to_string(),
+            mode: ScreeningMode::Screen,
+            screening_timeout_ms: DEFAULT_SCREENING_TIMEOUT_MS,
+            ring_secs: DEFAULT_RING_SECS,
         }
     }
 }
@@ -347,6 +435,14 @@ pub struct Overrides {
     pub upstream: Option<String>,
     /// `--trust`: replaces `trusted`.
     pub trust: Vec<IpNet>,
+    /// `--mode`.
+    pub mode: Option<ScreeningMode>,
+    /// `--rtp-ports`.
+    pub rtp_ports: Option<String>,
+    /// `--divert-uri`.
+    pub divert_uri: Option<String>,
+    /// `--db`.
+    pub db: Option<PathBuf>,
 }
 
 impl Config {
@@ -398,6 +494,18 @@ impl Config {
         }
         if !overrides.trust.is_empty() {
             self.security.trusted = overrides.trust;
+        }
+        if let Some(m) = overrides.mode {
+            self.screening.mode = m;
+        }
+        if let Some(p) = overrides.rtp_ports {
+            self.media.rtp_ports = p;
+        }
+        if let Some(d) = overrides.divert_uri {
+            self.screening.divert_uri = Some(d);
+        }
+        if let Some(db) = overrides.db {
+            self.store.db = db;
         }
     }
 }

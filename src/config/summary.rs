@@ -82,7 +82,8 @@ impl fmt::Display for Config {
         )?;
         writeln!(
             f,
-            "screening   policy {}; trust P-Asserted-Identity {}; allow {}; deny {}",
+            "screening   {} callers by policy {}; trust P-Asserted-Identity {}; allow {}; deny {}",
+            s.mode.as_str(),
             s.policy,
             if s.trust_asserted_identity {
                 "yes"
@@ -91,6 +92,14 @@ impl fmt::Display for Config {
             },
             patterns(s.allow.len()),
             patterns(s.deny.len())
+        )?;
+        writeln!(
+            f,
+            "media       RTP ports {}; prompts {}; call records {} (kept {} days)",
+            self.media.rtp_ports,
+            self.media.prompts_dir.display(),
+            self.store.db.display(),
+            self.store.retention_days
         )?;
         writeln!(
             f,

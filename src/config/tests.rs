@@ -114,6 +114,14 @@ fn example_mentions_every_option() {
         "fail_open",
         "divert_uri",
         "language",
+        "mode",
+        "screening_timeout_ms",
+        "ring_secs",
+        "rtp_ports",
+        "media_ip",
+        "prompts_dir",
+        "db",
+        "retention_days",
         "level",
         "format",
     ];
@@ -486,7 +494,15 @@ fn overrides_replace_file_values() {
         listen: vec![addr("127.0.0.1:5099")],
         upstream: Some("pbx.example:5080".to_string()),
         trust: vec![net("198.51.100.0/24")],
+        mode: Some(ScreeningMode::Mark),
+        rtp_ports: Some("30000-30099".to_string()),
+        divert_uri: Some("sip:vm@192.0.2.20".to_string()),
+        db: Some("/tmp/x.db".into()),
     });
+    assert_eq!(c.screening.mode, ScreeningMode::Mark);
+    assert_eq!(c.media.port_range(), Some(30000..=30099));
+    assert_eq!(c.screening.divert_uri.as_deref(), Some("sip:vm@192.0.2.20"));
+    assert_eq!(c.store.db, std::path::PathBuf::from("/tmp/x.db"));
     assert_eq!(c.sip.listen_udp, vec![addr("127.0.0.1:5099")]);
     assert_eq!(c.sip.listen_tcp, vec![addr("127.0.0.1:5099")]);
     assert_eq!(c.sip.upstream.as_deref(), Some("pbx.example:5080"));
@@ -509,6 +525,7 @@ fn overrides_make_the_defaults_runnable() {
         listen: Vec::new(),
         upstream: Some("192.0.2.20:5080".to_string()),
         trust: vec![net("192.0.2.0/24")],
+        ..Overrides::default()
     });
     assert_eq!(c.validate(), Ok(()));
 }
@@ -558,7 +575,7 @@ fn summary_shows_the_effective_config_without_numbers() {
     assert!(text.contains("policy withheld"), "{text}");
     assert!(text.contains("allow 1 pattern; deny 0 patterns"), "{text}");
     assert!(!text.contains("4930123456"), "{text}");
-    assert_eq!(text.lines().count(), 10);
+    assert_eq!(text.lines().count(), 11);
     let default = Config::default().to_string();
     assert!(
         default.contains("(not set)") && default.contains("(nobody)"),

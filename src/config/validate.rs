@@ -202,6 +202,28 @@ impl Config {
                 }
             }
         }
+        if self
+            .media
+            .port_range()
+            .is_none_or(|r| r.end() - r.start() < 3)
+        {
+            p.push(
+                "media.rtp_ports",
+                format!(
+                    "{:?} is not a range FIRST-LAST of at least 4 ports (e.g. \"20000-20999\")",
+                    self.media.rtp_ports
+                ),
+            );
+        }
+        if s.screening_timeout_ms == 0 {
+            p.push("screening.screening_timeout_ms", "must be above 0");
+        }
+        if s.ring_secs == 0 {
+            p.push("screening.ring_secs", "must be above 0");
+        }
+        if self.store.retention_days == 0 {
+            p.push("store.retention_days", "must be at least 1 day");
+        }
         if s.listen_secs == 0 || s.listen_secs > MAX_LISTEN_SECS {
             p.push(
                 "screening.listen_secs",

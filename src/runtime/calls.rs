@@ -20,6 +20,7 @@ use crate::media::sdp::{self, SessionDescription};
 use crate::media::tap::{ListenLimits, RecorderTap, SpeechBuffer, SpeechState, TapReceiver};
 use crate::sip::msg::SipMessage;
 use crate::sip::proxy::{Peer, Proxy};
+use crate::store::{CallRecord, RuleHit};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -33,7 +34,7 @@ use tracing::{debug, info, info_span, warn};
 pub const RTP_INACTIVITY: Duration = Duration::from_secs(60);
 
 /// Receives every finished call (the call record store).
-pub type FinishedHook = Box<dyn Fn(&CallRecordDraft) + Send>;
+pub type FinishedHook = Box<dyn Fn(CallRecord) + Send>;
 
 /// What the call layer needs, built once at start.
 pub struct ScreeningResources {
@@ -84,6 +85,8 @@ struct ActiveCall {
     asr_cancel: Option<crate::asr::CancelToken>,
     leg_b_id: Option<String>,
     finished: bool,
+    withheld_reason: String,
+    started_at: std::time::SystemTime,
 }
 
 pub struct CallManager {
@@ -116,7 +119,13 @@ impl CallManager {
 
     /// A screened INVITE: negotiate SDP (488/400 if impossible), take two port pairs
     /// (503 when out of ports), bind, answer.
-    pub async fn start(&mut self, proxy: &mut Proxy, invite: SipMessage, source: Peer) {
+    pub async fn start(
+        &mut self,
+        proxy: &mut Proxy,
+        invite: SipMessage,
+        source: Peer,
+        withheld_reason: String,
+    ) {
         let now = Instant::now();
         let offer = std::str::from_utf8(invite.body())
             .map_err(|_| sdp::SdpError::Malformed("SDP is not UTF-8".into()))
@@ -218,6 +227,8 @@ impl CallManager {
                 asr_cancel: None,
                 leg_b_id: None,
                 finished: false,
+                withheld_reason,
+                started_at: std::time::SystemTime::now(),
             },
         );
         self.pump(proxy, id).await;
@@ -504,7 +515,12 @@ impl CallManager {
                         )
                     });
                     if let Some(f) = &self.res.on_finished {
-                        f(&record);
+                        f(call_record(
+                            &record,
+                            &c.withheld_reason,
+                            c.started_at,
+                            self.res.language.as_deref(),
+                        ));
                     }
                 }
             }
@@ -527,6 +543,37 @@ impl CallManager {
             }
             self.calls.remove(&id);
         }
+    }
+}
+
+/// The stored row of a finished call.
+fn call_record(
+    d: &CallRecordDraft,
+    withheld_reason: &str,
+    started: std::time::SystemTime,
+    lang: Option<&str>,
+) -> CallRecord {
+    let r = d.result.as_ref();
+    let ms = |x: Option<Duration>| x.map(|d| d.as_millis() as u64);
+    CallRecord {
+        call_id: d.call_id.clone(),
+        started_at_ms: crate::store::unix_ms(started),
+        withheld_reason: withheld_reason.to_string(),
+        transcript: r.map(|r| r.transcript.clone()).unwrap_or_default(),
+        language: lang.unwrap_or("en").to_string(),
+        score: r.map(|r| r.score).unwrap_or(0.0),
+        action: r
+            .map(|r| r.action.as_str().to_string())
+            .unwrap_or_else(|| "caller_hung_up".to_string()),
+        reasons: r
+            .map(|r| r.reasons.iter().map(RuleHit::from).collect())
+            .unwrap_or_default(),
+        warning: r.and_then(|r| r.warning.clone()),
+        time_to_verdict_ms: ms(d.time_to_verdict),
+        listen_ms: ms(d.listen).unwrap_or(0),
+        screening_ms: ms(d.listen).unwrap_or(0) + ms(d.time_to_verdict).unwrap_or(0),
+        total_ms: Some(d.total.as_millis() as u64),
+        outcome: format!("{:?}", d.outcome).to_lowercase(),
     }
 }
 
@@ -566,6 +613,7 @@ pub fn score(
         transcript: transcript.to_string(),
         reason,
         warning: (!v.warning.is_empty()).then(|| v.warning.clone()),
+        reasons: v.reasons,
     })
 }
 

@@ -6,6 +6,7 @@
 //! bytes to the connection's writer. Timers: the core's `poll_timeout` is the only clock
 //! the loop sleeps on.
 
+use crate::runtime::calls::{CallEvent, CallManager, ScreeningResources};
 use crate::sip::msg::{frame_stream, MAX_MESSAGE_BYTES};
 use crate::sip::proxy::{Peer, Proxy, ProxyConfig, ProxyEvent, ProxyStats, Transmit, Transport};
 use bytes::Bytes;
@@ -64,6 +65,7 @@ pub struct SipServer {
     tcp: Vec<TcpListener>,
     cfg: ProxyConfig,
     max_message_bytes: usize,
+    screening: Option<ScreeningResources>,
 }
 
 fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -105,7 +107,15 @@ impl SipServer {
             tcp: listeners,
             cfg,
             max_message_bytes: max_message_bytes.min(MAX_MESSAGE_BYTES),
+            screening: None,
         })
+    }
+
+    /// Screen calls (answer, listen, transcribe, decide) with these resources.
+    pub fn with_screening(mut self, res: ScreeningResources) -> SipServer {
+        self.cfg.screen_calls = true;
+        self.screening = Some(res);
+        self
     }
 
     /// Replace the proxy configuration (e.g. once the bound port is known).
@@ -144,8 +154,14 @@ impl SipServer {
                 self.max_message_bytes,
             )));
         }
+        let (call_tx, mut call_rx) = mpsc::channel::<CallEvent>(INPUT_QUEUE);
+        let screen = self.screening.is_some();
+        let mut cfg = self.cfg;
+        cfg.screen_calls = screen;
+        let calls = self.screening.map(|res| CallManager::new(res, call_tx));
         let mut core = Core {
-            proxy: Proxy::new(self.cfg),
+            calls,
+            proxy: Proxy::new(cfg),
             udp: self.udp,
             tcp_writers: HashMap::new(),
             outbound: HashMap::new(),
@@ -157,7 +173,14 @@ impl SipServer {
         };
         tokio::pin!(shutdown);
         loop {
-            let deadline = core.proxy.poll_timeout().map(|t| core.to_tokio(t));
+            let next = match (
+                core.proxy.poll_timeout(),
+                core.calls.as_ref().and_then(|c| c.poll_timeout()),
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let deadline = next.map(|t| core.to_tokio(t));
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
@@ -176,9 +199,17 @@ impl SipServer {
                         }
                     }
                 }
+                Some(ev) = call_rx.recv(), if screen => {
+                    if let Some(calls) = core.calls.as_mut() {
+                        calls.event(&mut core.proxy, ev).await;
+                    }
+                }
                 _ = sleep_until_opt(deadline) => {
                     let now = std::time::Instant::now();
                     core.proxy.handle_timeout(now);
+                    if let Some(calls) = core.calls.as_mut() {
+                        calls.handle_timeout(&mut core.proxy).await;
+                    }
                 }
             }
             core.drain().await;
@@ -206,6 +237,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 
 struct Core {
     proxy: Proxy,
+    calls: Option<CallManager>,
     udp: Vec<Arc<UdpSocket>>,
     tcp_writers: HashMap<u64, mpsc::Sender<Bytes>>,
     /// Our own TCP connections to a destination (the upstream), by address.
@@ -246,10 +278,38 @@ impl Core {
     async fn drain(&mut self) {
         while let Some(ev) = self.proxy.poll_event() {
             log_event(&ev);
-            if let ProxyEvent::ScreenCall { invite, source, .. } = ev {
-                // No call layer on this server: refuse rather than leave the caller hanging.
-                self.proxy
-                    .respond(&invite, source, 503, "Service Unavailable");
+            match (ev, self.calls.as_mut()) {
+                (
+                    ProxyEvent::ScreenCall {
+                        invite,
+                        source,
+                        classification,
+                    },
+                    Some(calls),
+                ) => {
+                    calls
+                        .start(&mut self.proxy, invite, source, classification.reason)
+                        .await;
+                }
+                (ProxyEvent::ScreenCall { invite, source, .. }, None) => {
+                    // No call layer on this server: refuse rather than leave the caller hanging.
+                    self.proxy
+                        .respond(&invite, source, 503, "Service Unavailable");
+                }
+                (
+                    ProxyEvent::CallMessage {
+                        call_id,
+                        from_upstream,
+                        msg,
+                        ..
+                    },
+                    Some(calls),
+                ) => {
+                    calls
+                        .sip(&mut self.proxy, &call_id, from_upstream, msg)
+                        .await
+                }
+                _ => {}
             }
         }
         while let Some(Transmit { to, bytes }) = self.proxy.poll_transmit() {

@@ -1,0 +1,259 @@
+//! `scamscreen calls`: the latest screened calls from the call database.
+//!
+//! Text mode prints one line per call, newest first; `--json` prints one JSON object per call
+//! and line (the fields of [`CallRecord`] plus `started_at` in RFC 3339, UTC). The output holds
+//! transcripts, which are personal data.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use scamscreen::store::{parse_age, CallRecord, CallStore};
+
+/// Words of the transcript shown in text mode.
+const TRANSCRIPT_WORDS: usize = 10;
+/// Characters of the withheld reason shown in text mode.
+const WITHHELD_CHARS: usize = 22;
+
+#[derive(clap::Args, Debug)]
+pub struct CallsArgs {
+    /// Call database (SQLite) that `scamscreen run --db` writes.
+    #[arg(long, default_value = scamscreen::config::DEFAULT_DB, env = "SCAMSCREEN_DB")]
+    pub db: PathBuf,
+    /// How many calls to list, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Only calls younger than this: 90s, 30m, 2h, 7d, 2w.
+    #[arg(long, value_parser = parse_age, value_name = "AGE")]
+    pub since: Option<Duration>,
+    /// One JSON object per call and line.
+    #[arg(long)]
+    pub json: bool,
+    /// First delete calls (and their transcripts) older than this many days.
+    #[arg(long, value_name = "DAYS")]
+    pub purge_days: Option<u32>,
+}
+
+pub fn run(args: CallsArgs) -> anyhow::Result<()> {
+    let store = CallStore::open_existing(&args.db)?;
+    let now = SystemTime::now();
+    if let Some(days) = args.purge_days {
+        let max_age = Duration::from_secs(u64::from(days) * 24 * 3600);
+        let deleted = store.purge_older_than(max_age, now)?;
+        eprintln!(
+            "deleted {deleted} call(s) older than {days} day(s) from {}",
+            args.db.display()
+        );
+    }
+    let since = args.since.and_then(|age| now.checked_sub(age));
+    let calls = store.recent(args.limit, since)?;
+    if args.json {
+        for call in &calls {
+            println!("{}", json_line(call)?);
+        }
+        return Ok(());
+    }
+    if calls.is_empty() {
+        let when = match args.since {
+            Some(_) => " in that time",
+            None => "",
+        };
+        eprintln!("no screened calls{when} in {}", args.db.display());
+        return Ok(());
+    }
+    println!(
+        "{:<19}  {:<14} {:>5}  {:>8}  {:<WITHHELD_CHARS$}  {:<28}  transcript",
+        "time", "action", "score", "verdict", "withheld because", "rules"
+    );
+    for call in &calls {
+        println!("{}", text_line(call));
+    }
+    Ok(())
+}
+
+/// The record as JSON, with `started_at` added as a readable UTC time.
+fn json_line(call: &CallRecord) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(call).context("cannot encode a call as JSON")?;
+    if let (Some(obj), Some(t)) = (value.as_object_mut(), calendar(call.started_at_ms, false)) {
+        obj.insert(
+            "started_at".into(),
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                t.year, t.month, t.day, t.hour, t.minute, t.second, t.millis
+            )
+            .into(),
+        );
+    }
+    Ok(value)
+}
+
+fn text_line(call: &CallRecord) -> String {
+    let time = match calendar(call.started_at_ms, true) {
+        Some(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year, t.month, t.day, t.hour, t.minute, t.second
+        ),
+        None => format!("@{}", call.started_at_ms),
+    };
+    let verdict = match call.time_to_verdict_ms {
+        Some(ms) if ms < 10_000 => format!("{ms} ms"),
+        Some(ms) => format!("{:.1} s", ms as f64 / 1000.0),
+        None => "-".into(),
+    };
+    let rules = match call.reasons.split_first() {
+        None => "-".to_string(),
+        Some((first, [])) => first.rule.clone(),
+        Some((first, rest)) => format!("{} +{}", first.rule, rest.len()),
+    };
+    let words: Vec<&str> = call.transcript.split_whitespace().collect();
+    let mut transcript = words
+        .iter()
+        .take(TRANSCRIPT_WORDS)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if words.len() > TRANSCRIPT_WORDS {
+        transcript.push('…');
+    }
+    let transcript = if words.is_empty() {
+        "(no speech)".to_string()
+    } else {
+        format!("\"{}\"", printable(&transcript, usize::MAX))
+    };
+    format!(
+        "{time:<19}  {:<14} {:>5.2}  {verdict:>8}  {:<WITHHELD_CHARS$}  {:<28}  {transcript}",
+        printable(&call.action, 14),
+        call.score,
+        printable(&call.withheld_reason, WITHHELD_CHARS),
+        printable(&rules, 28),
+    )
+}
+
+/// At most `max` characters, with control characters (from SIP headers or the transcript)
+/// shown as `?` so that they cannot drive the terminal.
+fn printable(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    let mut out: String = text
+        .chars()
+        .take(if count > max { max - 1 } else { max })
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if count > max {
+        out.push('…');
+    }
+    out
+}
+
+struct Calendar {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    millis: u32,
+}
+
+/// Unix milliseconds as a calendar time, in the local time zone or in UTC.
+fn calendar(unix_ms: i64, local: bool) -> Option<Calendar> {
+    let secs = libc::time_t::try_from(unix_ms.div_euclid(1000)).ok()?;
+    // SAFETY: `tm` is plain data; localtime_r / gmtime_r write it and return null on failure.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        let ok = if local {
+            libc::localtime_r(&secs, &mut tm)
+        } else {
+            libc::gmtime_r(&secs, &mut tm)
+        };
+        if ok.is_null() {
+            return None;
+        }
+        tm
+    };
+    let field = |v: libc::c_int| u32::try_from(v).ok();
+    Some(Calendar {
+        year: i64::from(tm.tm_year) + 1900,
+        month: field(tm.tm_mon)? + 1,
+        day: field(tm.tm_mday)?,
+        hour: field(tm.tm_hour)?,
+        minute: field(tm.tm_min)?,
+        second: field(tm.tm_sec)?,
+        millis: u32::try_from(unix_ms.rem_euclid(1000)).ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scamscreen::store::RuleHit;
+
+    fn call() -> CallRecord {
+        CallRecord {
+            call_id: "abc@10.0.0.1".into(),
+            started_at_ms: 1_700_000_000_123,
+            withheld_reason: "From user anonymous\x1b[2J".into(),
+            transcript: "hello this is microsoft windows support your computer has a virus please"
+                .into(),
+            language: "en".into(),
+            score: 0.934,
+            action: "divert".into(),
+            reasons: vec![
+                RuleHit {
+                    rule: "impersonation.microsoft".into(),
+                    category: "impersonation".into(),
+                    weight: 2.0,
+                    explanation: "claims to be Microsoft support".into(),
+                    matched: "microsoft windows support".into(),
+                    at_ms: 1840,
+                };
+                2
+            ],
+            warning: None,
+            time_to_verdict_ms: Some(412),
+            listen_ms: 6000,
+            screening_ms: 7000,
+            total_ms: None,
+            outcome: "diverted".into(),
+        }
+    }
+
+    #[test]
+    fn json_lines_have_the_promised_fields_and_a_utc_time() {
+        let v = json_line(&call()).unwrap();
+        for key in [
+            "call_id",
+            "withheld_reason",
+            "transcript",
+            "score",
+            "action",
+            "reasons",
+            "time_to_verdict_ms",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing in {v}");
+        }
+        assert_eq!(v["started_at"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(v["reasons"][0]["matched"], "microsoft windows support");
+    }
+
+    #[test]
+    fn text_lines_are_short_and_safe_for_a_terminal() {
+        let line = text_line(&call());
+        assert!(line.contains("divert"), "{line}");
+        assert!(line.contains("0.93"), "{line}");
+        assert!(line.contains("412 ms"), "{line}");
+        assert!(line.contains("impersonation.microsoft +1"), "{line}");
+        assert!(line.contains("\"hello this is microsoft windows support your computer has a…\""));
+        assert!(!line.contains('\x1b'), "{line:?}");
+        assert!(!line.contains("please"), "{line}");
+        let silent = text_line(&CallRecord {
+            transcript: " ".into(),
+            reasons: vec![],
+            time_to_verdict_ms: None,
+            ..call()
+        });
+        assert!(
+            silent.ends_with("-                             (no speech)"),
+            "{silent}"
+        );
+    }
+}
