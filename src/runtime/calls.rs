@@ -75,8 +75,9 @@ struct ActiveCall {
     a: Option<MediaLeg>,
     b: Option<MediaLeg>,
     relay: Option<RtpRelay>,
-    socket_a: Arc<UdpSocket>,
-    socket_b: Arc<UdpSocket>,
+    /// RTP sockets of the two legs; dropped (ports closed) when the call finishes.
+    socket_a: Option<Arc<UdpSocket>>,
+    socket_b: Option<Arc<UdpSocket>>,
     ports: [RtpPorts; 2],
     readers: Vec<tokio::task::JoinHandle<()>>,
     players: Vec<(Leg, PromptPlayer)>,
@@ -217,8 +218,8 @@ impl CallManager {
                 a: Some(a),
                 b: None,
                 relay: None,
-                socket_a: sa,
-                socket_b: sb,
+                socket_a: Some(sa),
+                socket_b: Some(sb),
                 ports: [pa, pb],
                 readers,
                 players: Vec::new(),
@@ -284,7 +285,9 @@ impl CallManager {
                         } else {
                             &c.socket_a
                         };
-                        let _ = sock.try_send_to(&out, to);
+                        if let Some(sock) = sock {
+                            let _ = sock.try_send_to(&out, to);
+                        }
                     }
                 } else {
                     let media = match leg {
@@ -316,6 +319,13 @@ impl CallManager {
                 self.pump(proxy, call).await;
             }
             CallEvent::Screened { call, result } => {
+                match &result {
+                    Ok(r) => info_span!("call", call).in_scope(|| {
+                        info!(action = r.action.as_str(), score = r.score, reason = %r.reason, "verdict");
+                        debug!(transcript = %r.transcript, "transcript");
+                    }),
+                    Err(e) => info_span!("call", call).in_scope(|| info!(error = %e, "unscreened")),
+                }
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.asr_cancel = None;
                     c.call.handle_input(now, CallInput::Screened(result));
@@ -368,7 +378,7 @@ impl CallManager {
                         Leg::A => (c.a.as_mut(), &c.socket_a),
                         Leg::B => (c.b.as_mut(), &c.socket_b),
                     };
-                    if let Some(m) = media {
+                    if let (Some(m), Some(sock)) = (media, sock) {
                         for (to, pkt) in m.transmit_prompt(now, player) {
                             let _ = sock.try_send_to(&pkt, to);
                         }
@@ -502,6 +512,11 @@ impl CallManager {
                     }
                     c.players.clear();
                     c.listening = None;
+                    c.socket_a = None;
+                    c.socket_b = None;
+                    c.relay = None;
+                    c.a = None;
+                    c.b = None;
                     self.res.ports.release(c.ports[0].rtp);
                     self.res.ports.release(c.ports[1].rtp);
                     let span = info_span!("call", call = id);
