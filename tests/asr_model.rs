@@ -175,7 +175,9 @@ fn cancel_during_decode_stops_early() {
     token.cancel();
     let started = std::time::Instant::now();
     assert_eq!(p.wait().expect_err("cancelled"), AsrError::Cancelled);
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // The result itself proves the cancel; the bound only catches a hang. whisper.cpp checks
+    // the abort flag between graph steps, so on a busy box one encoder pass may finish first.
+    assert!(started.elapsed() < Duration::from_secs(10));
     // Timeout cancels too.
     let p = pool.submit(AsrRequest { pcm_16k: long }).expect("queued");
     assert_eq!(
