@@ -135,6 +135,8 @@ pub struct CallRecordDraft {
     pub time_to_verdict: Option<Duration>,
     /// Answer → end of listening.
     pub listen: Option<Duration>,
+    /// Answer → verdict: greeting, listening and transcription.
+    pub screening: Option<Duration>,
     /// Whole call.
     pub total: Duration,
 }
@@ -842,6 +844,9 @@ impl ScreenedCall {
                 (Some(l), Some(s)) => Some(s.saturating_duration_since(l)),
                 _ => None,
             },
+            screening: self
+                .verdict_at
+                .map(|v| v.saturating_duration_since(self.started)),
             total: now.saturating_duration_since(self.started),
         };
         self.actions.push_back(CallAction::Finished(record));

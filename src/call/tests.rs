@@ -194,6 +194,8 @@ fn scam_is_blocked_and_the_callee_never_rings() {
             assert_eq!(r.outcome, CallOutcome::Blocked);
             assert_eq!(r.time_to_verdict, Some(Duration::from_millis(400)));
             assert_eq!(r.listen, Some(Duration::from_secs(4)));
+            // Answer → verdict includes the 3 s greeting.
+            assert_eq!(r.screening, Some(Duration::from_millis(7400)));
             assert_eq!(r.result.as_ref().unwrap().action, ScreeningAction::Divert);
         }
         other => panic!("{other:?}"),
@@ -289,6 +291,7 @@ fn caller_hangs_up_while_listening_nothing_reaches_the_callee() {
         Some(CallAction::Finished(r)) => {
             assert_eq!(r.outcome, CallOutcome::CallerHungUp);
             assert!(r.result.is_none());
+            assert_eq!(r.screening, None);
         }
         other => panic!("{other:?}"),
     }

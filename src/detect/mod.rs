@@ -168,7 +168,10 @@ impl Detector {
         tokens: &[Token],
         lang: Option<&str>,
     ) -> Result<Verdict, DetectError> {
-        let packs = self.packs_for(lang)?;
+        let mut packs = self.packs_for(lang)?;
+        // Ties go to the call's language (English when unknown), not to load order.
+        let preferred = lang.unwrap_or(FALLBACK_LANG);
+        packs.sort_by_key(|p| p.lang != preferred);
         let mut best: Option<Verdict> = None;
         for pack in packs {
             let v = self.score_with(pack, tokens);

@@ -475,8 +475,11 @@ impl CallManager {
                             });
                         }
                         Err(e) => {
-                            c.call
-                                .handle_input(now, CallInput::Screened(Err(asr_failure(&e))));
+                            // Refused at once (queue full): say so, like a failed job.
+                            let reason = asr_failure(&e);
+                            info_span!("call", call = id)
+                                .in_scope(|| warn!(error = %reason, "unscreened"));
+                            c.call.handle_input(now, CallInput::Screened(Err(reason)));
                         }
                     }
                 }
@@ -586,7 +589,7 @@ fn call_record(
         warning: r.and_then(|r| r.warning.clone()),
         time_to_verdict_ms: ms(d.time_to_verdict),
         listen_ms: ms(d.listen).unwrap_or(0),
-        screening_ms: ms(d.listen).unwrap_or(0) + ms(d.time_to_verdict).unwrap_or(0),
+        screening_ms: ms(d.screening).unwrap_or(0),
         total_ms: Some(d.total.as_millis() as u64),
         outcome: format!("{:?}", d.outcome).to_lowercase(),
     }
@@ -673,5 +676,47 @@ async fn read_rtp(sock: Arc<UdpSocket>, call: u64, leg: Leg, tx: mpsc::Sender<Ca
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::CallOutcome;
+
+    fn draft(result: Option<ScreeningResult>) -> CallRecordDraft {
+        let verdict = result.is_some();
+        CallRecordDraft {
+            call_id: "c1".into(),
+            result,
+            outcome: CallOutcome::Connected,
+            time_to_verdict: verdict.then(|| Duration::from_millis(400)),
+            listen: Some(Duration::from_millis(4000)),
+            screening: verdict.then(|| Duration::from_millis(9400)),
+            total: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn record_times_and_actions() {
+        let allow = ScreeningResult {
+            action: ScreeningAction::Allow,
+            score: 0.1,
+            transcript: "hello".into(),
+            reason: "no scam signals".into(),
+            warning: None,
+            reasons: Vec::new(),
+        };
+        let now = std::time::SystemTime::now();
+        let r = call_record(&draft(Some(allow)), "Privacy: id", now, Some("en"));
+        assert_eq!(r.action, "allow");
+        assert_eq!(r.listen_ms, 4000);
+        assert_eq!(r.time_to_verdict_ms, Some(400));
+        // Answer → verdict, greeting included (not just listening + transcription).
+        assert_eq!(r.screening_ms, 9400);
+        let r = call_record(&draft(None), "Privacy: id", now, None);
+        assert_eq!(r.action, "caller_hung_up");
+        assert_eq!(r.screening_ms, 0);
+        assert_eq!(r.transcript, "");
     }
 }
