@@ -1,5 +1,5 @@
 # scamscreen: two commands for a newcomer.
-#   make demo   set up everything (packages, model, build), transcribe and score the bundled calls
+#   make demo   set up everything (packages, model, build), then screen a scam and a real call live
 #   make test   everything CI runs: format, lint, unit and integration tests with the real model
 #   make run    run the SIP edge with scamscreen.toml (see scamscreen.example.toml)
 #   make fuzz   fuzz the SIP parser and proxy core for FUZZ_SECS seconds per target
@@ -59,6 +59,9 @@ model: build
 demo: model
 	@echo "== transcribing and scoring the bundled sample calls (8 kHz µ-law, as a phone line carries them)"
 	$(BIN) transcribe --detect --models-dir $(MODELS) tests/data/calls/windows-support-scam.wav tests/data/calls/dentist-reminder.wav
+	@echo
+	@echo "== two calls through scamscreen on loopback: a scam, then a legitimate caller"
+	$(BIN) demo --models-dir $(MODELS)
 
 lint: deps
 	$(CARGO) fmt --check

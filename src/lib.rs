@@ -6,6 +6,7 @@
 pub mod asr;
 pub mod call;
 pub mod config;
+pub mod demo;
 pub mod detect;
 pub mod media;
 pub mod model;

@@ -9,6 +9,7 @@ use scamscreen::model::{ModelPaths, WeightFormat};
 
 mod bench_cmd;
 mod calls_cmd;
+mod demo_cmd;
 mod detect_cmd;
 mod eval_audio;
 mod run_cmd;
@@ -32,6 +33,8 @@ enum Command {
     CheckConfig(run_cmd::ConfigArgs),
     /// List recently screened calls from the call database (--json: one object per line).
     Calls(calls_cmd::CallsArgs),
+    /// Show screening on loopback: a scam call and a legitimate call through `scamscreen run`.
+    Demo(demo_cmd::DemoArgs),
     /// Transcribe WAV files (PCM, µ-law or A-law, any rate, mono or stereo).
     Transcribe(transcribe_cmd::TranscribeArgs),
     /// Score a transcript for scam phrases: allow, warn or divert, with reasons.
@@ -117,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig(args) => return run_cmd::check_config(args),
         Command::Calls(args) => return calls_cmd::run(args),
         Command::Transcribe(args) => return transcribe_cmd::run(args),
+        Command::Demo(args) => return demo_cmd::run(args),
         Command::Wer(args) => return wer_cmd::run(args),
         Command::Detect(args) => return detect_cmd::run_detect(args),
         Command::Bench { what } => return bench_cmd::run(what),
