@@ -21,6 +21,8 @@ pub enum BenchCommand {
         #[command(flatten)]
         rules: crate::detect_cmd::RuleArgs,
     },
+    /// Time to verdict of screened calls, one at a time and concurrent (real model, loopback).
+    Screening(crate::bench_screening::ScreeningBenchArgs),
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -28,12 +30,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Detect {
-        corpus,
-        words,
-        passes,
-        rules,
-    } = cmd;
+    let (corpus, words, passes, rules) = match cmd {
+        BenchCommand::Detect {
+            corpus,
+            words,
+            passes,
+            rules,
+        } => (corpus, words, passes, rules),
+        BenchCommand::Screening(args) => return crate::bench_screening::run(args),
+    };
     let det = rules.detector()?;
     let items = crate::detect_cmd::load_corpus(&corpus)?;
     let mut micros = Vec::new();

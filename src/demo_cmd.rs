@@ -177,7 +177,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// The greeting's length: the caller speaks after it (what scamscreen plays first).
-fn greeting_ms() -> u64 {
+pub(crate) fn greeting_ms() -> u64 {
     let path = Path::new(DEFAULT_PROMPTS_DIR).join("greeting.wav");
     load_prompt(&path)
         .map(|pcm| pcm.len() as u64 * 1000 / u64::from(RATE))
@@ -391,10 +391,10 @@ fn print_callee(
 }
 
 /// `scamscreen run` as a child process; stopped (SIGTERM, then SIGKILL) when dropped.
-struct Scamscreen {
-    child: Child,
-    sip: SocketAddr,
-    db: PathBuf,
+pub(crate) struct Scamscreen {
+    pub(crate) child: Child,
+    pub(crate) sip: SocketAddr,
+    pub(crate) db: PathBuf,
     log: PathBuf,
     /// The command line, for the report.
     command: String,
@@ -402,8 +402,18 @@ struct Scamscreen {
 
 impl Scamscreen {
     fn start(models_dir: &Path, upstream: SocketAddr, dir: &Path) -> anyhow::Result<Scamscreen> {
+        Self::start_with_ports(models_dir, upstream, dir, RTP_PORTS)
+    }
+
+    /// Start with `rtp_ports` RTP ports (four per concurrent call).
+    pub(crate) fn start_with_ports(
+        models_dir: &Path,
+        upstream: SocketAddr,
+        dir: &Path,
+        rtp_ports: u16,
+    ) -> anyhow::Result<Scamscreen> {
         let port = free_sip_port(SCAMSCREEN_IP)?;
-        let (first, last) = free_rtp_range(SCAMSCREEN_IP, RTP_PORTS)?;
+        let (first, last) = free_rtp_range(SCAMSCREEN_IP, rtp_ports)?;
         let db = dir.join("calls.db");
         let log = dir.join("scamscreen.log");
         let args: Vec<String> = vec![
