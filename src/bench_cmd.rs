@@ -23,6 +23,8 @@ pub enum BenchCommand {
     },
     /// Time to verdict of screened calls, one at a time and concurrent (real model, loopback).
     Screening(crate::bench_screening::ScreeningBenchArgs),
+    /// Bridged calls relayed: loss, added delay, CPU per call (real scamscreen, loopback).
+    Relay(crate::bench_relay::RelayBenchArgs),
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -38,6 +40,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             rules,
         } => (corpus, words, passes, rules),
         BenchCommand::Screening(args) => return crate::bench_screening::run(args),
+        BenchCommand::Relay(args) => return crate::bench_relay::run(args),
     };
     let det = rules.detector()?;
     let items = crate::detect_cmd::load_corpus(&corpus)?;

@@ -127,15 +127,7 @@ pub fn run(args: ScreeningBenchArgs) -> anyhow::Result<()> {
     // Whisper's compute buffers are allocated by the first transcription (the sequential round),
     // so what the concurrent round adds on top is what the calls themselves cost.
     let per_call_kb = peak_rss.saturating_sub(after_seq_hwm) / args.concurrent.max(1) as u64;
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':').map(|(_, v)| v.trim().to_string()))
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let (cpu, cores) = machine();
     let section = format!(
         "{BEGIN}\n## Screening: time to verdict (issue 5)\n\n\
          - Command: `make bench` (`scamscreen bench screening --rounds {} --concurrent {}`), {}\n\
@@ -180,25 +172,52 @@ pub fn run(args: ScreeningBenchArgs) -> anyhow::Result<()> {
     );
     print!("{section}");
     if let Some(out) = args.out {
-        let old = std::fs::read_to_string(&out).unwrap_or_default();
-        let new = match (old.find(BEGIN), old.find(END)) {
-            (Some(a), Some(b)) if a < b => {
-                format!(
-                    "{}{}{}",
-                    &old[..a],
-                    section.trim_end(),
-                    &old[b + END.len()..]
-                )
-            }
-            _ => format!("{}\n\n{section}", old.trim_end()),
-        };
-        std::fs::write(&out, new).with_context(|| format!("cannot write {}", out.display()))?;
+        write_section(&out, BEGIN, END, &section)?;
     }
     Ok(())
 }
 
+/// The CPU model and the number of cores, for reports.
+pub(crate) fn machine() -> (String, usize) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':').map(|(_, v)| v.trim().to_string()))
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    (
+        cpu,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    )
+}
+
+/// Put `section` into the markdown file `out` between `begin` and `end` (replacing what was
+/// there), or append it.
+pub(crate) fn write_section(
+    out: &std::path::Path,
+    begin: &str,
+    end: &str,
+    section: &str,
+) -> anyhow::Result<()> {
+    let old = std::fs::read_to_string(out).unwrap_or_default();
+    let new = match (old.find(begin), old.find(end)) {
+        (Some(a), Some(b)) if a < b => {
+            format!(
+                "{}{}{}",
+                &old[..a],
+                section.trim_end(),
+                &old[b + end.len()..]
+            )
+        }
+        _ => format!("{}\n\n{section}", old.trim_end()),
+    };
+    std::fs::write(out, new).with_context(|| format!("cannot write {}", out.display()))
+}
+
 /// Today's date (UTC) as YYYY-MM-DD, from the system clock.
-fn chrono_date() -> String {
+pub(crate) fn chrono_date() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

@@ -412,6 +412,17 @@ impl Scamscreen {
         dir: &Path,
         rtp_ports: u16,
     ) -> anyhow::Result<Scamscreen> {
+        Self::start_with_config(models_dir, upstream, dir, rtp_ports, None)
+    }
+
+    /// Like [`Scamscreen::start_with_ports`], with a configuration file under the flags.
+    pub(crate) fn start_with_config(
+        models_dir: &Path,
+        upstream: SocketAddr,
+        dir: &Path,
+        rtp_ports: u16,
+        config: Option<&Path>,
+    ) -> anyhow::Result<Scamscreen> {
         let port = free_sip_port(SCAMSCREEN_IP)?;
         let (first, last) = free_rtp_range(SCAMSCREEN_IP, rtp_ports)?;
         let db = dir.join("calls.db");
@@ -431,6 +442,10 @@ impl Scamscreen {
             "--models-dir".into(),
             models_dir.display().to_string(),
         ];
+        let mut args = args;
+        if let Some(c) = config {
+            args.extend(["--config".into(), c.display().to_string()]);
+        }
         let exe = std::env::current_exe().context("cannot find the scamscreen binary")?;
         let log_file = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;

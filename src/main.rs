@@ -8,6 +8,7 @@ use scamscreen::model::install::{convert_model, ConvertOutcome};
 use scamscreen::model::{ModelPaths, WeightFormat};
 
 mod bench_cmd;
+mod bench_relay;
 mod bench_screening;
 mod calls_cmd;
 mod demo_cmd;

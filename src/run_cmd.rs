@@ -131,8 +131,16 @@ fn local_address_towards(upstream: SocketAddr) -> Option<IpAddr> {
 pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
     let cfg = load(&args)?;
     init_logging(&cfg);
+    match scamscreen::runtime::raise_fd_limit() {
+        Ok(n) => tracing::debug!(open_files = n, "file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let models_dir = args.models_dir.clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // The SIP core is one task (it owns every transaction and call); the workers carry
+    // the sockets' readers and the bridged calls' media relays, on every core.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .thread_name("scamscreen-io")
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -62,6 +62,7 @@ pub fn resources(
     );
     let mut wcfg = WhisperConfig::new(model);
     wcfg.initial_prompt = SCREENING_PROMPT.to_string();
+    wcfg.queue_depth = cfg.screening.asr_queue_depth;
     let pool = WhisperPool::start(&wcfg).context("cannot load the whisper model")?;
     let detector = Detector::load_dir(&cfg.screening.rules_dir, cfg.screening.thresholds())
         .with_context(|| format!("rule packs in {}", cfg.screening.rules_dir.display()))?;
@@ -89,6 +90,7 @@ pub fn resources(
         detector: Arc::new(detector),
         greeting,
         block,
+        ringback: cfg.media.ringback.pcm(),
         ports,
         media_ip,
         call,

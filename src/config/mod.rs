@@ -101,6 +101,12 @@ pub const DEFAULT_RTP_PORTS: &str = "20000-20999";
 pub const DEFAULT_PROMPTS_DIR: &str = "models/prompts";
 pub const DEFAULT_SCREENING_TIMEOUT_MS: u64 = 3_000;
 pub const DEFAULT_RING_SECS: u64 = 60;
+/// Waiting screenings: ~0.45 s of whisper each on 2 cores, so 16 waiting ones are ~7 s of
+/// work; those that cannot finish within `screening_timeout_ms` time out (fail_open) and
+/// are skipped unrun, so a deep queue costs no CPU, only a later "unscreened".
+pub const DEFAULT_ASR_QUEUE_DEPTH: usize = 16;
+/// Upper bound for `screening.asr_queue_depth`.
+pub const MAX_ASR_QUEUE_DEPTH: usize = 1_024;
 
 /// `[media]`: RTP for screened calls.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -113,6 +119,8 @@ pub struct MediaConfig {
     /// Folder of prompt WAVs (`greeting.wav`, `block.wav`); missing ones are made with
     /// espeak-ng at start.
     pub prompts_dir: PathBuf,
+    /// What the caller hears while the callee rings: `us`, `eu`, `uk` or `silence`.
+    pub ringback: crate::media::tones::Ringback,
 }
 
 impl Default for MediaConfig {
@@ -121,6 +129,7 @@ impl Default for MediaConfig {
             rtp_ports: DEFAULT_RTP_PORTS.to_string(),
             media_ip: None,
             prompts_dir: PathBuf::from(DEFAULT_PROMPTS_DIR),
+            ringback: crate::media::tones::Ringback::default(),
         }
     }
 }
@@ -321,6 +330,9 @@ pub struct ScreeningConfig {
     pub screening_timeout_ms: u64,
     /// Most time the callee may ring after screening.
     pub ring_secs: u64,
+    /// Screenings that may wait for the speech model while it is busy; beyond that a call
+    /// is `unscreened` at once. Waiting ones still get a verdict or time out.
+    pub asr_queue_depth: usize,
 }
 
 impl Default for ScreeningConfig {
@@ -341,6 +353,7 @@ impl Default for ScreeningConfig {
             mode: ScreeningMode::Screen,
             screening_timeout_ms: DEFAULT_SCREENING_TIMEOUT_MS,
             ring_secs: DEFAULT_RING_SECS,
+            asr_queue_depth: DEFAULT_ASR_QUEUE_DEPTH,
         }
     }
 }

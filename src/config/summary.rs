@@ -95,9 +95,10 @@ impl fmt::Display for Config {
         )?;
         writeln!(
             f,
-            "media       RTP ports {}; prompts {}; call records {} (kept {} days)",
+            "media       RTP ports {}; prompts {}; ringback {}; call records {} (kept {} days)",
             self.media.rtp_ports,
             self.media.prompts_dir.display(),
+            self.media.ringback.as_str(),
             self.store.db.display(),
             self.store.retention_days
         )?;

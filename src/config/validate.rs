@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use super::net::{Host, HostPort};
-use super::{Config, Transport};
+use super::{Config, Transport, MAX_ASR_QUEUE_DEPTH};
 use crate::sip::classify::Pattern;
 
 /// Longest listening window: whisper hears at most 30 s at once.
@@ -220,6 +220,12 @@ impl Config {
         }
         if s.ring_secs == 0 {
             p.push("screening.ring_secs", "must be above 0");
+        }
+        if s.asr_queue_depth == 0 || s.asr_queue_depth > MAX_ASR_QUEUE_DEPTH {
+            p.push(
+                "screening.asr_queue_depth",
+                format!("{} is outside 1..={MAX_ASR_QUEUE_DEPTH}", s.asr_queue_depth),
+            );
         }
         if self.store.retention_days == 0 {
             p.push("store.retention_days", "must be at least 1 day");

@@ -25,9 +25,11 @@ pub mod g711;
 pub mod ports;
 pub mod prompt;
 pub mod relay;
+pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod tap;
+pub mod tones;
 
 #[cfg(test)]
 mod robustness_tests;

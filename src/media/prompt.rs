@@ -87,6 +87,11 @@ impl PromptPlayer {
     }
 
     /// Every packet sent.
+    /// The clip this player plays (to loop it with a new player).
+    pub fn pcm(&self) -> Arc<[i16]> {
+        self.pcm.clone()
+    }
+
     pub fn is_done(&self) -> bool {
         self.next_packet >= self.total_packets
     }

@@ -33,6 +33,9 @@ use tracing::{debug, info, info_span, warn};
 /// How long a leg may stay silent (no RTP) before the call is ended.
 pub const RTP_INACTIVITY: Duration = Duration::from_secs(60);
 
+/// Port pairs tried per leg before a call is refused (503).
+const BIND_ATTEMPTS: usize = 8;
+
 /// Receives every finished call (the call record store).
 pub type FinishedHook = Box<dyn Fn(CallRecord) + Send>;
 
@@ -42,6 +45,8 @@ pub struct ScreeningResources {
     pub detector: Arc<Detector>,
     pub greeting: Arc<[i16]>,
     pub block: Arc<[i16]>,
+    /// One cadence of the ringback tone, looped while the callee rings; `None`: silence.
+    pub ringback: Option<Arc<[i16]>>,
     pub ports: PortPool,
     /// Address put into our SDP and bound for RTP.
     pub media_ip: IpAddr,
@@ -67,6 +72,27 @@ pub enum CallEvent {
         call: u64,
         pcm: Option<Arc<[i16]>>,
     },
+    /// A bridged leg sent nothing for [`RTP_INACTIVITY`].
+    MediaTimeout {
+        call: u64,
+        leg: Leg,
+    },
+}
+
+/// A bridged call's media, relayed by its own task (see [`relay_media`]).
+struct RelayTask {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RelayTask {
+    fn drop(&mut self) {
+        // Ask it to log its counters and end; abort in case it is not listening.
+        match self.stop.take().map(|s| s.send(())) {
+            Some(Ok(())) => {}
+            _ => self.handle.abort(),
+        }
+    }
 }
 
 struct ActiveCall {
@@ -74,13 +100,16 @@ struct ActiveCall {
     /// Leg A's media until the legs are bridged (then it lives in `relay`).
     a: Option<MediaLeg>,
     b: Option<MediaLeg>,
-    relay: Option<RtpRelay>,
+    /// Set once the legs are bridged: the relay task owns both legs and sockets' use.
+    relay: Option<RelayTask>,
     /// RTP sockets of the two legs; dropped (ports closed) when the call finishes.
     socket_a: Option<Arc<UdpSocket>>,
     socket_b: Option<Arc<UdpSocket>>,
     ports: [RtpPorts; 2],
     readers: Vec<tokio::task::JoinHandle<()>>,
     players: Vec<(Leg, PromptPlayer)>,
+    /// The ringback tone to the caller while the callee rings (looped).
+    ringback: Option<PromptPlayer>,
     listening: Option<(TapReceiver, SpeechBuffer)>,
     captured: Vec<f32>,
     asr_cancel: Option<crate::asr::CancelToken>,
@@ -149,31 +178,21 @@ impl CallManager {
                 return;
             }
         };
-        let (pa, pb) = match (self.res.ports.allocate(), self.res.ports.allocate()) {
-            (Some(a), Some(b)) => (a, b),
-            (a, b) => {
-                // Give back whatever was taken.
-                for p in [a, b].into_iter().flatten() {
+        let pairs = match self.bind_pair() {
+            Some(a) => {
+                let ports_a = a.0;
+                self.bind_pair().map(|b| (a, b)).ok_or(Some(ports_a))
+            }
+            None => Err(None),
+        };
+        let ((pa, sa), (pb, sb)) = match pairs {
+            Ok(p) => p,
+            Err(taken) => {
+                // Give back whatever was taken (its socket is already closed).
+                if let Some(p) = taken {
                     self.res.ports.release(p.rtp);
                 }
                 warn!("screened call refused: no free RTP ports");
-                proxy.respond(&invite, source, 503, "Service Unavailable");
-                return;
-            }
-        };
-        let bind = |port: u16| {
-            let addr = SocketAddr::new(self.res.media_ip, port);
-            std::net::UdpSocket::bind(addr).and_then(|s| {
-                s.set_nonblocking(true)?;
-                UdpSocket::from_std(s)
-            })
-        };
-        let (sa, sb) = match (bind(pa.rtp), bind(pb.rtp)) {
-            (Ok(a), Ok(b)) => (Arc::new(a), Arc::new(b)),
-            _ => {
-                warn!(a = pa.rtp, b = pb.rtp, "cannot bind RTP ports");
-                self.res.ports.mark_unusable(pa.rtp);
-                self.res.ports.mark_unusable(pb.rtp);
                 proxy.respond(&invite, source, 503, "Service Unavailable");
                 return;
             }
@@ -223,6 +242,7 @@ impl CallManager {
                 ports: [pa, pb],
                 readers,
                 players: Vec::new(),
+                ringback: None,
                 listening: None,
                 captured: Vec::new(),
                 asr_cancel: None,
@@ -233,6 +253,28 @@ impl CallManager {
             },
         );
         self.pump(proxy, id).await;
+    }
+
+    /// A port pair from the pool and its bound RTP socket. A pair another program holds
+    /// (e.g. the kernel gave it out as an ephemeral port) is taken out of circulation and
+    /// the next one tried, so one busy port never refuses a call.
+    fn bind_pair(&mut self) -> Option<(RtpPorts, Arc<UdpSocket>)> {
+        for _ in 0..BIND_ATTEMPTS {
+            let pair = self.res.ports.allocate()?;
+            let addr = SocketAddr::new(self.res.media_ip, pair.rtp);
+            let bound = std::net::UdpSocket::bind(addr).and_then(|s| {
+                s.set_nonblocking(true)?;
+                UdpSocket::from_std(s)
+            });
+            match bound {
+                Ok(s) => return Some((pair, Arc::new(s))),
+                Err(e) => {
+                    warn!(port = pair.rtp, error = %e, "RTP port busy: taken out of the pool");
+                    self.res.ports.mark_unusable(pair.rtp);
+                }
+            }
+        }
+        None
     }
 
     /// A SIP message for a call we own.
@@ -272,37 +314,20 @@ impl CallManager {
                 if c.finished {
                     return;
                 }
+                // Before the bridge: the legs are ours (greeting, listening, warning);
+                // after it the relay task reads the sockets and nothing comes here.
                 let mut speech_done = false;
-                if let Some(relay) = &mut c.relay {
-                    let from = if leg == Leg::A {
-                        LegId::Caller
-                    } else {
-                        LegId::Callee
-                    };
-                    if let Some((to, out)) = relay.relay(now, from, src, &bytes) {
-                        let sock = if leg == Leg::A {
-                            &c.socket_b
-                        } else {
-                            &c.socket_a
-                        };
-                        if let Some(sock) = sock {
-                            let _ = sock.try_send_to(&out, to);
-                        }
-                    }
-                } else {
-                    let media = match leg {
-                        Leg::A => c.a.as_mut(),
-                        Leg::B => c.b.as_mut(),
-                    };
-                    if let Some(m) = media {
-                        let _ = matches!(m.on_packet(now, src, &bytes), PacketVerdict::Accept(_));
-                    }
-                    if leg == Leg::A {
-                        if let Some((rx, buf)) = &mut c.listening {
-                            let state = rx.drain_into(buf);
-                            speech_done =
-                                matches!(state, SpeechState::EndOfSpeech | SpeechState::Full);
-                        }
+                let media = match leg {
+                    Leg::A => c.a.as_mut(),
+                    Leg::B => c.b.as_mut(),
+                };
+                if let Some(m) = media {
+                    let _ = matches!(m.on_packet(now, src, &bytes), PacketVerdict::Accept(_));
+                }
+                if leg == Leg::A {
+                    if let Some((rx, buf)) = &mut c.listening {
+                        let state = rx.drain_into(buf);
+                        speech_done = matches!(state, SpeechState::EndOfSpeech | SpeechState::Full);
                     }
                 }
                 if speech_done {
@@ -344,6 +369,12 @@ impl CallManager {
                 }
                 self.pump(proxy, call).await;
             }
+            CallEvent::MediaTimeout { call, leg } => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.call.handle_input(now, CallInput::MediaTimeout(leg));
+                }
+                self.pump(proxy, call).await;
+            }
         }
     }
 
@@ -352,9 +383,11 @@ impl CallManager {
         self.calls
             .values()
             .flat_map(|c| {
-                let mut t: Vec<Instant> = c.call.poll_timeout().into_iter().collect();
-                t.extend(c.players.iter().filter_map(|(_, p)| p.poll_timeout()));
-                t
+                let players = c.players.iter().map(|(_, p)| p).chain(&c.ringback);
+                c.call
+                    .poll_timeout()
+                    .into_iter()
+                    .chain(players.filter_map(PromptPlayer::poll_timeout))
             })
             .min()
     }
@@ -391,6 +424,17 @@ impl CallManager {
                     let (leg, _) = c.players.remove(i);
                     c.call.handle_input(now, CallInput::PromptFinished(leg));
                 }
+                if let (Some(player), Some(a), Some(sock)) =
+                    (&mut c.ringback, c.a.as_mut(), &c.socket_a)
+                {
+                    for (to, pkt) in a.transmit_prompt(now, player) {
+                        let _ = sock.try_send_to(&pkt, to);
+                    }
+                    if player.is_done() {
+                        // One cadence played: ring again, same stream, until told to stop.
+                        *player = a.prompt_player(player.pcm(), now);
+                    }
+                }
                 if c.listening.is_some() && matches!(c.call.stage(), crate::call::Stage::Screening)
                 {
                     if let Some((_, buf)) = c.listening.take() {
@@ -399,14 +443,6 @@ impl CallManager {
                     if let Some(a) = c.a.as_mut() {
                         a.set_tap(None);
                     }
-                }
-                if let Some(leg) = c
-                    .relay
-                    .as_ref()
-                    .and_then(|r| r.inactive_leg(now, RTP_INACTIVITY))
-                {
-                    let leg = if leg == LegId::Caller { Leg::A } else { Leg::B };
-                    c.call.handle_input(now, CallInput::MediaTimeout(leg));
                 }
             }
             self.pump(proxy, id).await;
@@ -483,7 +519,12 @@ impl CallManager {
                         }
                     }
                 }
-                CallAction::Ringback(_) => {}
+                CallAction::Ringback(on) => {
+                    c.ringback = match (on, &self.res.ringback, c.a.as_ref()) {
+                        (true, Some(pcm), Some(a)) => Some(a.prompt_player(pcm.clone(), now)),
+                        _ => None,
+                    };
+                }
                 CallAction::CalleeSdp(body) => {
                     let neg = std::str::from_utf8(&body)
                         .ok()
@@ -501,8 +542,29 @@ impl CallManager {
                     }
                 }
                 CallAction::Bridge => {
-                    if let (Some(a), Some(b)) = (c.a.take(), c.b.take()) {
-                        c.relay = Some(RtpRelay::new(a, b));
+                    c.ringback = None;
+                    if let (Some(a), Some(b), Some(sa), Some(sb)) = (
+                        c.a.take(),
+                        c.b.take(),
+                        c.socket_a.clone(),
+                        c.socket_b.clone(),
+                    ) {
+                        // The relay task reads both sockets from now on.
+                        for r in c.readers.drain(..) {
+                            r.abort();
+                        }
+                        let (stop, stopped) = tokio::sync::oneshot::channel();
+                        let handle = tokio::spawn(relay_media(
+                            RtpRelay::new(a, b),
+                            [sa, sb],
+                            id,
+                            self.events.clone(),
+                            stopped,
+                        ));
+                        c.relay = Some(RelayTask {
+                            stop: Some(stop),
+                            handle,
+                        });
                     }
                 }
                 CallAction::Finished(record) => {
@@ -514,6 +576,7 @@ impl CallManager {
                         r.abort();
                     }
                     c.players.clear();
+                    c.ringback = None;
                     c.listening = None;
                     c.socket_a = None;
                     c.socket_b = None;
@@ -656,6 +719,70 @@ pub fn synthesize(text: &str) -> Option<Vec<i16>> {
 pub fn load_prompt(path: &std::path::Path) -> Result<Vec<i16>, AsrError> {
     let audio = crate::asr::audio::read_wav(path)?;
     crate::media::prompt::to_8k_mono(&audio.samples, audio.rate)
+}
+
+/// Relays a bridged call's RTP between its two sockets until stopped (the call ended) or
+/// a leg is silent for [`RTP_INACTIVITY`] (reported to the core as
+/// [`CallEvent::MediaTimeout`]). Runs on any runtime worker: bridged media never waits for
+/// the SIP core and a busy core never delays media. Logs the legs' counters at the end
+/// (packets from strangers dropped: RTP bleed attempts).
+async fn relay_media(
+    mut relay: RtpRelay,
+    sockets: [Arc<UdpSocket>; 2],
+    call: u64,
+    events: mpsc::Sender<CallEvent>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let [sa, sb] = sockets;
+    let mut buf_a = vec![0u8; 2048];
+    let mut buf_b = vec![0u8; 2048];
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            r = sa.recv_from(&mut buf_a) => match r {
+                Ok((n, src)) => relay_one(&mut relay, LegId::Caller, src, &buf_a[..n], &sb),
+                // ICMP errors surface on the next receive; they say nothing about the call.
+                Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            },
+            r = sb.recv_from(&mut buf_b) => match r {
+                Ok((n, src)) => relay_one(&mut relay, LegId::Callee, src, &buf_b[..n], &sa),
+                Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            },
+            _ = check.tick() => {
+                if let Some(leg) = relay.inactive_leg(Instant::now(), RTP_INACTIVITY) {
+                    let leg = if leg == LegId::Caller { Leg::A } else { Leg::B };
+                    let _ = events.send(CallEvent::MediaTimeout { call, leg }).await;
+                    // Keep relaying the other way until the core ends the call.
+                    check.reset_after(RTP_INACTIVITY);
+                }
+            }
+        }
+    }
+    let (a, b) = (
+        relay.leg(LegId::Caller).stats(),
+        relay.leg(LegId::Callee).stats(),
+    );
+    info_span!("call", call).in_scope(|| {
+        info!(
+            caller_in = a.packets_in,
+            caller_out = a.packets_out,
+            callee_in = b.packets_in,
+            callee_out = b.packets_out,
+            dropped_wrong_source = a.dropped_wrong_source + b.dropped_wrong_source,
+            dropped_malformed = a.dropped_malformed + b.dropped_malformed,
+            "media relay ended"
+        )
+    });
+}
+
+/// One datagram from leg `from`: relayed out of the other leg's socket if accepted.
+fn relay_one(relay: &mut RtpRelay, from: LegId, src: SocketAddr, bytes: &[u8], out: &UdpSocket) {
+    if let Some((to, packet)) = relay.relay(Instant::now(), from, src, bytes) {
+        // Never wait: a full socket buffer drops the packet (late audio is useless).
+        let _ = out.try_send_to(&packet, to);
+    }
 }
 
 async fn read_rtp(sock: Arc<UdpSocket>, call: u64, leg: Leg, tx: mpsc::Sender<CallEvent>) {

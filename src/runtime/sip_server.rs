@@ -202,6 +202,14 @@ impl SipServer {
                 Some(ev) = call_rx.recv(), if screen => {
                     if let Some(calls) = core.calls.as_mut() {
                         calls.event(&mut core.proxy, ev).await;
+                        // Media before the bridge arrives 50 packets/s per leg: take what
+                        // is queued in one go rather than a timer check per packet.
+                        for _ in 0..256 {
+                            match call_rx.try_recv() {
+                                Ok(ev) => calls.event(&mut core.proxy, ev).await,
+                                Err(_) => break,
+                            }
+                        }
                     }
                 }
                 _ = sleep_until_opt(deadline) => {
