@@ -29,6 +29,14 @@ pub struct ScreeningBenchArgs {
     /// Calls started together in the concurrent round.
     #[arg(long, default_value_t = 8)]
     concurrent: usize,
+    /// Sustained load: at each level this many calls are in progress at any time (each
+    /// caller calls again as soon as its call ends); the sweep stops at the first level whose
+    /// p95 time to verdict is above 2 s or that leaves a call unscreened.
+    #[arg(long, value_delimiter = ',', default_value = "4,8,16,24,32")]
+    load_levels: Vec<usize>,
+    /// Calls each caller makes per load level.
+    #[arg(long, default_value_t = 2)]
+    calls_per_caller: usize,
     /// Write the results into this markdown file between its screen-bench markers.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -107,8 +115,70 @@ pub fn run(args: ScreeningBenchArgs) -> anyhow::Result<()> {
     let peak_rss = vm_kb(pid, "VmHWM:").unwrap_or(0);
     std::thread::sleep(Duration::from_secs(1));
 
+    // Sustained load: `k` callers, each calling again as soon as its call ends, their
+    // first calls spread over one call's length so that the calls overlap evenly.
+    let call_len = Duration::from_millis(greeting_ms + 200 + words.len() as u64 / 8 + 4_000);
+    let mut load_rows = String::new();
+    let mut sustained = None;
+    for &k in &args.load_levels {
+        let per = args.calls_per_caller.max(1);
+        let handles: Vec<_> = (0..k)
+            .map(|i| {
+                let w = words.clone();
+                let offset = call_len.mul_f64(i as f64 / k as f64);
+                std::thread::spawn(move || {
+                    std::thread::sleep(offset);
+                    let mut ok = 0;
+                    for j in 0..per {
+                        let name = format!("bench-load{k}-{i}-{j}");
+                        if one_call(sip, &name, greeting_ms, &w).is_ok() {
+                            ok += 1;
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let made: usize = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+        std::thread::sleep(Duration::from_secs(1));
+        let recs = CallStore::open_existing(&ss.db)?.recent(10_000, None)?;
+        let prefix = format!("bench-load{k}-");
+        let mine: Vec<_> = recs
+            .iter()
+            .filter(|r| r.call_id.contains(&prefix))
+            .collect();
+        let times: Vec<u64> = mine.iter().filter_map(|r| r.time_to_verdict_ms).collect();
+        let unscreened = mine.iter().filter(|r| r.action == "unscreened").count();
+        let p95 = percentile(times.clone(), 0.95);
+        let holds = made == k * per
+            && mine.len() == made
+            && unscreened == 0
+            && p95.is_some_and(|p| p <= 2_000);
+        println!(
+            "load {k}: {} calls, {} unscreened, p50 {:?} ms, p95 {:?} ms{}",
+            mine.len(),
+            unscreened,
+            percentile(times.clone(), 0.5),
+            p95,
+            if holds { "" } else { " (not sustained)" }
+        );
+        load_rows.push_str(&format!(
+            "| {k} | {} | {} | {} | {} | {} | {} |\n",
+            mine.len(),
+            unscreened,
+            percentile(times.clone(), 0.5).map_or("-".into(), |v| v.to_string()),
+            p95.map_or("-".into(), |v| v.to_string()),
+            times.iter().max().map_or("-".into(), |v| v.to_string()),
+            if holds { "yes" } else { "no" }
+        ));
+        if !holds {
+            break;
+        }
+        sustained = Some(k);
+    }
+
     let store = CallStore::open_existing(&ss.db)?;
-    let records = store.recent(1000, None)?;
+    let records = store.recent(10_000, None)?;
     let ttv = |prefix: &str| -> Vec<u64> {
         records
             .iter()
@@ -132,7 +202,7 @@ pub fn run(args: ScreeningBenchArgs) -> anyhow::Result<()> {
         "{BEGIN}\n## Screening: time to verdict (issue 5)\n\n\
          - Command: `make bench` (`scamscreen bench screening --rounds {} --concurrent {}`), {}\n\
          - Machine: {cores} cores ({cpu}); scamscreen with the default configuration (whisper \
-         tiny.en q8_0, 1 worker × 2 threads, queue 4, screening_timeout_ms 3000)\n\
+         tiny.en q8_0, 1 worker × 2 threads, asr_queue_depth 16, screening_timeout_ms 3000)\n\
          - Each call: withheld INVITE over UDP, PCMU RTP, the greeting, then \"{SENTENCE}\" \
          (espeak-ng), 4 s of silence, hang-up. Time to verdict = end of the caller's speech (end \
          of speech detected) → decision, as scamscreen records it.\n\n\
@@ -141,11 +211,15 @@ pub fn run(args: ScreeningBenchArgs) -> anyhow::Result<()> {
          | {} together | {} | {} | {} | {} | {} | {} |\n\n\
          Memory: scamscreen idle {} MB RSS (model weights loaded), peak {} MB after the sequential \
          round (whisper's compute buffers), peak {} MB with {} screened calls at once: ~{} KB per \
-         concurrent screened call on top. Unscreened calls in the concurrent round found the ASR \
-         queue (1 worker, depth 4) full and failed open. \
-         Sequential round: {:.1} s for {} calls. Failed calls: {failures}.\n\
-         Not measured yet: the most concurrent screened calls with p95 ≤ 2 s, and RTP relay CPU \
-         per bridged call.\n{END}\n",
+         concurrent screened call on top. Unscreened calls waited longer than screening_timeout_ms \
+         for the speech model (or found its queue full) and failed open. \
+         Sequential round: {:.1} s for {} calls. Failed calls: {failures}.\n\n\
+         Sustained load: N callers each calling again as soon as their call ends (first calls \
+         spread over one call's length, {} calls per caller), so about N screened calls are in \
+         progress at any time. Sustained = every call screened and p95 ≤ 2 s.\n\n\
+         | calls in progress | calls | unscreened | p50 ms | p95 ms | max ms | sustained |\n\
+         |---|---|---|---|---|---|---|\n{load_rows}\n\
+         Most concurrent screened calls sustained with p95 time to verdict ≤ 2 s: **{}**.\n{END}\n",
         args.rounds,
         args.concurrent,
         chrono_date(),
@@ -169,6 +243,8 @@ pub fn run(args: ScreeningBenchArgs) -> anyhow::Result<()> {
         per_call_kb,
         seq_secs,
         args.rounds,
+        args.calls_per_caller,
+        sustained.map_or("none of the levels tried".to_string(), |k| k.to_string()),
     );
     print!("{section}");
     if let Some(out) = args.out {

@@ -91,6 +91,7 @@ pub fn resources(
         greeting,
         block,
         ringback: cfg.media.ringback.pcm(),
+        early_verdict: cfg.screening.early_verdict,
         ports,
         media_ip,
         call,

@@ -136,6 +136,7 @@ fn full_queue_is_an_error_not_a_block_and_cancel_works() {
         "queue of 1 + 1 worker accepted {} of 5",
         pending.len()
     );
+    assert_eq!(pool.in_flight(), pending.len(), "accepted jobs hold a slot");
     // Cancel everything: each result is Cancelled or, if it had finished, a transcript.
     for p in &pending {
         p.cancel();
@@ -146,6 +147,12 @@ fn full_queue_is_an_error_not_a_block_and_cancel_works() {
             Err(e) => panic!("{e}"),
         }
     }
+    // Every slot comes back (the worker lets go just after replying).
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while pool.in_flight() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(pool.in_flight(), 0, "ASR slots leaked");
     // The pool still works afterwards.
     let t = pool.transcribe(clip).expect("works after cancel");
     assert!(t.text.to_lowercase().contains("support"), "{}", t.text);

@@ -7,6 +7,7 @@
 //! which the caller answers with its fail-open policy.
 
 pub mod audio;
+pub mod repeats;
 pub mod resample;
 pub mod vad;
 pub mod wer;
@@ -174,6 +175,12 @@ impl Drop for PendingTranscript {
 pub trait Transcriber: Send + Sync {
     /// Queue a transcription. Returns at once: [`AsrError::QueueFull`] when there is no room.
     fn submit(&self, request: AsrRequest) -> Result<PendingTranscript, AsrError>;
+
+    /// Jobs accepted and not yet finished (queued or running): the ASR slots in use. A
+    /// cancelled job counts until its worker has let go of it.
+    fn in_flight(&self) -> usize {
+        0
+    }
 
     /// Convenience for tools and tests: submit and wait.
     fn transcribe(&self, pcm_16k: Vec<f32>) -> Result<Transcript, AsrError> {

@@ -8,6 +8,7 @@
 //! tighter than ~15 s makes tiny.en loop or hallucinate, so [`MIN_AUDIO_CTX`] is the floor.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -77,12 +78,31 @@ struct Job {
     pcm: Vec<f32>,
     cancel: CancelToken,
     reply: tokio::sync::oneshot::Sender<Result<Transcript, AsrError>>,
+    /// Counts the job in [`Transcriber::in_flight`] until it is dropped (done or discarded).
+    _slot: Slot,
+}
+
+/// One unit of [`WhisperPool`]'s in-flight count, given back on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(count: &Arc<AtomicUsize>) -> Slot {
+        count.fetch_add(1, Ordering::SeqCst);
+        Slot(count.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A pool of whisper workers behind a bounded queue.
 pub struct WhisperPool {
     tx: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for WhisperPool {
@@ -147,6 +167,7 @@ impl WhisperPool {
         Ok(WhisperPool {
             tx: Some(tx),
             workers,
+            in_flight: Arc::new(AtomicUsize::new(0)),
         })
     }
 }
@@ -160,12 +181,17 @@ impl Transcriber for WhisperPool {
             pcm: request.pcm_16k,
             cancel: cancel.clone(),
             reply,
+            _slot: Slot::take(&self.in_flight),
         };
         match tx.try_send(job) {
             Ok(()) => Ok(PendingTranscript::new(rx, cancel)),
             Err(TrySendError::Full(_)) => Err(AsrError::QueueFull),
             Err(TrySendError::Disconnected(_)) => Err(AsrError::ShutDown),
         }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 }
 
@@ -281,6 +307,7 @@ impl Worker {
             if text.is_empty() || is_non_speech_marker(&text) {
                 continue;
             }
+            let text = super::repeats::collapse_repeats(&text);
             segments.push(Segment {
                 start_ms: (seg.start_timestamp().max(0) as u64) * 10,
                 end_ms: (seg.end_timestamp().max(0) as u64) * 10,
@@ -288,6 +315,7 @@ impl Worker {
                 no_speech_prob: seg.no_speech_probability(),
             });
         }
+        super::repeats::dedup_segments(&mut segments, |s: &Segment| s.text.as_str());
         Ok(done(segments, speech))
     }
 }

@@ -105,6 +105,7 @@ pub const DEFAULT_RING_SECS: u64 = 60;
 /// work; those that cannot finish within `screening_timeout_ms` time out (fail_open) and
 /// are skipped unrun, so a deep queue costs no CPU, only a later "unscreened".
 pub const DEFAULT_ASR_QUEUE_DEPTH: usize = 16;
+pub const DEFAULT_EARLY_VERDICT: bool = true;
 /// Upper bound for `screening.asr_queue_depth`.
 pub const MAX_ASR_QUEUE_DEPTH: usize = 1_024;
 
@@ -333,6 +334,9 @@ pub struct ScreeningConfig {
     /// Screenings that may wait for the speech model while it is busy; beyond that a call
     /// is `unscreened` at once. Waiting ones still get a verdict or time out.
     pub asr_queue_depth: usize,
+    /// While the caller still speaks, transcribe what they said so far (only when the
+    /// model is idle) and divert at once if that is already a confident scam verdict.
+    pub early_verdict: bool,
 }
 
 impl Default for ScreeningConfig {
@@ -354,6 +358,7 @@ impl Default for ScreeningConfig {
             screening_timeout_ms: DEFAULT_SCREENING_TIMEOUT_MS,
             ring_secs: DEFAULT_RING_SECS,
             asr_queue_depth: DEFAULT_ASR_QUEUE_DEPTH,
+            early_verdict: DEFAULT_EARLY_VERDICT,
         }
     }
 }

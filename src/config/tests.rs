@@ -118,6 +118,7 @@ fn example_mentions_every_option() {
         "screening_timeout_ms",
         "ring_secs",
         "asr_queue_depth",
+        "early_verdict",
         "rtp_ports",
         "media_ip",
         "prompts_dir",

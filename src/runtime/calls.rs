@@ -45,6 +45,8 @@ pub struct ScreeningResources {
     pub detector: Arc<Detector>,
     pub greeting: Arc<[i16]>,
     pub block: Arc<[i16]>,
+    /// Transcribe partial speech while the caller talks and divert on a confident verdict.
+    pub early_verdict: bool,
     /// One cadence of the ringback tone, looped while the callee rings; `None`: silence.
     pub ringback: Option<Arc<[i16]>>,
     pub ports: PortPool,
@@ -72,6 +74,11 @@ pub enum CallEvent {
         call: u64,
         pcm: Option<Arc<[i16]>>,
     },
+    /// The verdict on what the caller said so far (early verdict).
+    Partial {
+        call: u64,
+        result: Result<ScreeningResult, String>,
+    },
     /// A bridged leg sent nothing for [`RTP_INACTIVITY`].
     MediaTimeout {
         call: u64,
@@ -95,6 +102,35 @@ impl Drop for RelayTask {
     }
 }
 
+/// Speech (voiced ms) before the first early look at what the caller said, and between looks.
+const EARLY_FIRST_MS: u32 = 3_000;
+const EARLY_STEP_MS: u32 = 2_000;
+
+/// The early verdict of one call (see `screening.early_verdict`).
+#[derive(Default)]
+struct EarlyVerdict {
+    /// Voiced milliseconds at which the next partial transcription is due.
+    next_at_ms: u32,
+    /// A partial transcription is running.
+    pending: bool,
+    /// A confident divert verdict from partial speech, used instead of a full transcription.
+    verdict: Option<ScreeningResult>,
+}
+
+/// Resources the call layer holds: all zero once every call has ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CallStats {
+    /// Calls holding ports, sockets or an ASR job.
+    pub active: usize,
+    /// Calls still known (ended ones linger until their last SIP transaction is done).
+    pub tracked: usize,
+    pub rtp_port_pairs_in_use: usize,
+    /// Pairs taken out of the pool because another program held them.
+    pub rtp_port_pairs_unusable: usize,
+    /// ASR jobs queued or running.
+    pub asr_in_flight: usize,
+}
+
 struct ActiveCall {
     call: ScreenedCall,
     /// Leg A's media until the legs are bridged (then it lives in `relay`).
@@ -111,6 +147,7 @@ struct ActiveCall {
     /// The ringback tone to the caller while the callee rings (looped).
     ringback: Option<PromptPlayer>,
     listening: Option<(TapReceiver, SpeechBuffer)>,
+    early: EarlyVerdict,
     captured: Vec<f32>,
     asr_cancel: Option<crate::asr::CancelToken>,
     leg_b_id: Option<String>,
@@ -145,6 +182,17 @@ impl CallManager {
 
     pub fn ports_in_use(&self) -> usize {
         self.res.ports.in_use()
+    }
+
+    /// What the call layer holds now (printed with the proxy's counters at shutdown).
+    pub fn stats(&self) -> CallStats {
+        CallStats {
+            active: self.active(),
+            tracked: self.calls.len(),
+            rtp_port_pairs_in_use: self.ports_in_use(),
+            rtp_port_pairs_unusable: self.res.ports.unusable(),
+            asr_in_flight: self.res.transcriber.in_flight(),
+        }
     }
 
     /// A screened INVITE: negotiate SDP (488/400 if impossible), take two port pairs
@@ -244,6 +292,7 @@ impl CallManager {
                 players: Vec::new(),
                 ringback: None,
                 listening: None,
+                early: EarlyVerdict::default(),
                 captured: Vec::new(),
                 asr_cancel: None,
                 leg_b_id: None,
@@ -253,6 +302,34 @@ impl CallManager {
             },
         );
         self.pump(proxy, id).await;
+    }
+
+    /// Transcribe and score the caller's speech so far; the verdict comes back as
+    /// [`CallEvent::Partial`]. A full queue or a failure just means no early verdict.
+    fn submit_partial(&mut self, call: u64, pcm: Vec<f32>) {
+        let events = self.events.clone();
+        let detector = self.res.detector.clone();
+        let lang = self.res.language.clone();
+        let timeout = self.res.call.screening_timeout;
+        match self.res.transcriber.submit(AsrRequest { pcm_16k: pcm }) {
+            Ok(pending) => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.asr_cancel = Some(pending.cancel_token());
+                }
+                tokio::task::spawn_blocking(move || {
+                    let result = match pending.wait_timeout(timeout) {
+                        Ok(t) => score(&detector, &t.text, lang.as_deref()),
+                        Err(e) => Err(asr_failure(&e)),
+                    };
+                    let _ = events.blocking_send(CallEvent::Partial { call, result });
+                });
+            }
+            Err(_) => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.early.pending = false;
+                }
+            }
+        }
     }
 
     /// A port pair from the pool and its bound RTP socket. A pair another program holds
@@ -324,10 +401,24 @@ impl CallManager {
                 if let Some(m) = media {
                     let _ = matches!(m.on_packet(now, src, &bytes), PacketVerdict::Accept(_));
                 }
+                let mut partial = None;
                 if leg == Leg::A {
                     if let Some((rx, buf)) = &mut c.listening {
                         let state = rx.drain_into(buf);
                         speech_done = matches!(state, SpeechState::EndOfSpeech | SpeechState::Full);
+                        let e = &mut c.early;
+                        let due = buf.voiced_ms() >= e.next_at_ms.max(EARLY_FIRST_MS);
+                        // Only on an idle model: partial looks never delay a full screening.
+                        if self.res.early_verdict
+                            && !speech_done
+                            && due
+                            && !e.pending
+                            && self.res.transcriber.in_flight() == 0
+                        {
+                            e.pending = true;
+                            e.next_at_ms = buf.voiced_ms() + EARLY_STEP_MS;
+                            partial = buf.to_whisper_input().ok();
+                        }
                     }
                 }
                 if speech_done {
@@ -339,6 +430,9 @@ impl CallManager {
                     }
                     c.call.handle_input(now, CallInput::SpeechCaptured);
                 } else {
+                    if let Some(pcm) = partial {
+                        self.submit_partial(call, pcm);
+                    }
                     return;
                 }
                 self.pump(proxy, call).await;
@@ -367,6 +461,31 @@ impl CallManager {
                         _ => c.call.handle_input(now, CallInput::PromptFinished(Leg::B)),
                     }
                 }
+                self.pump(proxy, call).await;
+            }
+            CallEvent::Partial { call, result } => {
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                c.early.pending = false;
+                let confident = matches!(&result, Ok(r) if r.action == ScreeningAction::Divert);
+                if !confident || c.listening.is_none() {
+                    return;
+                }
+                if let Ok(r) = result {
+                    info_span!("call", call).in_scope(|| {
+                        info!(score = r.score, reason = %r.reason, "early verdict: divert before the caller finished")
+                    });
+                    c.early.verdict = Some(r);
+                }
+                // Stop listening now; `Screen` then uses the early verdict.
+                if let Some((_, buf)) = c.listening.take() {
+                    c.captured = buf.to_whisper_input().unwrap_or_default();
+                }
+                if let Some(a) = c.a.as_mut() {
+                    a.set_tap(None);
+                }
+                c.call.handle_input(now, CallInput::SpeechCaptured);
                 self.pump(proxy, call).await;
             }
             CallEvent::MediaTimeout { call, leg } => {
@@ -494,6 +613,10 @@ impl CallManager {
                         }
                     }
                     let pcm = std::mem::take(&mut c.captured);
+                    if let Some(r) = c.early.verdict.take() {
+                        c.call.handle_input(now, CallInput::Screened(Ok(r)));
+                        continue;
+                    }
                     let events = self.events.clone();
                     let detector = self.res.detector.clone();
                     let lang = self.res.language.clone();

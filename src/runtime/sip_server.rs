@@ -6,7 +6,7 @@
 //! bytes to the connection's writer. Timers: the core's `poll_timeout` is the only clock
 //! the loop sleeps on.
 
-use crate::runtime::calls::{CallEvent, CallManager, ScreeningResources};
+use crate::runtime::calls::{CallEvent, CallManager, CallStats, ScreeningResources};
 use crate::sip::msg::{frame_stream, MAX_MESSAGE_BYTES};
 use crate::sip::proxy::{Peer, Proxy, ProxyConfig, ProxyEvent, ProxyStats, Transmit, Transport};
 use bytes::Bytes;
@@ -139,7 +139,7 @@ impl SipServer {
     }
 
     /// Run until `shutdown` resolves; returns the final counters.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> ProxyStats {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> RunStats {
         let (tx, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
         let mut tasks = Vec::new();
         for sock in &self.udp {
@@ -225,7 +225,10 @@ impl SipServer {
         for t in tasks {
             t.abort();
         }
-        let stats = core.proxy.stats().clone();
+        let stats = RunStats {
+            proxy: core.proxy.stats().clone(),
+            calls: core.calls.as_ref().map(CallManager::stats),
+        };
         if core.send_drops > 0 {
             warn!(
                 drops = core.send_drops,
@@ -234,6 +237,16 @@ impl SipServer {
         }
         stats
     }
+}
+
+/// Counters at shutdown, printed as one JSON line: the proxy's counters at the top level,
+/// the call layer's resources under `calls` (absent in `mark` mode).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunStats {
+    #[serde(flatten)]
+    pub proxy: ProxyStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<CallStats>,
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
