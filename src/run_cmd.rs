@@ -80,7 +80,7 @@ pub fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
 
 pub fn check_config(args: ConfigArgs) -> anyhow::Result<()> {
     let cfg = load(&args)?;
-    print!("{cfg}");
+    println!("{cfg}");
     for w in cfg.warnings() {
         println!("warning: {w}");
     }

@@ -22,9 +22,18 @@
 //! - `Bridged`: media relayed between the legs.
 //! - `Blocking`: divert without `divert_uri`: the caller hears the block announcement.
 //! - `Ended`: every leg is finished; `CallAction::Finished` carries the record.
+//!
+//! Requests on either leg are matched by Call-ID in the runtime, so the call itself checks
+//! each one as a UAS core must before acting on it (RFC 3261 §8.2, §12.2.2, §17.2.3): wrong
+//! tags get 481, an out-of-order CSeq 500, a merged INVITE 482, methods it does not take
+//! 405/501, a `Require` it lacks 420; retransmissions get the same answer again. Session
+//! timers (RFC 4028) are accepted with the caller as refresher. See `stage.rs` for the
+//! order of the checks and `dialog.rs` for each rule.
 
 pub mod dialog;
 mod stage;
+
+pub use dialog::{refusal_for_invite, Refusal};
 
 pub use stage::{
     Action as ScreeningAction, CallAction, CallConfig, CallInput, CallOutcome, CallRecordDraft,

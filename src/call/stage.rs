@@ -1,6 +1,35 @@
 //! `ScreenedCall`: the signalling and stage logic of one screened call.
+//!
+//! Both legs are dialogs whose far ends we do not trust. Every request passes the UAS
+//! core's checks in RFC 3261 order before it is acted on:
+//!
+//! ```text
+//!  request ─▶ transaction (§17.2.3: branch + method) ── retransmission ─▶ same answer again
+//!     │                                               └─ ACK of our non-2xx ─▶ absorbed
+//!     ├─ no To tag (§8.2.2.2, §9.2): initial INVITE again ─▶ our 200 again (until ACK)
+//!     │                              CANCEL of the initial INVITE ─▶ 200, no effect
+//!     │                              another INVITE (merged / Call-ID reuse) ─▶ 482
+//!     │                              anything else ─▶ 481
+//!     ├─ dialog (§12.2.2): tags not this leg's, or leg hung up ─▶ 481 (not acted on)
+//!     │                    CSeq lower than the peer's last ─▶ 500
+//!     ├─ method (§8.2.1): PRACK, NOTIFY ─▶ 481; SUBSCRIBE, REFER, MESSAGE … ─▶ 405 + Allow;
+//!     │                   unknown ─▶ 501
+//!     ├─ Require (§8.2.2.3): an option tag we do not understand ─▶ 420 + Unsupported
+//!     └─ act: BYE ─▶ 200 and hang up; re-INVITE / UPDATE ─▶ 200 with our SDP (RFC 4028
+//!             refresh); OPTIONS ─▶ 200; INFO ─▶ 200 (469 for an Info Package, RFC 6086)
+//! ```
+//!
+//! Answers to requests that are not in our dialogs (481, 482) go statelessly (§8.2.7), so
+//! a forged request costs one datagram and no state; answers inside a dialog go through a
+//! server transaction, so retransmissions get the same answer. Responses from the callee
+//! count only for the transaction they name (§17.1.3); a 2xx from another fork of our
+//! INVITE is ACKed and hung up (§13.2.2.4).
 
-use super::dialog::Dialog;
+use super::dialog::{
+    accepted_session_expires, cseq_of, refusal_for_invite, refusal_for_method, session_bye_after,
+    session_timer_headers, tag_of, top_branch, Dialog, PendingAnswers, Refusal, ServedRequests,
+    ALLOWED_METHODS, SUPPORTED_EXTENSIONS,
+};
 use crate::sip::msg::SipMessage;
 use crate::sip::proxy::Peer;
 use crate::sip::transaction::{ClientInvite, ClientNonInvite, Reliability, TimerConfig, TxEvent};
@@ -170,13 +199,13 @@ pub enum Stage {
     Ended,
 }
 
-/// Leg A's 2xx retransmission (RFC 3261 §13.3.1.4): T1 doubling to T2 until the ACK, give
-/// up after 64*T1.
-struct AnswerRetransmit {
-    bytes: Bytes,
-    next: Instant,
-    interval: Duration,
-    give_up: Instant,
+/// A request we sent (BYE, CANCEL) and its client transaction, matched by branch and CSeq
+/// method (§17.1.3).
+struct SentRequest {
+    leg: Leg,
+    branch: String,
+    method: &'static str,
+    tx: ClientNonInvite,
 }
 
 pub struct ScreenedCall {
@@ -188,16 +217,31 @@ pub struct ScreenedCall {
     b_invite: Option<ClientInvite>,
     /// Bytes of our INVITE to B (for CANCEL).
     b_invite_msg: Option<SipMessage>,
+    /// Leg B's dialog is up and must be ended with BYE.
     b_answered: bool,
+    /// A 2xx to our INVITE has come (later ones are retransmissions or other forks).
+    b_confirmed: bool,
     b_ringing: bool,
     /// CANCEL wanted before the callee's first provisional response.
     cancel_pending: bool,
-    /// Non-INVITE client transactions we run (BYE, CANCEL), with their leg and branch.
-    requests: Vec<(Leg, String, ClientNonInvite)>,
-    answer: Option<AnswerRetransmit>,
-    acked: bool,
+    /// To tags of other forks' 2xx that we ACKed and hung up (§13.2.2.4).
+    ended_forks: Vec<String>,
+    /// Non-INVITE client transactions we run (BYE, CANCEL).
+    requests: Vec<SentRequest>,
+    /// Server transactions of the requests the peers sent us.
+    served: ServedRequests,
+    /// 2xx responses to INVITEs awaiting their ACK.
+    answers: PendingAnswers,
+    /// The caller's BYE came: leg A's dialog is over (§15.1.2).
+    a_hung_up: bool,
     /// Our 200 to the INVITE (for retransmitted INVITEs).
     invite_response: Bytes,
+    /// Top Via branch and CSeq number of the initial INVITE.
+    invite_branch: String,
+    invite_cseq: u32,
+    /// RFC 4028 §10: when we send BYE unless the peer refreshes the session first, per
+    /// leg (A, B).
+    session_bye: [Option<Instant>; 2],
     original_uri: String,
     original_from: String,
     original_to: String,
@@ -216,6 +260,15 @@ pub struct ScreenedCall {
 impl ScreenedCall {
     /// Answer a screened INVITE: 200 with `local_sdp_a` (the runtime's RFC 3264 answer for
     /// the caller's offer), then the greeting. `local_sdp_b` is the offer leg B will carry.
+    ///
+    /// An INVITE that [`refusal_for_invite`] refuses (a `Require` we cannot honour) is
+    /// answered 420 instead, statelessly (§8.2.7), and the call ends at once: `Finished`
+    /// comes with the 420 and [`is_done`](Self::is_done) is true, so the runtime drops it
+    /// and a retry without the extension (same Call-ID, §8.1.3.5) is a new call.
+    ///
+    /// A `Session-Expires` the caller offers is accepted as in
+    /// [`accepted_session_expires`]: we never refresh, and hang up (RFC 4028 §10) if the
+    /// caller, the refresher, stops refreshing.
     pub fn answer(
         now: Instant,
         id: u64,
@@ -233,11 +286,17 @@ impl ScreenedCall {
             &contact,
             &cfg.local_host,
         );
+        let session_expires = accepted_session_expires(invite);
         let mut ok = a.response(invite, 200, "OK");
+        ok.push_header("Allow", ALLOWED_METHODS);
+        ok.push_header("Supported", SUPPORTED_EXTENSIONS);
+        for (name, value) in session_expires.into_iter().flat_map(session_timer_headers) {
+            ok.push_header(name, value);
+        }
         ok.push_header("Content-Type", "application/sdp");
         ok.set_body(local_sdp_a);
         let bytes = ok.to_bytes();
-        let t1 = cfg.timers.t1;
+        let invite_cseq = cseq_of(invite).map(|c| c.0).unwrap_or(0);
         let mut call = ScreenedCall {
             id,
             stage: Stage::Greeting,
@@ -245,17 +304,22 @@ impl ScreenedCall {
             b_invite: None,
             b_invite_msg: None,
             b_answered: false,
+            b_confirmed: false,
             b_ringing: false,
             cancel_pending: false,
+            ended_forks: Vec::new(),
             requests: Vec::new(),
-            answer: Some(AnswerRetransmit {
-                bytes: bytes.clone(),
-                next: now + t1,
-                interval: t1,
-                give_up: now + cfg.timers.transaction_timeout(),
-            }),
-            acked: false,
+            served: ServedRequests::new(
+                cfg.timers,
+                reliability_of(source),
+                reliability_of(cfg.upstream),
+            ),
+            answers: PendingAnswers::new(cfg.timers),
+            a_hung_up: false,
             invite_response: bytes.clone(),
+            invite_branch: top_branch(invite).unwrap_or_default(),
+            invite_cseq,
+            session_bye: [session_expires.map(|s| now + session_bye_after(s)), None],
             original_uri: invite.request_uri().unwrap_or_default().to_string(),
             original_from: invite.header("from").unwrap_or_default().to_string(),
             original_to: invite.header("to").unwrap_or_default().to_string(),
@@ -272,8 +336,19 @@ impl ScreenedCall {
             a,
             cfg,
         };
+        if let Some(refusal) = refusal_for_invite(invite) {
+            // No greeting, no media: the call ends with the refusal.
+            let refused = refusal.response(invite, &call.a.local_tag).to_bytes();
+            call.send(Leg::A, refused);
+            call.session_bye = [None, None];
+            call.outcome = Some(CallOutcome::Failed);
+            call.stage = Stage::Ending;
+            call.maybe_finish(now);
+            return call;
+        }
         let trying = call.a.response(invite, 100, "Trying").to_bytes();
         call.send(Leg::A, trying);
+        call.answers.start(now, Leg::A, invite_cseq, bytes.clone());
         call.send(Leg::A, bytes);
         call.actions.push_back(CallAction::PlayPrompt {
             leg: Leg::A,
@@ -319,36 +394,48 @@ impl ScreenedCall {
         format!("z9hG4bK-call{:x}-{}", self.id, self.branch_seq)
     }
 
+    fn reliability(&self, leg: Leg) -> Reliability {
+        reliability_of(self.peer(leg))
+    }
+
+    fn session_bye_mut(&mut self, leg: Leg) -> &mut Option<Instant> {
+        match leg {
+            Leg::A => &mut self.session_bye[0],
+            Leg::B => &mut self.session_bye[1],
+        }
+    }
+
     /// The earliest time `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t: Vec<Instant> = Vec::new();
-        if let Some(a) = &self.answer {
-            t.push(a.next.min(a.give_up));
-        }
+        t.extend(self.answers.poll_timeout());
         if let Some(d) = self.deadline {
             t.push(d);
+        }
+        if !matches!(self.stage, Stage::Ending | Stage::Ended) {
+            t.extend(self.session_bye.iter().flatten());
         }
         if let Some(tx) = &self.b_invite {
             t.extend(tx.poll_timeout());
         }
-        for (_, _, tx) in &self.requests {
-            t.extend(tx.poll_timeout());
-        }
+        t.extend(self.requests.iter().filter_map(|r| r.tx.poll_timeout()));
+        t.extend(self.served.poll_timeout());
         t.into_iter().min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some(a) = &mut self.answer {
-            if now >= a.give_up {
-                // No ACK for our 200 (§13.3.1.4): end the dialog with BYE.
-                self.answer = None;
-                self.hang_up(now, CallOutcome::Failed);
-            } else if now >= a.next {
-                let bytes = a.bytes.clone();
-                a.interval = (a.interval * 2).min(self.cfg.timers.t2);
-                a.next = now + a.interval;
-                self.send(Leg::A, bytes);
-            }
+        if self.answers.handle_timeout(now) {
+            // No ACK for our 2xx (§13.3.1.4): end the dialog with BYE.
+            self.hang_up(now, CallOutcome::Failed);
+        }
+        while let Some((leg, bytes)) = self.answers.poll_transmit() {
+            self.send(leg, bytes);
+        }
+        let live = !matches!(self.stage, Stage::Ending | Stage::Ended);
+        if live && self.session_bye.iter().flatten().any(|t| now >= *t) {
+            // RFC 4028 §10: the refresher let the session expire.
+            self.session_bye = [None, None];
+            self.hang_up(now, CallOutcome::Failed);
         }
         if self.deadline.is_some_and(|d| now >= d) {
             self.deadline = None;
@@ -366,14 +453,17 @@ impl ScreenedCall {
         if let Some(tx) = &mut self.b_invite {
             tx.handle_timeout(now);
         }
-        for (_, _, tx) in &mut self.requests {
-            tx.handle_timeout(now);
+        for r in &mut self.requests {
+            r.tx.handle_timeout(now);
         }
+        self.served.handle_timeout(now);
         self.drain_transactions(now);
     }
 
     fn drain_transactions(&mut self, now: Instant) {
         let upstream = self.cfg.upstream;
+        let a_peer = self.a.peer;
+        let peer = |leg: Leg| if leg == Leg::A { a_peer } else { upstream };
         let mut b_timeout = false;
         if let Some(tx) = &mut self.b_invite {
             while let Some(bytes) = tx.poll_transmit() {
@@ -386,15 +476,18 @@ impl ScreenedCall {
                 b_timeout |= matches!(ev, TxEvent::Timeout | TxEvent::TransportError);
             }
         }
-        let a_peer = self.a.peer;
-        for (leg, _, tx) in &mut self.requests {
-            let to = if *leg == Leg::A { a_peer } else { upstream };
-            while let Some(bytes) = tx.poll_transmit() {
+        for r in &mut self.requests {
+            while let Some(bytes) = r.tx.poll_transmit() {
+                let to = peer(r.leg);
                 self.actions.push_back(CallAction::Send { to, bytes });
             }
-            while tx.poll_event().is_some() {}
+            while r.tx.poll_event().is_some() {}
         }
-        self.requests.retain(|(_, _, tx)| !tx.is_terminated());
+        self.requests.retain(|r| !r.tx.is_terminated());
+        while let Some((leg, bytes)) = self.served.poll_transmit() {
+            let to = peer(leg);
+            self.actions.push_back(CallAction::Send { to, bytes });
+        }
         if self.b_invite.as_ref().is_some_and(|t| t.is_terminated()) {
             self.b_invite = None;
         }
@@ -518,10 +611,7 @@ impl ScreenedCall {
         invite.push_header("X-Scamscreen-Reason", reason.replace(['\r', '\n'], " "));
         invite.push_header("Content-Type", "application/sdp");
         invite.set_body(self.local_sdp_b.clone());
-        let reliability = match self.cfg.upstream.transport {
-            crate::sip::proxy::Transport::Udp => Reliability::Unreliable,
-            crate::sip::proxy::Transport::Tcp => Reliability::Reliable,
-        };
+        let reliability = self.reliability(Leg::B);
         self.b_invite = Some(ClientInvite::new(
             now,
             invite.to_bytes(),
@@ -535,28 +625,237 @@ impl ScreenedCall {
     }
 
     fn on_caller_message(&mut self, now: Instant, msg: SipMessage) {
-        let Some(method) = msg.method().map(str::to_string) else {
+        if msg.is_request() {
+            self.on_request(now, Leg::A, msg);
+        } else {
             // A response on leg A: to our BYE.
             self.response_to_request(now, Leg::A, &msg);
+        }
+    }
+
+    /// A request from either peer, through the UAS core's checks in RFC 3261 order (see
+    /// the module comment): transaction (§17.2.3), dialog (§8.2.2.2, §12.2.2), method
+    /// (§8.2.1), Require (§8.2.2.3), then the method itself.
+    fn on_request(&mut self, now: Instant, leg: Leg, msg: SipMessage) {
+        let method = msg.method().unwrap_or_default().to_string();
+        let branch = top_branch(&msg).unwrap_or_default();
+        if self.served.absorb(now, leg, &msg) {
+            return;
+        }
+        if tag_of(&msg, "to").is_none() {
+            self.on_request_without_to_tag(now, leg, &method, &branch, &msg);
+            return;
+        }
+        let admitted = match (leg, &mut self.b) {
+            (Leg::A, _) if self.a_hung_up => Err(Refusal::no_dialog()),
+            (Leg::A, _) => self.a.admit_request(&msg),
+            (Leg::B, Some(b)) => b.admit_request(&msg),
+            (Leg::B, None) => Err(Refusal::no_dialog()),
+        };
+        if let Err(refusal) = admitted {
+            // Not acted on. An ACK is never answered (§17.1.1.3).
+            if method != "ACK" {
+                self.refuse_statelessly(leg, &msg, &refusal);
+            }
+            return;
+        }
+        match method.as_str() {
+            "ACK" => self.on_ack(leg, &msg),
+            "CANCEL" => {
+                // §9.2: a CANCEL inside a dialog is for a re-INVITE, which we answered at
+                // once: 200, and no effect. One for no request of ours: 481.
+                let known = self.served.answered_invite(leg, &branch);
+                let resp = match known {
+                    true => self.dialog(leg).map(|d| d.response(&msg, 200, "OK")),
+                    false => self
+                        .dialog(leg)
+                        .map(|d| Refusal::no_dialog().response(&msg, &d.local_tag)),
+                };
+                if let Some(resp) = resp {
+                    self.reply(now, leg, &msg, resp);
+                }
+            }
+            _ => self.on_dialog_request(now, leg, &method, &msg),
+        }
+    }
+
+    fn dialog(&self, leg: Leg) -> Option<&Dialog> {
+        match leg {
+            Leg::A => Some(&self.a),
+            Leg::B => self.b.as_ref(),
+        }
+    }
+
+    /// A request with no To tag on a Call-ID this call owns: only the initial INVITE's own
+    /// transaction may lack it.
+    fn on_request_without_to_tag(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        method: &str,
+        branch: &str,
+        msg: &SipMessage,
+    ) {
+        let initial = leg == Leg::A && !branch.is_empty() && branch == self.invite_branch;
+        let cseq = cseq_of(msg).map(|c| c.0);
+        match method {
+            // Acknowledges nothing of ours (our responses all carry a To tag).
+            "ACK" => {}
+            "INVITE" if initial => {
+                // The initial INVITE again: our 200 again while we still retransmit it
+                // (§13.3.1.4); after its ACK the transaction is over and this is absorbed.
+                let cseq = self.invite_cseq;
+                if self.answers.awaits_ack(Leg::A, cseq) {
+                    let bytes = self.invite_response.clone();
+                    self.send(Leg::A, bytes);
+                }
+            }
+            "CANCEL" if initial && cseq == Some(self.invite_cseq) => {
+                // §9.2: the INVITE has its final response, so the CANCEL gets 200 and has
+                // no effect on the call (the caller hangs up with BYE, §15).
+                let ok = self.a.response(msg, 200, "OK");
+                self.reply(now, leg, msg, ok);
+            }
+            // §8.2.2.2: the same request again by another path (same From tag, Call-ID and
+            // CSeq, another branch) is a merged request. A new INVITE reusing this Call-ID
+            // with another From tag would be a second dialog this call cannot host (one
+            // call per Call-ID): refused the same way.
+            "INVITE" => self.refuse_statelessly(leg, msg, &Refusal::new(482, "Loop Detected")),
+            // §9.2, §12.2.2, §15.1.2: no transaction or dialog of ours matches.
+            _ => self.refuse_statelessly(leg, msg, &Refusal::no_dialog()),
+        }
+    }
+
+    /// An ACK in the dialog: the 2xx it acknowledges is no longer retransmitted.
+    fn on_ack(&mut self, leg: Leg, msg: &SipMessage) {
+        if let Some((cseq, _)) = cseq_of(msg) {
+            self.answers.acked(leg, cseq);
+        }
+    }
+
+    /// A request admitted into a leg's dialog (tags and CSeq checked).
+    fn on_dialog_request(&mut self, now: Instant, leg: Leg, method: &str, msg: &SipMessage) {
+        let Some(local_tag) = self.dialog(leg).map(|d| d.local_tag.clone()) else {
             return;
         };
-        match method.as_str() {
-            "ACK" => {
-                self.acked = true;
-                self.answer = None;
+        let refusal = refusal_for_method(msg);
+        if let Some(refusal) = refusal {
+            let resp = refusal.response(msg, &local_tag);
+            self.reply(now, leg, msg, resp);
+            return;
+        }
+        match method {
+            "BYE" => self.on_bye(now, leg, msg),
+            "INVITE" | "UPDATE" => self.accept_session_update(now, leg, msg),
+            "OPTIONS" => {
+                // §11.2: what we can do, in the dialog.
+                if let Some(mut ok) = self.dialog(leg).map(|d| d.response(msg, 200, "OK")) {
+                    ok.push_header("Allow", ALLOWED_METHODS);
+                    ok.push_header("Accept", "application/sdp");
+                    ok.push_header("Supported", SUPPORTED_EXTENSIONS);
+                    self.reply(now, leg, msg, ok);
+                }
             }
-            "INVITE" if !self.acked && msg.header("to").is_some_and(|t| !t.contains("tag=")) => {
-                // Retransmitted initial INVITE: our 200 again.
-                let bytes = self.invite_response.clone();
-                self.send(Leg::A, bytes);
+            _ => {
+                // INFO. Legacy INFO (RFC 6086 §2: no Info-Package header; DTMF, keepalives)
+                // is acknowledged with 200 and not relayed. An Info Package we never
+                // declared in Recv-Info gets 469 with an empty Recv-Info (RFC 6086 §4.2.2).
+                let resp = if msg.header("info-package").is_some() {
+                    Refusal::new(469, "Bad Info Package")
+                        .with("Recv-Info", "")
+                        .response(msg, &local_tag)
+                } else {
+                    crate::call::dialog::response_to(msg, 200, "OK", &local_tag)
+                };
+                self.reply(now, leg, msg, resp);
             }
-            "BYE" | "CANCEL" => {
-                let ok = self.a.response(&msg, 200, "OK").to_bytes();
-                self.send(Leg::A, ok);
+        }
+    }
+
+    fn on_bye(&mut self, now: Instant, leg: Leg, msg: &SipMessage) {
+        let Some(ok) = self.dialog(leg).map(|d| d.response(msg, 200, "OK")) else {
+            return;
+        };
+        self.reply(now, leg, msg, ok);
+        match leg {
+            Leg::A => {
+                self.a_hung_up = true;
                 self.a_gone(now);
             }
-            _ => self.answer_in_dialog(Leg::A, &msg),
+            Leg::B => {
+                self.b_answered = false;
+                self.b = None;
+                if !matches!(self.stage, Stage::Ending | Stage::Ended) {
+                    let outcome = self.outcome.unwrap_or(CallOutcome::Connected);
+                    self.hang_up(now, outcome);
+                }
+            }
         }
+    }
+
+    /// A re-INVITE or UPDATE (hold, a codec change, or only a session refresh, RFC 4028):
+    /// the session stays as it is. A re-INVITE gets our current SDP (the answer to its
+    /// offer, or our offer when it had none, §14.2); an UPDATE gets it only when it carried
+    /// an offer (RFC 3311 §5.2). The session timer is settled again (RFC 4028 §9, see
+    /// [`accepted_session_expires`]) and our 2xx to a re-INVITE is retransmitted until its
+    /// ACK like the first one (§13.3.1.4).
+    fn accept_session_update(&mut self, now: Instant, leg: Leg, msg: &SipMessage) {
+        let is_invite = msg.method() == Some("INVITE");
+        let sdp = match leg {
+            Leg::A => sdp_of(&self.invite_response),
+            Leg::B => Some(self.local_sdp_b.clone()),
+        };
+        let session_expires = accepted_session_expires(msg);
+        let dialog = match leg {
+            Leg::A => &mut self.a,
+            Leg::B => match &mut self.b {
+                Some(b) => b,
+                None => return,
+            },
+        };
+        dialog.refresh_target(msg);
+        let mut ok = dialog.response(msg, 200, "OK");
+        ok.push_header("Allow", ALLOWED_METHODS);
+        ok.push_header("Supported", SUPPORTED_EXTENSIONS);
+        for (name, value) in session_expires.into_iter().flat_map(session_timer_headers) {
+            ok.push_header(name, value);
+        }
+        if is_invite || !msg.body().is_empty() {
+            if let Some(sdp) = sdp {
+                ok.push_header("Content-Type", "application/sdp");
+                ok.set_body(sdp);
+            }
+        }
+        *self.session_bye_mut(leg) = session_expires.map(|s| now + session_bye_after(s));
+        let bytes = ok.to_bytes();
+        if is_invite {
+            let cseq = cseq_of(msg).map(|c| c.0).unwrap_or(0);
+            self.answers.start(now, leg, cseq, bytes.clone());
+        }
+        self.reply_bytes(now, leg, msg, 200, bytes);
+    }
+
+    /// Our answer to a request, through a server transaction so its retransmissions get the
+    /// same answer (§17.2; see [`ServedRequests`]).
+    fn reply(&mut self, now: Instant, leg: Leg, req: &SipMessage, resp: SipMessage) {
+        let status = resp.status().unwrap_or(500);
+        self.reply_bytes(now, leg, req, status, resp.to_bytes());
+    }
+
+    fn reply_bytes(&mut self, now: Instant, leg: Leg, req: &SipMessage, status: u16, bytes: Bytes) {
+        self.served.answer(now, leg, req, status, bytes);
+        while let Some((leg, bytes)) = self.served.poll_transmit() {
+            self.send(leg, bytes);
+        }
+    }
+
+    /// A refusal for a request that is not in our dialogs, sent once and forgotten
+    /// (§8.2.7): a forged request costs one datagram and no state; its retransmissions are
+    /// refused again the same way. (It goes to the leg's peer, like everything we send.)
+    fn refuse_statelessly(&mut self, leg: Leg, msg: &SipMessage, refusal: &Refusal) {
+        let tag = format!("ss{:x}x", self.id);
+        let bytes = refusal.response(msg, &tag).to_bytes();
+        self.send(leg, bytes);
     }
 
     /// The caller left: end leg B, whatever its state.
@@ -564,7 +863,7 @@ impl ScreenedCall {
         if matches!(self.stage, Stage::Ending | Stage::Ended) {
             return;
         }
-        self.answer = None;
+        self.answers.clear();
         let outcome = if self.stage == Stage::Bridged || self.stage == Stage::Warning {
             self.outcome.unwrap_or(CallOutcome::Connected)
         } else {
@@ -576,77 +875,36 @@ impl ScreenedCall {
         self.maybe_finish(now);
     }
 
-    /// Requests we do not act on (re-INVITE, UPDATE, INFO, OPTIONS…): answered sensibly.
-    fn answer_in_dialog(&mut self, leg: Leg, msg: &SipMessage) {
-        let dialog = match leg {
-            Leg::A => &self.a,
-            Leg::B => match &self.b {
-                Some(b) => b,
-                None => return,
-            },
-        };
-        let method = msg.method().unwrap_or_default();
-        let resp = match method {
-            // A re-INVITE or UPDATE (session refresh, hold): keep our session as it is.
-            "INVITE" | "UPDATE" if leg == Leg::A => {
-                let mut r = dialog.response(msg, 200, "OK");
-                if let Some(sdp) = sdp_of(&self.invite_response) {
-                    r.push_header("Content-Type", "application/sdp");
-                    r.set_body(sdp);
-                }
-                r
-            }
-            "INVITE" | "UPDATE" => {
-                let mut r = dialog.response(msg, 200, "OK");
-                r.push_header("Content-Type", "application/sdp");
-                r.set_body(self.local_sdp_b.clone());
-                r
-            }
-            "INFO" | "OPTIONS" | "NOTIFY" | "MESSAGE" => dialog.response(msg, 200, "OK"),
-            "PRACK" => dialog.response(msg, 200, "OK"),
-            _ => dialog.response(msg, 405, "Method Not Allowed"),
-        };
-        let bytes = resp.to_bytes();
-        self.send(leg, bytes);
-    }
-
     fn on_callee_message(&mut self, now: Instant, msg: SipMessage) {
-        if let Some(method) = msg.method().map(str::to_string) {
-            match method.as_str() {
-                "BYE" => {
-                    if let Some(b) = &self.b {
-                        let ok = b.response(&msg, 200, "OK").to_bytes();
-                        self.send(Leg::B, ok);
-                    }
-                    self.b_answered = false;
-                    self.b = None;
-                    if !matches!(self.stage, Stage::Ending | Stage::Ended) {
-                        let outcome = self.outcome.unwrap_or(CallOutcome::Connected);
-                        self.hang_up(now, outcome);
-                    }
-                }
-                "ACK" => {}
-                _ => self.answer_in_dialog(Leg::B, &msg),
-            }
+        if msg.is_request() {
+            self.on_request(now, Leg::B, msg);
             return;
         }
         let status = msg.status().unwrap_or(0);
-        let cseq_method = msg
-            .header("cseq")
-            .and_then(|c| c.split_whitespace().nth(1))
-            .unwrap_or_default()
-            .to_string();
+        let Some((cseq, cseq_method)) = cseq_of(&msg) else {
+            return;
+        };
         if cseq_method != "INVITE" {
             self.response_to_request(now, Leg::B, &msg);
             return;
         }
-        // Our INVITE to B.
-        let deliver = match (&mut self.b_invite, &self.b_invite_msg) {
-            (Some(tx), Some(inv)) => tx.on_response(now, status, || {
+        // Only responses to our INVITE count: its branch and CSeq (§17.1.3), our From tag.
+        let Some(inv) = &self.b_invite_msg else {
+            return;
+        };
+        let invite_cseq = cseq_of(inv).map(|c| c.0).unwrap_or(1);
+        if top_branch(&msg) != top_branch(inv)
+            || cseq != invite_cseq
+            || tag_of(&msg, "from") != tag_of(inv, "from")
+        {
+            return;
+        }
+        let deliver = match &mut self.b_invite {
+            Some(tx) => tx.on_response(now, status, || {
                 crate::sip::proxy::ack_for_non_2xx(inv, &msg).to_bytes()
             }),
             // A 2xx retransmission after the transaction ended: ACK it again below.
-            _ => (200..300).contains(&status),
+            None => (200..300).contains(&status),
         };
         if !deliver {
             return;
@@ -664,15 +922,19 @@ impl ScreenedCall {
                 }
             }
             200..=299 => {
-                let first = !self.b_answered;
+                let first = !self.b_confirmed;
+                let to_tag = tag_of(&msg, "to").unwrap_or_default();
+                if !first && self.b.as_ref().is_some_and(|b| b.remote_tag != to_tag) {
+                    self.end_fork(now, &msg, invite_cseq, to_tag);
+                    return;
+                }
                 if let Some(b) = &mut self.b {
                     if first {
                         b.confirm_from_response(&msg);
                     }
                     // ACK for 2xx is the UAC core's, sent for every 2xx (§13.2.2.4).
                     let branch = format!("z9hG4bK-call{:x}-ack", self.id);
-                    let cseq = b.local_cseq.max(1);
-                    let ack = b.request("ACK", &branch, Some(cseq)).to_bytes();
+                    let ack = b.request("ACK", &branch, Some(invite_cseq)).to_bytes();
                     self.actions.push_back(CallAction::Send {
                         to: self.cfg.upstream,
                         bytes: ack,
@@ -681,6 +943,7 @@ impl ScreenedCall {
                 if !first {
                     return;
                 }
+                self.b_confirmed = true;
                 self.b_answered = true;
                 self.deadline = None;
                 if self.stage != Stage::CallingCallee {
@@ -731,12 +994,40 @@ impl ScreenedCall {
         }
     }
 
+    /// A 2xx from another fork of our INVITE than the one we bridged: ACK it (every 2xx
+    /// is ACKed) and hang it up once (§13.2.2.4).
+    fn end_fork(&mut self, now: Instant, msg: &SipMessage, invite_cseq: u32, to_tag: String) {
+        let Some(b) = &self.b else {
+            return;
+        };
+        let mut fork = b.clone();
+        fork.confirm_from_response(msg);
+        let ack_branch = format!("z9hG4bK-call{:x}-ack", self.id);
+        let ack = fork
+            .request("ACK", &ack_branch, Some(invite_cseq))
+            .to_bytes();
+        self.send(Leg::B, ack);
+        if self.ended_forks.contains(&to_tag) {
+            return;
+        }
+        self.ended_forks.push(to_tag);
+        let branch = self.branch();
+        let bye = fork.request("BYE", &branch, None).to_bytes();
+        self.push_request(now, Leg::B, branch, "BYE", bye);
+    }
+
+    /// A response to one of our BYEs or CANCELs: its branch and CSeq method name the
+    /// transaction (§17.1.3); anything else is dropped.
     fn response_to_request(&mut self, now: Instant, leg: Leg, msg: &SipMessage) {
         let status = msg.status().unwrap_or(0);
-        let branch = via_branch(msg);
-        for (l, b, tx) in &mut self.requests {
-            if *l == leg && branch.as_deref() == Some(b.as_str()) {
-                tx.on_response(now, status);
+        let branch = top_branch(msg);
+        let method = cseq_of(msg).map(|c| c.1);
+        for r in &mut self.requests {
+            if r.leg == leg
+                && branch.as_deref() == Some(r.branch.as_str())
+                && method.as_deref() == Some(r.method)
+            {
+                r.tx.on_response(now, status);
             }
         }
     }
@@ -756,11 +1047,18 @@ impl ScreenedCall {
             }
             _ => return, // already final: nothing to cancel
         }
+        if self
+            .requests
+            .iter()
+            .any(|r| r.leg == Leg::B && r.method == "CANCEL")
+        {
+            return; // one CANCEL is enough
+        }
         if let Some(inv) = &self.b_invite_msg {
             if self.b_invite.is_some() {
                 let cancel = crate::sip::proxy::cancel_for_invite(inv);
-                let branch = via_branch(&cancel).unwrap_or_default();
-                self.push_request(now, Leg::B, branch, cancel.to_bytes());
+                let branch = top_branch(&cancel).unwrap_or_default();
+                self.push_request(now, Leg::B, branch, "CANCEL", cancel.to_bytes());
             }
         }
     }
@@ -771,7 +1069,7 @@ impl ScreenedCall {
                 self.branch_seq += 1;
                 let branch = format!("z9hG4bK-call{:x}-{}", self.id, self.branch_seq);
                 let bye = b.request("BYE", &branch, None).to_bytes();
-                self.push_request(now, Leg::B, branch, bye);
+                self.push_request(now, Leg::B, branch, "BYE", bye);
             }
             self.b_answered = false;
         } else {
@@ -779,16 +1077,21 @@ impl ScreenedCall {
         }
     }
 
-    fn push_request(&mut self, now: Instant, leg: Leg, branch: String, bytes: Bytes) {
-        let reliability = match self.peer(leg).transport {
-            crate::sip::proxy::Transport::Udp => Reliability::Unreliable,
-            crate::sip::proxy::Transport::Tcp => Reliability::Reliable,
-        };
-        self.requests.push((
+    fn push_request(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        branch: String,
+        method: &'static str,
+        bytes: Bytes,
+    ) {
+        let reliability = self.reliability(leg);
+        self.requests.push(SentRequest {
             leg,
             branch,
-            ClientNonInvite::new(now, bytes, reliability, &self.cfg.timers),
-        ));
+            method,
+            tx: ClientNonInvite::new(now, bytes, reliability, &self.cfg.timers),
+        });
     }
 
     /// End the call from our side: BYE the caller (if still there) and end leg B.
@@ -801,10 +1104,12 @@ impl ScreenedCall {
             self.outcome = Some(outcome);
         }
         self.end_b(now);
-        let branch = self.branch();
-        let bye = self.a.request("BYE", &branch, None).to_bytes();
-        self.push_request(now, Leg::A, branch, bye);
-        self.answer = None;
+        if !self.a_hung_up {
+            let branch = self.branch();
+            let bye = self.a.request("BYE", &branch, None).to_bytes();
+            self.push_request(now, Leg::A, branch, "BYE", bye);
+        }
+        self.answers.clear();
         self.stage = Stage::Ending;
     }
 
@@ -819,10 +1124,12 @@ impl ScreenedCall {
         b || self
             .requests
             .iter()
-            .any(|(_, _, t)| matches!(t.state(), CN::Trying | CN::Proceeding))
+            .any(|r| matches!(r.tx.state(), CN::Trying | CN::Proceeding))
     }
 
-    /// Nothing left to absorb or retransmit: the runtime may drop the call.
+    /// Nothing left to absorb or retransmit: the runtime may drop the call. Server
+    /// transactions linger up to 64*T1 after their answer (UDP) so retransmitted requests
+    /// (a BYE whose 200 was lost) are answered again.
     pub fn is_done(&self) -> bool {
         self.stage == Stage::Ended && self.poll_timeout().is_none()
     }
@@ -853,11 +1160,11 @@ impl ScreenedCall {
     }
 }
 
-fn via_branch(msg: &SipMessage) -> Option<String> {
-    msg.header_values("via")
-        .first()
-        .and_then(|v| crate::sip::via::Via::parse(v).ok())
-        .and_then(|v| v.branch().map(str::to_string))
+fn reliability_of(peer: Peer) -> Reliability {
+    match peer.transport {
+        crate::sip::proxy::Transport::Udp => Reliability::Unreliable,
+        crate::sip::proxy::Transport::Tcp => Reliability::Reliable,
+    }
 }
 
 fn sdp_of(response: &Bytes) -> Option<Bytes> {

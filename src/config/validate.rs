@@ -348,20 +348,8 @@ impl Config {
                 ),
             );
         }
-        if let Some(HostPort {
-            host: Host::Ip(ip), ..
-        }) = sip.upstream_target()
-        {
-            if !self.security.trusted.is_empty() && !self.security.is_trusted(ip) {
-                p.push(
-                    "security.trusted",
-                    format!(
-                        "the upstream {ip} is not trusted: requests from the PBX (BYE, \
-                         re-INVITE, OPTIONS) would be refused; add \"{ip}\""
-                    ),
-                );
-            }
-        }
+        // The upstream's own address needs no entry in `security.trusted`: the proxy always
+        // trusts it (its requests are the PBX's).
         p.0
     }
 

@@ -431,22 +431,37 @@ impl RtpRelay {
         src: SocketAddr,
         bytes: &[u8],
     ) -> Option<(SocketAddr, Vec<u8>)> {
+        self.relay_observed(now, from, src, bytes).1
+    }
+
+    /// [`RtpRelay::relay`], also giving the header of the packet if leg `from` accepted
+    /// it (what the RTCP receiver statistics of that leg count).
+    pub fn relay_observed(
+        &mut self,
+        now: Instant,
+        from: LegId,
+        src: SocketAddr,
+        bytes: &[u8],
+    ) -> (Option<RtpHeader>, Option<(SocketAddr, Vec<u8>)>) {
         let (inbound, outbound, forwarding) = match from {
             LegId::Caller => (&mut self.caller, &mut self.callee, self.forward_from_caller),
             LegId::Callee => (&mut self.callee, &mut self.caller, self.forward_from_callee),
         };
         let PacketVerdict::Accept(packet) = inbound.on_packet(now, src, bytes) else {
-            return None;
+            return (None, None);
         };
+        let header = Some(packet.header);
         if !forwarding {
-            return None;
+            return (header, None);
         }
-        outbound.forward(now, &packet, &inbound.negotiated)
+        (header, outbound.forward(now, &packet, &inbound.negotiated))
     }
 
-    /// An RTCP datagram arrived on leg `from`'s RTCP port: counted, never relayed.
-    pub fn relay_rtcp(&mut self, now: Instant, from: LegId, src: SocketAddr, bytes: &[u8]) {
-        self.leg_mut(from).on_rtcp(now, src, bytes);
+    /// An RTCP datagram arrived on leg `from`'s RTCP port: counted, never relayed. True
+    /// when it was accepted (right source, plausible RTCP): then our own RTCP for that leg
+    /// may read it (the peer's sender report, for LSR/DLSR).
+    pub fn relay_rtcp(&mut self, now: Instant, from: LegId, src: SocketAddr, bytes: &[u8]) -> bool {
+        self.leg_mut(from).on_rtcp(now, src, bytes) == DropReason::Rtcp
     }
 
     /// A leg that has been silent for `timeout` (the caller's first).

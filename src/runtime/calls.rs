@@ -14,10 +14,11 @@ use crate::detect::score::Action as DetectAction;
 use crate::detect::Detector;
 use crate::media::ports::{PortPool, RtpPorts};
 use crate::media::prompt::PromptPlayer;
-use crate::media::relay::{LegId, MediaLeg, PacketVerdict, RtpRelay};
+use crate::media::relay::{MediaLeg, PacketVerdict, RtpRelay};
 use crate::media::rtp::RtpSender;
 use crate::media::sdp::{self, SessionDescription};
 use crate::media::tap::{ListenLimits, RecorderTap, SpeechBuffer, SpeechState, TapReceiver};
+use crate::runtime::media_relay::{LegSockets, RelayTask};
 use crate::sip::msg::SipMessage;
 use crate::sip::proxy::{Peer, Proxy};
 use crate::store::{CallRecord, RuleHit};
@@ -86,22 +87,6 @@ pub enum CallEvent {
     },
 }
 
-/// A bridged call's media, relayed by its own task (see [`relay_media`]).
-struct RelayTask {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RelayTask {
-    fn drop(&mut self) {
-        // Ask it to log its counters and end; abort in case it is not listening.
-        match self.stop.take().map(|s| s.send(())) {
-            Some(Ok(())) => {}
-            _ => self.handle.abort(),
-        }
-    }
-}
-
 /// Speech (voiced ms) before the first early look at what the caller said, and between looks.
 const EARLY_FIRST_MS: u32 = 3_000;
 const EARLY_STEP_MS: u32 = 2_000;
@@ -141,6 +126,8 @@ struct ActiveCall {
     /// RTP sockets of the two legs; dropped (ports closed) when the call finishes.
     socket_a: Option<Arc<UdpSocket>>,
     socket_b: Option<Arc<UdpSocket>>,
+    /// Both legs' RTP and RTCP sockets, handed to the relay task at the bridge.
+    sockets: Option<[LegSockets; 2]>,
     ports: [RtpPorts; 2],
     readers: Vec<tokio::task::JoinHandle<()>>,
     players: Vec<(Leg, PromptPlayer)>,
@@ -233,7 +220,7 @@ impl CallManager {
             }
             None => Err(None),
         };
-        let ((pa, sa), (pb, sb)) = match pairs {
+        let ((pa, la), (pb, lb)) = match pairs {
             Ok(p) => p,
             Err(taken) => {
                 // Give back whatever was taken (its socket is already closed).
@@ -245,6 +232,7 @@ impl CallManager {
                 return;
             }
         };
+        let (sa, sb) = (la.rtp.clone(), lb.rtp.clone());
         let (negotiated, answer_sdp) = match sdp::answer(&offer, self.res.media_ip, pa.rtp, id, 1) {
             Ok(v) => v,
             Err(_) => {
@@ -287,6 +275,7 @@ impl CallManager {
                 relay: None,
                 socket_a: Some(sa),
                 socket_b: Some(sb),
+                sockets: Some([la, lb]),
                 ports: [pa, pb],
                 readers,
                 players: Vec::new(),
@@ -335,16 +324,19 @@ impl CallManager {
     /// A port pair from the pool and its bound RTP socket. A pair another program holds
     /// (e.g. the kernel gave it out as an ephemeral port) is taken out of circulation and
     /// the next one tried, so one busy port never refuses a call.
-    fn bind_pair(&mut self) -> Option<(RtpPorts, Arc<UdpSocket>)> {
+    fn bind_pair(&mut self) -> Option<(RtpPorts, LegSockets)> {
+        let bind = |port: u16| {
+            let addr = SocketAddr::new(self.res.media_ip, port);
+            std::net::UdpSocket::bind(addr).and_then(|s| {
+                s.set_nonblocking(true)?;
+                UdpSocket::from_std(s).map(Arc::new)
+            })
+        };
         for _ in 0..BIND_ATTEMPTS {
             let pair = self.res.ports.allocate()?;
-            let addr = SocketAddr::new(self.res.media_ip, pair.rtp);
-            let bound = std::net::UdpSocket::bind(addr).and_then(|s| {
-                s.set_nonblocking(true)?;
-                UdpSocket::from_std(s)
-            });
+            let bound = bind(pair.rtp).and_then(|rtp| Ok((rtp, bind(pair.rtcp)?)));
             match bound {
-                Ok(s) => return Some((pair, Arc::new(s))),
+                Ok((rtp, rtcp)) => return Some((pair, LegSockets { rtp, rtcp })),
                 Err(e) => {
                     warn!(port = pair.rtp, error = %e, "RTP port busy: taken out of the pool");
                     self.res.ports.mark_unusable(pair.rtp);
@@ -666,28 +658,15 @@ impl CallManager {
                 }
                 CallAction::Bridge => {
                     c.ringback = None;
-                    if let (Some(a), Some(b), Some(sa), Some(sb)) = (
-                        c.a.take(),
-                        c.b.take(),
-                        c.socket_a.clone(),
-                        c.socket_b.clone(),
-                    ) {
-                        // The relay task reads both sockets from now on.
+                    if let (Some(a), Some(b), Some([sa, sb])) =
+                        (c.a.take(), c.b.take(), c.sockets.take())
+                    {
+                        // The relay task reads the sockets from now on.
                         for r in c.readers.drain(..) {
                             r.abort();
                         }
-                        let (stop, stopped) = tokio::sync::oneshot::channel();
-                        let handle = tokio::spawn(relay_media(
-                            RtpRelay::new(a, b),
-                            [sa, sb],
-                            id,
-                            self.events.clone(),
-                            stopped,
-                        ));
-                        c.relay = Some(RelayTask {
-                            stop: Some(stop),
-                            handle,
-                        });
+                        let relay = RtpRelay::new(a, b);
+                        c.relay = Some(RelayTask::spawn(relay, sa, sb, id, self.events.clone()));
                     }
                 }
                 CallAction::Finished(record) => {
@@ -703,6 +682,7 @@ impl CallManager {
                     c.listening = None;
                     c.socket_a = None;
                     c.socket_b = None;
+                    c.sockets = None;
                     c.relay = None;
                     c.a = None;
                     c.b = None;
@@ -842,70 +822,6 @@ pub fn synthesize(text: &str) -> Option<Vec<i16>> {
 pub fn load_prompt(path: &std::path::Path) -> Result<Vec<i16>, AsrError> {
     let audio = crate::asr::audio::read_wav(path)?;
     crate::media::prompt::to_8k_mono(&audio.samples, audio.rate)
-}
-
-/// Relays a bridged call's RTP between its two sockets until stopped (the call ended) or
-/// a leg is silent for [`RTP_INACTIVITY`] (reported to the core as
-/// [`CallEvent::MediaTimeout`]). Runs on any runtime worker: bridged media never waits for
-/// the SIP core and a busy core never delays media. Logs the legs' counters at the end
-/// (packets from strangers dropped: RTP bleed attempts).
-async fn relay_media(
-    mut relay: RtpRelay,
-    sockets: [Arc<UdpSocket>; 2],
-    call: u64,
-    events: mpsc::Sender<CallEvent>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let [sa, sb] = sockets;
-    let mut buf_a = vec![0u8; 2048];
-    let mut buf_b = vec![0u8; 2048];
-    let mut check = tokio::time::interval(Duration::from_secs(1));
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            r = sa.recv_from(&mut buf_a) => match r {
-                Ok((n, src)) => relay_one(&mut relay, LegId::Caller, src, &buf_a[..n], &sb),
-                // ICMP errors surface on the next receive; they say nothing about the call.
-                Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
-            },
-            r = sb.recv_from(&mut buf_b) => match r {
-                Ok((n, src)) => relay_one(&mut relay, LegId::Callee, src, &buf_b[..n], &sa),
-                Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
-            },
-            _ = check.tick() => {
-                if let Some(leg) = relay.inactive_leg(Instant::now(), RTP_INACTIVITY) {
-                    let leg = if leg == LegId::Caller { Leg::A } else { Leg::B };
-                    let _ = events.send(CallEvent::MediaTimeout { call, leg }).await;
-                    // Keep relaying the other way until the core ends the call.
-                    check.reset_after(RTP_INACTIVITY);
-                }
-            }
-        }
-    }
-    let (a, b) = (
-        relay.leg(LegId::Caller).stats(),
-        relay.leg(LegId::Callee).stats(),
-    );
-    info_span!("call", call).in_scope(|| {
-        info!(
-            caller_in = a.packets_in,
-            caller_out = a.packets_out,
-            callee_in = b.packets_in,
-            callee_out = b.packets_out,
-            dropped_wrong_source = a.dropped_wrong_source + b.dropped_wrong_source,
-            dropped_malformed = a.dropped_malformed + b.dropped_malformed,
-            "media relay ended"
-        )
-    });
-}
-
-/// One datagram from leg `from`: relayed out of the other leg's socket if accepted.
-fn relay_one(relay: &mut RtpRelay, from: LegId, src: SocketAddr, bytes: &[u8], out: &UdpSocket) {
-    if let Some((to, packet)) = relay.relay(Instant::now(), from, src, bytes) {
-        // Never wait: a full socket buffer drops the packet (late audio is useless).
-        let _ = out.try_send_to(&packet, to);
-    }
 }
 
 async fn read_rtp(sock: Arc<UdpSocket>, call: u64, leg: Leg, tx: mpsc::Sender<CallEvent>) {

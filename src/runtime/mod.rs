@@ -2,6 +2,7 @@
 //! protocol logic it drives lives in `crate::sip` as pure state machines.
 
 pub mod calls;
+pub mod media_relay;
 pub mod sip_server;
 
 /// Raise this process's open-file limit to its hard limit. Every screened call holds two

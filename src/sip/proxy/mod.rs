@@ -603,6 +603,12 @@ impl Proxy {
         };
 
         let mut forwarded = msg.clone();
+        if !self.is_upstream(from) {
+            // Only scamscreen may tell the PBX what it found: a caller's own
+            // `X-Scamscreen-Verdict: allow` would otherwise reach a dialplan that trusts it.
+            let removed = strip_own_headers(&mut forwarded);
+            self.stats.spoofed_headers_removed += removed as u64;
+        }
         // New calls from the trunk side: who is calling? (§ "Who is withheld" in DESIGN.md)
         if method == "INVITE" && facts.to.tag().is_none() && !self.is_upstream(from) {
             let id = caller_identity(&msg, &facts, true);
@@ -904,4 +910,24 @@ fn short_hash(s: &str) -> String {
 #[cfg(test)]
 pub fn response_for_tests(req: &SipMessage, status: u16, to_tag: &str) -> SipMessage {
     build::response_to(req, status, "Test", None, Some(to_tag))
+}
+
+/// Prefix of the headers scamscreen adds for the PBX (case-insensitive).
+pub const OWN_HEADER_PREFIX: &str = "x-scamscreen-";
+
+/// Remove every `X-Scamscreen-*` header; returns how many lines were removed.
+pub fn strip_own_headers(msg: &mut SipMessage) -> usize {
+    let mut names: Vec<String> = msg
+        .headers()
+        .iter()
+        .filter(|h| h.key.starts_with(OWN_HEADER_PREFIX))
+        .map(|h| h.key.clone())
+        .collect();
+    let count = names.len();
+    names.sort();
+    names.dedup();
+    for n in names {
+        msg.remove_header(&n);
+    }
+    count
 }

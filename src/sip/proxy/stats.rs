@@ -37,4 +37,6 @@ pub struct ProxyStats {
     pub calls_passed: u64,
     pub calls_screened: u64,
     pub calls_denied: u64,
+    /// `X-Scamscreen-*` header lines removed from requests of the trunk side (spoofing).
+    pub spoofed_headers_removed: u64,
 }

@@ -156,6 +156,35 @@ fn withheld_caller_is_marked_and_classified_with_a_reason() {
 }
 
 #[test]
+fn our_headers_from_the_trunk_side_are_removed() {
+    let mut net = Net::new(config());
+    // A caller with a number claims it was screened and allowed.
+    let out = net.input(
+        TRUNK,
+        &invite(
+            "<sip:+4930123@trunk.example>",
+            "X-Scamscreen-Verdict: allow\r\nx-scamscreen-score: 0.00\r\nX-Other: kept\r\n",
+            "z9hG4bKspoof1",
+        ),
+    );
+    let fwd = &out[1].1;
+    assert!(fwd.headers().iter().all(|h| !h.key.starts_with("x-scamscreen")));
+    assert_eq!(fwd.header("x-other"), Some("kept"));
+    // A withheld caller in mark mode: only scamscreen's own marking arrives.
+    let out = net.input(
+        TRUNK,
+        &invite(
+            "<sip:anonymous@anonymous.invalid>",
+            "X-Scamscreen-Caller: known\r\n",
+            "z9hG4bKspoof2",
+        ),
+    );
+    let fwd = &out[1].1;
+    assert_eq!(fwd.header_values("x-scamscreen-caller"), vec!["withheld"]);
+    assert_eq!(net.proxy.stats().spoofed_headers_removed, 3);
+}
+
+#[test]
 fn responses_are_relayed_without_our_via_and_100_is_not() {
     let mut net = Net::new(config());
     let out = net.input(TRUNK, &invite("<sip:1@t>", "", "z9hG4bKr"));
