@@ -192,6 +192,13 @@ impl CallManager {
         withheld_reason: String,
     ) {
         let now = Instant::now();
+        // An extension we cannot honour (RFC 3261 §8.2.2.3): 420 before any port or ASR
+        // slot is taken.
+        if let Some(r) = crate::call::refusal_for_invite(&invite) {
+            info!(status = r.status, "screened call refused: {}", r.reason);
+            proxy.respond_with(&invite, source, r.status, r.reason, &r.headers);
+            return;
+        }
         let offer = std::str::from_utf8(invite.body())
             .map_err(|_| sdp::SdpError::Malformed("SDP is not UTF-8".into()))
             .and_then(SessionDescription::parse);

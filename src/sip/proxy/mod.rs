@@ -325,9 +325,24 @@ impl Proxy {
     /// Answer a request statelessly (e.g. 488 or 503 for an INVITE the call layer could not
     /// take).
     pub fn respond(&mut self, req: &SipMessage, source: Peer, status: u16, reason: &str) {
+        self.respond_with(req, source, status, reason, &[]);
+    }
+
+    /// [`Proxy::respond`] with extra headers (`Unsupported` on a 420, `Allow` on a 405).
+    pub fn respond_with(
+        &mut self,
+        req: &SipMessage,
+        source: Peer,
+        status: u16,
+        reason: &str,
+        headers: &[(&str, String)],
+    ) {
         if let Ok((facts, _)) = check_request(req) {
             let via = self.response_via(&facts, source);
-            let resp = build::response_to(req, status, reason, Some(&via), Some("ss-call"));
+            let mut resp = build::response_to(req, status, reason, Some(&via), Some("ss-call"));
+            for (name, value) in headers {
+                resp.push_header(name, value.clone());
+            }
             self.send(self.reply_peer(&facts, source), resp.to_bytes());
         }
     }
