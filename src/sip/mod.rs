@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod msg;
+pub mod pattern;
 pub mod proxy;
 pub mod ratelimit;
 pub mod transaction;

@@ -168,7 +168,10 @@ fn our_headers_from_the_trunk_side_are_removed() {
         ),
     );
     let fwd = &out[1].1;
-    assert!(fwd.headers().iter().all(|h| !h.key.starts_with("x-scamscreen")));
+    assert!(fwd
+        .headers()
+        .iter()
+        .all(|h| !h.key.starts_with("x-scamscreen")));
     assert_eq!(fwd.header("x-other"), Some("kept"));
     // A withheld caller in mark mode: only scamscreen's own marking arrives.
     let out = net.input(

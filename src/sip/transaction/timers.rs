@@ -66,6 +66,45 @@ pub(crate) fn first_interval(t1: Duration, cap: Option<Duration>) -> Duration {
     first.max(MIN_RETRANSMIT_INTERVAL)
 }
 
+/// A retransmit timer (A, E or G) and its current interval: T1, doubled on every firing, at
+/// most T2 for E and G (§17.1.1.2, §17.1.2.2, §17.2.1); Timer A has no cap.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retransmit {
+    timer: Timer,
+    interval: Duration,
+    cap: Option<Duration>,
+}
+
+impl Retransmit {
+    pub(crate) fn new(timer: Timer, t1: Duration, cap: Option<Duration>) -> Self {
+        Self {
+            timer,
+            interval: first_interval(t1, cap),
+            cap,
+        }
+    }
+
+    pub(crate) fn timer(&self) -> Timer {
+        self.timer
+    }
+
+    /// How long after the latest send the next one is due.
+    pub(crate) fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The timer fired: doubles the interval, at most the cap.
+    pub(crate) fn back_off(&mut self) {
+        self.interval = backoff(self.interval, self.cap);
+    }
+
+    /// From now on every interval is the cap: Timer E in `Proceeding` is "reset with a value
+    /// of T2" (§17.1.2.2). Without a cap the interval stays as it is.
+    pub(crate) fn hold_at_cap(&mut self) {
+        self.interval = first_interval(self.cap.unwrap_or(self.interval), None);
+    }
+}
+
 /// Deadlines of the timers a machine has running, one slot per [`Timer`].
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TimerTable {
