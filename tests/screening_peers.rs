@@ -5,9 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use common::screening::{Scamscreen, LOOPBACK};
+use scamscreen::demo;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,32 +25,14 @@ fn require(tools: &[&str]) {
     for t in tools {
         assert!(
             have(t),
-            "{t} is required (apt-get install sip-tester baresip espeak-ng sox python3; make deps)"
+            "{t} is required (apt-get install sip-tester baresip espeak-ng python3; make deps)"
         );
     }
 }
 
 /// A port free on both UDP and TCP.
 fn free_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
-/// A free range of `n` UDP ports starting at an even port.
-fn free_range(n: u16) -> (u16, u16) {
-    for start in (30_000..60_000).step_by(n as usize + 2) {
-        let start = start & !1;
-        if (start..start + n).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
-            return (start, start + n - 1);
-        }
-    }
-    panic!("no free RTP range");
+    demo::free_sip_port(LOOPBACK).unwrap()
 }
 
 fn wait_udp_port(port: u16) {
@@ -110,80 +93,24 @@ impl Proc {
     }
 }
 
-struct Scamscreen {
-    _proc: Proc,
-    port: u16,
-    db: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn start_scamscreen(upstream: u16) -> Scamscreen {
-    common::model("ggml-tiny.en-q8_0.bin");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let rtp = free_range(8);
-    let db = dir.path().join("calls.db");
-    let mut child = Command::new("timeout")
-        .args(["-k", "2", "120"])
-        .arg(env!("CARGO_BIN_EXE_scamscreen"))
-        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--upstream", &format!("127.0.0.1:{upstream}")])
-        .args(["--trust", "127.0.0.0/8"])
-        .args(["--rtp-ports", &format!("{}-{}", rtp.0, rtp.1)])
-        .arg("--db")
-        .arg(&db)
-        .current_dir(common::root())
-        .env("SCAMSCREEN_LOG", "info,whisper_rs=off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start scamscreen");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("listening udp"), "{line:?}");
-    Scamscreen {
-        _proc: Proc(child),
-        port,
-        db,
-        _dir: dir,
-    }
-}
-
-fn run_ok(cmd: &mut Command) {
+/// `dir/speech.pcap`: espeak-ng speech as RTP/PCMU, after 5.2 s of silence (scamscreen's
+/// greeting is 5.0 s) and followed by `trail_ms` of silence (ends the listening early).
+fn speech_pcap(dir: &Path, text: &str, trail_ms: u32) {
+    let wav = dir.join("speech.wav");
+    let pcm = demo::espeak(text, &dir.join("speech-espeak.wav")).unwrap();
+    demo::write_wav(&wav, &pcm).unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.arg(common::root().join("tests/peers/make_rtp_pcap.py"))
+        .arg(&wav)
+        .arg(dir.join("speech.pcap"))
+        .args(["--lead-silence-ms", "5200"])
+        .args(["--trail-silence-ms", &trail_ms.to_string()]);
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?}: {}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// `dir/speech.pcap`: espeak-ng speech as RTP/PCMU, after 5.2 s of silence (scamscreen's
-/// greeting is 5.0 s) and followed by `trail_ms` of silence (ends the listening early).
-fn speech_pcap(dir: &Path, text: &str, trail_ms: u32) {
-    let (raw, ulaw) = (dir.join("speech16.wav"), dir.join("speech.wav"));
-    run_ok(
-        Command::new("espeak-ng")
-            .args(["-v", "en-us+f3", "-s", "160", "-w"])
-            .arg(&raw)
-            .arg(text),
-    );
-    run_ok(
-        Command::new("sox")
-            .arg(&raw)
-            .args(["-r", "8000", "-c", "1", "-e", "u-law"])
-            .arg(&ulaw),
-    );
-    run_ok(
-        Command::new("python3")
-            .arg(common::root().join("tests/peers/make_rtp_pcap.py"))
-            .arg(&ulaw)
-            .arg(dir.join("speech.pcap"))
-            .args(["--lead-silence-ms", "5200"])
-            .args(["--trail-silence-ms", &trail_ms.to_string()]),
     );
 }
 
@@ -218,18 +145,6 @@ fn sipp(
         cmd.arg(format!("127.0.0.1:{t}"));
     }
     Proc(cmd.spawn().expect("start sipp"))
-}
-
-fn calls_json(db: &Path) -> Vec<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_scamscreen"))
-        .args(["calls", "--json", "--db"])
-        .arg(db)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -269,7 +184,7 @@ fn logs(dir: &Path) -> String {
 
 #[test]
 fn sipp_scam_caller_is_blocked_and_the_sipp_callee_never_rings() {
-    require(&["sipp", "espeak-ng", "sox", "python3", "timeout"]);
+    require(&["sipp", "espeak-ng", "python3", "timeout"]);
     let _cpu = common::cpu_heavy();
     let dir = tempfile::tempdir().unwrap();
     speech_pcap(
@@ -279,7 +194,7 @@ fn sipp_scam_caller_is_blocked_and_the_sipp_callee_never_rings() {
         3000,
     );
     let (uas_port, uac_port) = (free_port(), free_port());
-    let ss = start_scamscreen(uas_port);
+    let ss = Scamscreen::start(SocketAddr::new(LOOPBACK, uas_port));
     // The callee: must never get an INVITE, so it runs into its -timeout (exit 255). Its 30 s
     // outlast the whole blocked call (greeting, listening, verdict, announcement, BYE: ~20 s).
     let mut uas = sipp("uas_call.xml", uas_port, None, 30, &[], dir.path());
@@ -288,7 +203,7 @@ fn sipp_scam_caller_is_blocked_and_the_sipp_callee_never_rings() {
     let mut uac = sipp(
         "uac_screened_scam.xml",
         uac_port,
-        Some(ss.port),
+        Some(ss.sip.port()),
         35,
         &["-s", "15550001000"],
         dir.path(),
@@ -314,7 +229,7 @@ fn sipp_scam_caller_is_blocked_and_the_sipp_callee_never_rings() {
         logs(dir.path())
     );
     std::thread::sleep(Duration::from_millis(300));
-    let calls = calls_json(&ss.db);
+    let calls = ss.calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     let rec = &calls[0];
     assert_eq!(rec["action"], "divert", "{rec}");
@@ -331,7 +246,7 @@ fn sipp_scam_caller_is_blocked_and_the_sipp_callee_never_rings() {
 
 #[test]
 fn sipp_legit_caller_is_bridged_to_baresip() {
-    require(&["sipp", "baresip", "espeak-ng", "sox", "python3", "timeout"]);
+    require(&["sipp", "baresip", "espeak-ng", "python3", "timeout"]);
     let _cpu = common::cpu_heavy();
     let dir = tempfile::tempdir().unwrap();
     speech_pcap(
@@ -375,13 +290,13 @@ fn sipp_legit_caller_is_bridged_to_baresip() {
             .expect("start baresip"),
     );
     wait_udp_port(bs_port);
-    let ss = start_scamscreen(bs_port);
+    let ss = Scamscreen::start(SocketAddr::new(LOOPBACK, bs_port));
     let uac_port = free_port();
     let started = Instant::now();
     let mut uac = sipp(
         "uac_screened_legit.xml",
         uac_port,
-        Some(ss.port),
+        Some(ss.sip.port()),
         35,
         &["-s", "15550001000"],
         dir.path(),
@@ -414,7 +329,7 @@ fn sipp_legit_caller_is_bridged_to_baresip() {
         out.contains("terminated"),
         "the caller's BYE reached baresip\n{out}"
     );
-    let calls = calls_json(&ss.db);
+    let calls = ss.calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0]["action"], "allow", "{}", calls[0]);
 }

@@ -15,23 +15,36 @@
 //! - `Greeting`: leg A answered with 200 + our SDP (RFC 3264 answer made by the runtime);
 //!   the greeting plays. 2xx retransmitted until the ACK (§13.3.1.4).
 //! - `Listening`: the caller's audio is recorded until end of speech or `listen`.
-//! - `Screening`: transcript and verdict are being computed (bounded by `asr_timeout`).
+//! - `Screening`: transcript and verdict are being computed (bounded by `screening_timeout`).
 //! - `CallingCallee`: INVITE to the upstream (allow, warn, or divert to `divert_uri`) with
 //!   `X-Scamscreen-Verdict/Score/Reason`; the caller hears silence or ringback.
 //! - `Warning`: the callee answered and hears the warning before the legs are joined.
 //! - `Bridged`: media relayed between the legs.
 //! - `Blocking`: divert without `divert_uri`: the caller hears the block announcement.
+//! - `Ending`: hung up; a request of ours (BYE, CANCEL, INVITE) awaits its final response.
 //! - `Ended`: every leg is finished; `CallAction::Finished` carries the record.
 //!
 //! Requests on either leg are matched by Call-ID in the runtime, so the call itself checks
 //! each one as a UAS core must before acting on it (RFC 3261 §8.2, §12.2.2, §17.2.3): wrong
 //! tags get 481, an out-of-order CSeq 500, a merged INVITE 482, methods it does not take
 //! 405/501, a `Require` it lacks 420; retransmissions get the same answer again. Session
-//! timers (RFC 4028) are accepted with the caller as refresher. See `stage.rs` for the
-//! order of the checks and `dialog.rs` for each rule.
+//! timers (RFC 4028) are accepted with the caller as refresher.
+//!
+//! Files:
+//! - `stage.rs`: [`ScreenedCall`]'s stages, the verdict → action logic, timers and the
+//!   call record; the [`CallInput`] / [`CallAction`] types the runtime speaks.
+//! - `uas.rs`: the requests the peers send us, on either leg: the checks in RFC 3261
+//!   order, retransmitted requests, the answers to BYE, re-INVITE / UPDATE (session
+//!   timers), OPTIONS, INFO, CANCEL and the refused methods.
+//! - `uac.rs`: the requests we send: the INVITE to the callee and its responses (forks,
+//!   ACK), CANCEL, BYE on either leg.
+//! - `dialog.rs`: one leg's dialog state and each rule the checks apply (refusals, server
+//!   transactions, 2xx retransmission, session-timer values).
 
 pub mod dialog;
 mod stage;
+mod uac;
+mod uas;
 
 pub use dialog::{refusal_for_invite, Refusal};
 

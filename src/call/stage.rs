@@ -1,38 +1,30 @@
-//! `ScreenedCall`: the signalling and stage logic of one screened call.
-//!
-//! Both legs are dialogs whose far ends we do not trust. Every request passes the UAS
-//! core's checks in RFC 3261 order before it is acted on:
+//! `ScreenedCall`: one screened call's stages, the verdict → action logic, and the types
+//! the runtime speaks to it with ([`CallInput`], [`CallAction`]).
 //!
 //! ```text
-//!  request ─▶ transaction (§17.2.3: branch + method) ── retransmission ─▶ same answer again
-//!     │                                               └─ ACK of our non-2xx ─▶ absorbed
-//!     ├─ no To tag (§8.2.2.2, §9.2): initial INVITE again ─▶ our 200 again (until ACK)
-//!     │                              CANCEL of the initial INVITE ─▶ 200, no effect
-//!     │                              another INVITE (merged / Call-ID reuse) ─▶ 482
-//!     │                              anything else ─▶ 481
-//!     ├─ dialog (§12.2.2): tags not this leg's, or leg hung up ─▶ 481 (not acted on)
-//!     │                    CSeq lower than the peer's last ─▶ 500
-//!     ├─ method (§8.2.1): PRACK, NOTIFY ─▶ 481; SUBSCRIBE, REFER, MESSAGE … ─▶ 405 + Allow;
-//!     │                   unknown ─▶ 501
-//!     ├─ Require (§8.2.2.3): an option tag we do not understand ─▶ 420 + Unsupported
-//!     └─ act: BYE ─▶ 200 and hang up; re-INVITE / UPDATE ─▶ 200 with our SDP (RFC 4028
-//!             refresh); OPTIONS ─▶ 200; INFO ─▶ 200 (469 for an Info Package, RFC 6086)
+//!  Greeting ─(greeting played)─▶ Listening ─(end of speech, or `listen`)─▶ Screening ─(verdict)─▶
+//!    ├─ allow, divert to `divert_uri` ─▶ CallingCallee ─(callee's 2xx)─▶ Bridged
+//!    ├─ warn ─▶ CallingCallee ─(callee's 2xx)─▶ Warning ─(warning played to B)─▶ Bridged
+//!    └─ divert, no `divert_uri` ─▶ Blocking ─(announcement played to A)─▶ Ending
+//!  any stage ─(hang-up, failure, timeout)─▶ Ending ─(our requests have their finals)─▶ Ended
 //! ```
 //!
-//! Answers to requests that are not in our dialogs (481, 482) go statelessly (§8.2.7), so
-//! a forged request costs one datagram and no state; answers inside a dialog go through a
-//! server transaction, so retransmissions get the same answer. Responses from the callee
-//! count only for the transaction they name (§17.1.3); a 2xx from another fork of our
-//! INVITE is ACKed and hung up (§13.2.2.4).
+//! No verdict by `screening_timeout`, or a failed ASR, is `unscreened`: `fail_open` makes it
+//! allow, else divert.
+//!
+//! The SIP of each leg is in the files beside this one: `uas.rs` checks and answers the
+//! requests the peers send us; `uac.rs` runs the requests we send (the INVITE to the
+//! callee, BYE, CANCEL) and takes their responses.
 
 use super::dialog::{
-    accepted_session_expires, cseq_of, refusal_for_invite, refusal_for_method, session_bye_after,
-    session_timer_headers, tag_of, top_branch, Dialog, PendingAnswers, Refusal, ServedRequests,
-    ALLOWED_METHODS, SUPPORTED_EXTENSIONS,
+    accepted_session_expires, cseq_of, refusal_for_invite, session_bye_after,
+    session_timer_headers, top_branch, Dialog, PendingAnswers, ServedRequests, ALLOWED_METHODS,
+    SUPPORTED_EXTENSIONS,
 };
+use super::uac::SentRequest;
 use crate::sip::msg::SipMessage;
 use crate::sip::proxy::Peer;
-use crate::sip::transaction::{ClientInvite, ClientNonInvite, Reliability, TimerConfig, TxEvent};
+use crate::sip::transaction::{ClientInvite, Reliability, TimerConfig, TxEvent};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -199,62 +191,56 @@ pub enum Stage {
     Ended,
 }
 
-/// A request we sent (BYE, CANCEL) and its client transaction, matched by branch and CSeq
-/// method (§17.1.3).
-struct SentRequest {
-    leg: Leg,
-    branch: String,
-    method: &'static str,
-    tx: ClientNonInvite,
-}
-
+/// One screened call: leg A's dialog (we are the caller's UAS) and leg B's (we are the
+/// callee's UAC), the stage, and the actions waiting for the runtime. Its fields are shared
+/// with `uas.rs` and `uac.rs`.
 pub struct ScreenedCall {
-    id: u64,
-    cfg: CallConfig,
-    stage: Stage,
-    a: Dialog,
-    b: Option<Dialog>,
-    b_invite: Option<ClientInvite>,
+    pub(super) id: u64,
+    pub(super) cfg: CallConfig,
+    pub(super) stage: Stage,
+    pub(super) a: Dialog,
+    pub(super) b: Option<Dialog>,
+    pub(super) b_invite: Option<ClientInvite>,
     /// Bytes of our INVITE to B (for CANCEL).
-    b_invite_msg: Option<SipMessage>,
+    pub(super) b_invite_msg: Option<SipMessage>,
     /// Leg B's dialog is up and must be ended with BYE.
-    b_answered: bool,
+    pub(super) b_answered: bool,
     /// A 2xx to our INVITE has come (later ones are retransmissions or other forks).
-    b_confirmed: bool,
-    b_ringing: bool,
+    pub(super) b_confirmed: bool,
+    pub(super) b_ringing: bool,
     /// CANCEL wanted before the callee's first provisional response.
-    cancel_pending: bool,
+    pub(super) cancel_pending: bool,
     /// To tags of other forks' 2xx that we ACKed and hung up (§13.2.2.4).
-    ended_forks: Vec<String>,
+    pub(super) ended_forks: Vec<String>,
     /// Non-INVITE client transactions we run (BYE, CANCEL).
-    requests: Vec<SentRequest>,
+    pub(super) requests: Vec<SentRequest>,
     /// Server transactions of the requests the peers sent us.
-    served: ServedRequests,
+    pub(super) served: ServedRequests,
     /// 2xx responses to INVITEs awaiting their ACK.
-    answers: PendingAnswers,
+    pub(super) answers: PendingAnswers,
     /// The caller's BYE came: leg A's dialog is over (§15.1.2).
-    a_hung_up: bool,
+    pub(super) a_hung_up: bool,
     /// Our 200 to the INVITE (for retransmitted INVITEs).
-    invite_response: Bytes,
+    pub(super) invite_response: Bytes,
     /// Top Via branch and CSeq number of the initial INVITE.
-    invite_branch: String,
-    invite_cseq: u32,
+    pub(super) invite_branch: String,
+    pub(super) invite_cseq: u32,
     /// RFC 4028 §10: when we send BYE unless the peer refreshes the session first, per
     /// leg (A, B).
-    session_bye: [Option<Instant>; 2],
-    original_uri: String,
-    original_from: String,
-    original_to: String,
-    local_sdp_b: Bytes,
-    result: Option<ScreeningResult>,
-    outcome: Option<CallOutcome>,
-    started: Instant,
-    listen_started: Option<Instant>,
-    speech_ended: Option<Instant>,
-    verdict_at: Option<Instant>,
-    deadline: Option<Instant>,
-    branch_seq: u32,
-    actions: VecDeque<CallAction>,
+    pub(super) session_bye: [Option<Instant>; 2],
+    pub(super) original_uri: String,
+    pub(super) original_from: String,
+    pub(super) original_to: String,
+    pub(super) local_sdp_b: Bytes,
+    pub(super) result: Option<ScreeningResult>,
+    pub(super) outcome: Option<CallOutcome>,
+    pub(super) started: Instant,
+    pub(super) listen_started: Option<Instant>,
+    pub(super) speech_ended: Option<Instant>,
+    pub(super) verdict_at: Option<Instant>,
+    pub(super) deadline: Option<Instant>,
+    pub(super) branch_seq: u32,
+    pub(super) actions: VecDeque<CallAction>,
 }
 
 impl ScreenedCall {
@@ -384,25 +370,18 @@ impl ScreenedCall {
         }
     }
 
-    fn send(&mut self, leg: Leg, bytes: Bytes) {
+    pub(super) fn send(&mut self, leg: Leg, bytes: Bytes) {
         let to = self.peer(leg);
         self.actions.push_back(CallAction::Send { to, bytes });
     }
 
-    fn branch(&mut self) -> String {
+    pub(super) fn branch(&mut self) -> String {
         self.branch_seq += 1;
         format!("z9hG4bK-call{:x}-{}", self.id, self.branch_seq)
     }
 
-    fn reliability(&self, leg: Leg) -> Reliability {
+    pub(super) fn reliability(&self, leg: Leg) -> Reliability {
         reliability_of(self.peer(leg))
-    }
-
-    fn session_bye_mut(&mut self, leg: Leg) -> &mut Option<Instant> {
-        match leg {
-            Leg::A => &mut self.session_bye[0],
-            Leg::B => &mut self.session_bye[1],
-        }
     }
 
     /// The earliest time `handle_timeout` has work.
@@ -589,277 +568,45 @@ impl ScreenedCall {
         }
     }
 
-    fn call_b(&mut self, now: Instant, uri: &str, verdict: &str, score: f64, reason: &str) {
-        let contact = format!("<sip:scamscreen@{}>", self.cfg.local_host);
-        let local = NameAddrText::of(&self.original_from);
-        let remote = NameAddrText::of(&self.original_to);
-        let mut b = Dialog::new_uac(
-            &format!("ss-{}-{:x}", self.a.call_id, self.id),
-            &local,
-            &format!("ss{:x}b", self.id),
-            &remote,
-            uri,
-            self.cfg.upstream,
-            &contact,
-            &self.cfg.local_host,
-        );
-        let branch = self.branch();
-        let mut invite = b.request("INVITE", &branch, None);
-        invite.push_header("X-Scamscreen-Caller", "withheld");
-        invite.push_header("X-Scamscreen-Verdict", verdict);
-        invite.push_header("X-Scamscreen-Score", format!("{score:.2}"));
-        invite.push_header("X-Scamscreen-Reason", reason.replace(['\r', '\n'], " "));
-        invite.push_header("Content-Type", "application/sdp");
-        invite.set_body(self.local_sdp_b.clone());
-        let reliability = self.reliability(Leg::B);
-        self.b_invite = Some(ClientInvite::new(
-            now,
-            invite.to_bytes(),
-            reliability,
-            &self.cfg.timers,
-        ));
-        self.b_invite_msg = Some(invite);
-        self.b = Some(b);
-        self.stage = Stage::CallingCallee;
-        self.deadline = Some(now + self.cfg.ring_timeout);
-    }
-
-    fn on_caller_message(&mut self, now: Instant, msg: SipMessage) {
-        if msg.is_request() {
-            self.on_request(now, Leg::A, msg);
+    /// The callee answered (leg B's first 2xx, ACKed by `uac.rs`) while we were calling
+    /// it: stop the ringback, give the runtime the callee's SDP, and warn the callee first
+    /// when the verdict says so.
+    pub(super) fn callee_answered(&mut self, sdp: Bytes) {
+        if self.b_ringing {
+            self.actions.push_back(CallAction::Ringback(false));
+        }
+        self.actions.push_back(CallAction::CalleeSdp(sdp));
+        let diverted = self
+            .result
+            .as_ref()
+            .is_some_and(|r| r.action == Action::Divert);
+        self.outcome = Some(if diverted {
+            CallOutcome::Diverted
         } else {
-            // A response on leg A: to our BYE.
-            self.response_to_request(now, Leg::A, &msg);
-        }
-    }
-
-    /// A request from either peer, through the UAS core's checks in RFC 3261 order (see
-    /// the module comment): transaction (§17.2.3), dialog (§8.2.2.2, §12.2.2), method
-    /// (§8.2.1), Require (§8.2.2.3), then the method itself.
-    fn on_request(&mut self, now: Instant, leg: Leg, msg: SipMessage) {
-        let method = msg.method().unwrap_or_default().to_string();
-        let branch = top_branch(&msg).unwrap_or_default();
-        if self.served.absorb(now, leg, &msg) {
-            return;
-        }
-        if tag_of(&msg, "to").is_none() {
-            self.on_request_without_to_tag(now, leg, &method, &branch, &msg);
-            return;
-        }
-        let admitted = match (leg, &mut self.b) {
-            (Leg::A, _) if self.a_hung_up => Err(Refusal::no_dialog()),
-            (Leg::A, _) => self.a.admit_request(&msg),
-            (Leg::B, Some(b)) => b.admit_request(&msg),
-            (Leg::B, None) => Err(Refusal::no_dialog()),
-        };
-        if let Err(refusal) = admitted {
-            // Not acted on. An ACK is never answered (§17.1.1.3).
-            if method != "ACK" {
-                self.refuse_statelessly(leg, &msg, &refusal);
+            CallOutcome::Connected
+        });
+        let warning = self
+            .result
+            .as_ref()
+            .filter(|r| r.action == Action::Warn)
+            .and_then(|r| r.warning.clone());
+        match warning {
+            Some(text) => {
+                self.stage = Stage::Warning;
+                self.actions.push_back(CallAction::PlayPrompt {
+                    leg: Leg::B,
+                    prompt: Prompt::Warning(text),
+                });
             }
-            return;
-        }
-        match method.as_str() {
-            "ACK" => self.on_ack(leg, &msg),
-            "CANCEL" => {
-                // §9.2: a CANCEL inside a dialog is for a re-INVITE, which we answered at
-                // once: 200, and no effect. One for no request of ours: 481.
-                let known = self.served.answered_invite(leg, &branch);
-                let resp = match known {
-                    true => self.dialog(leg).map(|d| d.response(&msg, 200, "OK")),
-                    false => self
-                        .dialog(leg)
-                        .map(|d| Refusal::no_dialog().response(&msg, &d.local_tag)),
-                };
-                if let Some(resp) = resp {
-                    self.reply(now, leg, &msg, resp);
-                }
-            }
-            _ => self.on_dialog_request(now, leg, &method, &msg),
-        }
-    }
-
-    fn dialog(&self, leg: Leg) -> Option<&Dialog> {
-        match leg {
-            Leg::A => Some(&self.a),
-            Leg::B => self.b.as_ref(),
-        }
-    }
-
-    /// A request with no To tag on a Call-ID this call owns: only the initial INVITE's own
-    /// transaction may lack it.
-    fn on_request_without_to_tag(
-        &mut self,
-        now: Instant,
-        leg: Leg,
-        method: &str,
-        branch: &str,
-        msg: &SipMessage,
-    ) {
-        let initial = leg == Leg::A && !branch.is_empty() && branch == self.invite_branch;
-        let cseq = cseq_of(msg).map(|c| c.0);
-        match method {
-            // Acknowledges nothing of ours (our responses all carry a To tag).
-            "ACK" => {}
-            "INVITE" if initial => {
-                // The initial INVITE again: our 200 again while we still retransmit it
-                // (§13.3.1.4); after its ACK the transaction is over and this is absorbed.
-                let cseq = self.invite_cseq;
-                if self.answers.awaits_ack(Leg::A, cseq) {
-                    let bytes = self.invite_response.clone();
-                    self.send(Leg::A, bytes);
-                }
-            }
-            "CANCEL" if initial && cseq == Some(self.invite_cseq) => {
-                // §9.2: the INVITE has its final response, so the CANCEL gets 200 and has
-                // no effect on the call (the caller hangs up with BYE, §15).
-                let ok = self.a.response(msg, 200, "OK");
-                self.reply(now, leg, msg, ok);
-            }
-            // §8.2.2.2: the same request again by another path (same From tag, Call-ID and
-            // CSeq, another branch) is a merged request. A new INVITE reusing this Call-ID
-            // with another From tag would be a second dialog this call cannot host (one
-            // call per Call-ID): refused the same way.
-            "INVITE" => self.refuse_statelessly(leg, msg, &Refusal::new(482, "Loop Detected")),
-            // §9.2, §12.2.2, §15.1.2: no transaction or dialog of ours matches.
-            _ => self.refuse_statelessly(leg, msg, &Refusal::no_dialog()),
-        }
-    }
-
-    /// An ACK in the dialog: the 2xx it acknowledges is no longer retransmitted.
-    fn on_ack(&mut self, leg: Leg, msg: &SipMessage) {
-        if let Some((cseq, _)) = cseq_of(msg) {
-            self.answers.acked(leg, cseq);
-        }
-    }
-
-    /// A request admitted into a leg's dialog (tags and CSeq checked).
-    fn on_dialog_request(&mut self, now: Instant, leg: Leg, method: &str, msg: &SipMessage) {
-        let Some(local_tag) = self.dialog(leg).map(|d| d.local_tag.clone()) else {
-            return;
-        };
-        let refusal = refusal_for_method(msg);
-        if let Some(refusal) = refusal {
-            let resp = refusal.response(msg, &local_tag);
-            self.reply(now, leg, msg, resp);
-            return;
-        }
-        match method {
-            "BYE" => self.on_bye(now, leg, msg),
-            "INVITE" | "UPDATE" => self.accept_session_update(now, leg, msg),
-            "OPTIONS" => {
-                // §11.2: what we can do, in the dialog.
-                if let Some(mut ok) = self.dialog(leg).map(|d| d.response(msg, 200, "OK")) {
-                    ok.push_header("Allow", ALLOWED_METHODS);
-                    ok.push_header("Accept", "application/sdp");
-                    ok.push_header("Supported", SUPPORTED_EXTENSIONS);
-                    self.reply(now, leg, msg, ok);
-                }
-            }
-            _ => {
-                // INFO. Legacy INFO (RFC 6086 §2: no Info-Package header; DTMF, keepalives)
-                // is acknowledged with 200 and not relayed. An Info Package we never
-                // declared in Recv-Info gets 469 with an empty Recv-Info (RFC 6086 §4.2.2).
-                let resp = if msg.header("info-package").is_some() {
-                    Refusal::new(469, "Bad Info Package")
-                        .with("Recv-Info", "")
-                        .response(msg, &local_tag)
-                } else {
-                    crate::call::dialog::response_to(msg, 200, "OK", &local_tag)
-                };
-                self.reply(now, leg, msg, resp);
+            None => {
+                self.stage = Stage::Bridged;
+                self.actions.push_back(CallAction::Bridge);
             }
         }
-    }
-
-    fn on_bye(&mut self, now: Instant, leg: Leg, msg: &SipMessage) {
-        let Some(ok) = self.dialog(leg).map(|d| d.response(msg, 200, "OK")) else {
-            return;
-        };
-        self.reply(now, leg, msg, ok);
-        match leg {
-            Leg::A => {
-                self.a_hung_up = true;
-                self.a_gone(now);
-            }
-            Leg::B => {
-                self.b_answered = false;
-                self.b = None;
-                if !matches!(self.stage, Stage::Ending | Stage::Ended) {
-                    let outcome = self.outcome.unwrap_or(CallOutcome::Connected);
-                    self.hang_up(now, outcome);
-                }
-            }
-        }
-    }
-
-    /// A re-INVITE or UPDATE (hold, a codec change, or only a session refresh, RFC 4028):
-    /// the session stays as it is. A re-INVITE gets our current SDP (the answer to its
-    /// offer, or our offer when it had none, §14.2); an UPDATE gets it only when it carried
-    /// an offer (RFC 3311 §5.2). The session timer is settled again (RFC 4028 §9, see
-    /// [`accepted_session_expires`]) and our 2xx to a re-INVITE is retransmitted until its
-    /// ACK like the first one (§13.3.1.4).
-    fn accept_session_update(&mut self, now: Instant, leg: Leg, msg: &SipMessage) {
-        let is_invite = msg.method() == Some("INVITE");
-        let sdp = match leg {
-            Leg::A => sdp_of(&self.invite_response),
-            Leg::B => Some(self.local_sdp_b.clone()),
-        };
-        let session_expires = accepted_session_expires(msg);
-        let dialog = match leg {
-            Leg::A => &mut self.a,
-            Leg::B => match &mut self.b {
-                Some(b) => b,
-                None => return,
-            },
-        };
-        dialog.refresh_target(msg);
-        let mut ok = dialog.response(msg, 200, "OK");
-        ok.push_header("Allow", ALLOWED_METHODS);
-        ok.push_header("Supported", SUPPORTED_EXTENSIONS);
-        for (name, value) in session_expires.into_iter().flat_map(session_timer_headers) {
-            ok.push_header(name, value);
-        }
-        if is_invite || !msg.body().is_empty() {
-            if let Some(sdp) = sdp {
-                ok.push_header("Content-Type", "application/sdp");
-                ok.set_body(sdp);
-            }
-        }
-        *self.session_bye_mut(leg) = session_expires.map(|s| now + session_bye_after(s));
-        let bytes = ok.to_bytes();
-        if is_invite {
-            let cseq = cseq_of(msg).map(|c| c.0).unwrap_or(0);
-            self.answers.start(now, leg, cseq, bytes.clone());
-        }
-        self.reply_bytes(now, leg, msg, 200, bytes);
-    }
-
-    /// Our answer to a request, through a server transaction so its retransmissions get the
-    /// same answer (§17.2; see [`ServedRequests`]).
-    fn reply(&mut self, now: Instant, leg: Leg, req: &SipMessage, resp: SipMessage) {
-        let status = resp.status().unwrap_or(500);
-        self.reply_bytes(now, leg, req, status, resp.to_bytes());
-    }
-
-    fn reply_bytes(&mut self, now: Instant, leg: Leg, req: &SipMessage, status: u16, bytes: Bytes) {
-        self.served.answer(now, leg, req, status, bytes);
-        while let Some((leg, bytes)) = self.served.poll_transmit() {
-            self.send(leg, bytes);
-        }
-    }
-
-    /// A refusal for a request that is not in our dialogs, sent once and forgotten
-    /// (§8.2.7): a forged request costs one datagram and no state; its retransmissions are
-    /// refused again the same way. (It goes to the leg's peer, like everything we send.)
-    fn refuse_statelessly(&mut self, leg: Leg, msg: &SipMessage, refusal: &Refusal) {
-        let tag = format!("ss{:x}x", self.id);
-        let bytes = refusal.response(msg, &tag).to_bytes();
-        self.send(leg, bytes);
     }
 
     /// The caller left: end leg B, whatever its state.
-    fn a_gone(&mut self, now: Instant) {
+    pub(super) fn a_gone(&mut self, now: Instant) {
         if matches!(self.stage, Stage::Ending | Stage::Ended) {
             return;
         }
@@ -875,227 +622,8 @@ impl ScreenedCall {
         self.maybe_finish(now);
     }
 
-    fn on_callee_message(&mut self, now: Instant, msg: SipMessage) {
-        if msg.is_request() {
-            self.on_request(now, Leg::B, msg);
-            return;
-        }
-        let status = msg.status().unwrap_or(0);
-        let Some((cseq, cseq_method)) = cseq_of(&msg) else {
-            return;
-        };
-        if cseq_method != "INVITE" {
-            self.response_to_request(now, Leg::B, &msg);
-            return;
-        }
-        // Only responses to our INVITE count: its branch and CSeq (§17.1.3), our From tag.
-        let Some(inv) = &self.b_invite_msg else {
-            return;
-        };
-        let invite_cseq = cseq_of(inv).map(|c| c.0).unwrap_or(1);
-        if top_branch(&msg) != top_branch(inv)
-            || cseq != invite_cseq
-            || tag_of(&msg, "from") != tag_of(inv, "from")
-        {
-            return;
-        }
-        let deliver = match &mut self.b_invite {
-            Some(tx) => tx.on_response(now, status, || {
-                crate::sip::proxy::ack_for_non_2xx(inv, &msg).to_bytes()
-            }),
-            // A 2xx retransmission after the transaction ended: ACK it again below.
-            None => (200..300).contains(&status),
-        };
-        if !deliver {
-            return;
-        }
-        match status {
-            100..=199 if self.cancel_pending => {
-                self.cancel_pending = false;
-                self.cancel_b(now);
-            }
-            100 => {}
-            101..=199 => {
-                if !self.b_ringing && self.stage == Stage::CallingCallee {
-                    self.b_ringing = true;
-                    self.actions.push_back(CallAction::Ringback(true));
-                }
-            }
-            200..=299 => {
-                let first = !self.b_confirmed;
-                let to_tag = tag_of(&msg, "to").unwrap_or_default();
-                if !first && self.b.as_ref().is_some_and(|b| b.remote_tag != to_tag) {
-                    self.end_fork(now, &msg, invite_cseq, to_tag);
-                    return;
-                }
-                if let Some(b) = &mut self.b {
-                    if first {
-                        b.confirm_from_response(&msg);
-                    }
-                    // ACK for 2xx is the UAC core's, sent for every 2xx (§13.2.2.4).
-                    let branch = format!("z9hG4bK-call{:x}-ack", self.id);
-                    let ack = b.request("ACK", &branch, Some(invite_cseq)).to_bytes();
-                    self.actions.push_back(CallAction::Send {
-                        to: self.cfg.upstream,
-                        bytes: ack,
-                    });
-                }
-                if !first {
-                    return;
-                }
-                self.b_confirmed = true;
-                self.b_answered = true;
-                self.deadline = None;
-                if self.stage != Stage::CallingCallee {
-                    // The caller left while the callee was being rung: hang up on B.
-                    self.end_b(now);
-                    return;
-                }
-                if self.b_ringing {
-                    self.actions.push_back(CallAction::Ringback(false));
-                }
-                self.actions
-                    .push_back(CallAction::CalleeSdp(msg.body().clone()));
-                let diverted = self
-                    .result
-                    .as_ref()
-                    .is_some_and(|r| r.action == Action::Divert);
-                self.outcome = Some(if diverted {
-                    CallOutcome::Diverted
-                } else {
-                    CallOutcome::Connected
-                });
-                let warning = self
-                    .result
-                    .as_ref()
-                    .filter(|r| r.action == Action::Warn)
-                    .and_then(|r| r.warning.clone());
-                match warning {
-                    Some(text) => {
-                        self.stage = Stage::Warning;
-                        self.actions.push_back(CallAction::PlayPrompt {
-                            leg: Leg::B,
-                            prompt: Prompt::Warning(text),
-                        });
-                    }
-                    None => {
-                        self.stage = Stage::Bridged;
-                        self.actions.push_back(CallAction::Bridge);
-                    }
-                }
-            }
-            _ => {
-                // Busy, declined, not found…: the caller is already answered, so end it.
-                self.b = None;
-                if self.stage == Stage::CallingCallee {
-                    self.hang_up(now, CallOutcome::CalleeFailed(status));
-                }
-            }
-        }
-    }
-
-    /// A 2xx from another fork of our INVITE than the one we bridged: ACK it (every 2xx
-    /// is ACKed) and hang it up once (§13.2.2.4).
-    fn end_fork(&mut self, now: Instant, msg: &SipMessage, invite_cseq: u32, to_tag: String) {
-        let Some(b) = &self.b else {
-            return;
-        };
-        let mut fork = b.clone();
-        fork.confirm_from_response(msg);
-        let ack_branch = format!("z9hG4bK-call{:x}-ack", self.id);
-        let ack = fork
-            .request("ACK", &ack_branch, Some(invite_cseq))
-            .to_bytes();
-        self.send(Leg::B, ack);
-        if self.ended_forks.contains(&to_tag) {
-            return;
-        }
-        self.ended_forks.push(to_tag);
-        let branch = self.branch();
-        let bye = fork.request("BYE", &branch, None).to_bytes();
-        self.push_request(now, Leg::B, branch, "BYE", bye);
-    }
-
-    /// A response to one of our BYEs or CANCELs: its branch and CSeq method name the
-    /// transaction (§17.1.3); anything else is dropped.
-    fn response_to_request(&mut self, now: Instant, leg: Leg, msg: &SipMessage) {
-        let status = msg.status().unwrap_or(0);
-        let branch = top_branch(msg);
-        let method = cseq_of(msg).map(|c| c.1);
-        for r in &mut self.requests {
-            if r.leg == leg
-                && branch.as_deref() == Some(r.branch.as_str())
-                && method.as_deref() == Some(r.method)
-            {
-                r.tx.on_response(now, status);
-            }
-        }
-    }
-
-    /// Stop ringing B (CANCEL) or hang up B (BYE), whichever applies.
-    fn cancel_b(&mut self, now: Instant) {
-        use crate::sip::transaction::ClientInviteState as CI;
-        if self.b_answered {
-            return;
-        }
-        match self.b_invite.as_ref().map(|t| t.state()) {
-            Some(CI::Proceeding) => {}
-            Some(CI::Calling) => {
-                // §9.1: no CANCEL before a provisional response; send it when one comes.
-                self.cancel_pending = true;
-                return;
-            }
-            _ => return, // already final: nothing to cancel
-        }
-        if self
-            .requests
-            .iter()
-            .any(|r| r.leg == Leg::B && r.method == "CANCEL")
-        {
-            return; // one CANCEL is enough
-        }
-        if let Some(inv) = &self.b_invite_msg {
-            if self.b_invite.is_some() {
-                let cancel = crate::sip::proxy::cancel_for_invite(inv);
-                let branch = top_branch(&cancel).unwrap_or_default();
-                self.push_request(now, Leg::B, branch, "CANCEL", cancel.to_bytes());
-            }
-        }
-    }
-
-    fn end_b(&mut self, now: Instant) {
-        if self.b_answered {
-            if let Some(b) = &mut self.b {
-                self.branch_seq += 1;
-                let branch = format!("z9hG4bK-call{:x}-{}", self.id, self.branch_seq);
-                let bye = b.request("BYE", &branch, None).to_bytes();
-                self.push_request(now, Leg::B, branch, "BYE", bye);
-            }
-            self.b_answered = false;
-        } else {
-            self.cancel_b(now);
-        }
-    }
-
-    fn push_request(
-        &mut self,
-        now: Instant,
-        leg: Leg,
-        branch: String,
-        method: &'static str,
-        bytes: Bytes,
-    ) {
-        let reliability = self.reliability(leg);
-        self.requests.push(SentRequest {
-            leg,
-            branch,
-            method,
-            tx: ClientNonInvite::new(now, bytes, reliability, &self.cfg.timers),
-        });
-    }
-
     /// End the call from our side: BYE the caller (if still there) and end leg B.
-    fn hang_up(&mut self, now: Instant, outcome: CallOutcome) {
+    pub(super) fn hang_up(&mut self, now: Instant, outcome: CallOutcome) {
         if matches!(self.stage, Stage::Ending | Stage::Ended) {
             return;
         }
@@ -1164,26 +692,5 @@ fn reliability_of(peer: Peer) -> Reliability {
     match peer.transport {
         crate::sip::proxy::Transport::Udp => Reliability::Unreliable,
         crate::sip::proxy::Transport::Tcp => Reliability::Reliable,
-    }
-}
-
-fn sdp_of(response: &Bytes) -> Option<Bytes> {
-    let msg = SipMessage::parse(response).ok()?;
-    let body = msg.body().clone();
-    (!body.is_empty()).then_some(body)
-}
-
-/// `"Display" <uri>` without header parameters (the tag is ours to choose).
-struct NameAddrText;
-
-impl NameAddrText {
-    fn of(value: &str) -> String {
-        match crate::sip::uri::NameAddr::parse(value) {
-            Ok(n) => match n.display {
-                Some(d) => format!("\"{}\" <{}>", d.replace('"', ""), n.uri_text),
-                None => format!("<{}>", n.uri_text),
-            },
-            Err(_) => "<sip:anonymous@anonymous.invalid>".to_string(),
-        }
     }
 }

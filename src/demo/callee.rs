@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{header, headers, method, response, rtp_audio, sdp, status, token, DemoError};
+use super::{header, headers, method, pcmu_sdp, response, rtp_audio, status, token, DemoError};
 
 /// What the callee saw of one call (one Call-ID on its side).
 #[derive(Debug, Clone, Default)]
@@ -24,6 +24,17 @@ pub struct CalleeCall {
     pub ended: bool,
     /// The audio it received: 8 kHz PCM, PCMU or PCMA decoded.
     pub audio: Vec<i16>,
+}
+
+impl CalleeCall {
+    /// The value of the INVITE's `X-Scamscreen-<name>` header (`name` case-insensitive,
+    /// e.g. `"verdict"`).
+    pub fn scamscreen_header(&self, name: &str) -> Option<&str> {
+        self.scamscreen_headers.iter().find_map(|(n, v)| {
+            let suffix = n.get("x-scamscreen-".len()..)?;
+            suffix.eq_ignore_ascii_case(name).then_some(v.as_str())
+        })
+    }
 }
 
 #[derive(Default)]
@@ -99,6 +110,16 @@ impl DemoCallee {
     /// The calls it got so far, in order (audio up to now).
     pub fn calls(&self) -> Vec<CalleeCall> {
         self.lock().calls.clone()
+    }
+
+    /// The call scamscreen placed for the caller's call `caller_call_id` (scamscreen's
+    /// Call-ID towards the callee embeds the caller's), as it is now.
+    pub fn call_for(&self, caller_call_id: &str) -> Option<CalleeCall> {
+        self.lock()
+            .calls
+            .iter()
+            .find(|c| c.call_id.contains(caller_call_id))
+            .cloned()
     }
 
     /// Every SIP message it received, in order.
@@ -308,7 +329,7 @@ impl Uas {
         let Some(media) = self.media.get(&call_id) else {
             return;
         };
-        let body = sdp(media.addr);
+        let body = pcmu_sdp(media.addr);
         let ok = response(invite, 200, "OK", &self.to_tag)
             + &format!(
                 "Contact: <sip:callee@{}>\r\nContent-Type: application/sdp\r\n\

@@ -4,8 +4,8 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::{
-    cseq_method, header, method, response, rtp_audio, rtp_packet, sdp, sdp_media, status, token,
-    DemoError, FRAME_SAMPLES,
+    cseq_method, header, method, pcmu_sdp, response, rtp_audio, rtp_packet, sdp_media, status,
+    token, DemoError, FRAME_SAMPLES,
 };
 use crate::media::g711::Codec;
 
@@ -15,6 +15,10 @@ const T1: Duration = Duration::from_millis(500);
 /// A withheld caller: sends an INVITE (`From: anonymous`, `Privacy: id`) with a PCMU offer,
 /// ACKs the 200, then sends paced 20 ms PCMU packets of whatever it is told to say. It answers
 /// a BYE with 200, records the audio it receives and the SIP messages it sees.
+///
+/// [`DemoCaller::call`] is the usual way in. For calls that are meant to fail,
+/// [`DemoCaller::invite`] offers any SDP body and [`DemoCaller::wait_final`] returns the final
+/// status, whatever it is (error responses are ACKed).
 ///
 /// Every method that passes time ([`DemoCaller::speak`], [`DemoCaller::silence`],
 /// [`DemoCaller::wait_for_bye`]) keeps sending RTP (silence when there is nothing to say), as a
@@ -38,7 +42,14 @@ pub struct DemoCaller {
     next_packet: Instant,
     got_bye: bool,
     hung_up: bool,
+    /// The first final response to the INVITE: status and reason.
     final_status: Option<(u16, String)>,
+    /// The INVITE as sent, its branch, and when to retransmit it (until any response).
+    invite: String,
+    invite_branch: String,
+    resend: Option<(Instant, Duration)>,
+    /// The BYE, once sent.
+    bye: Option<String>,
 }
 
 impl std::fmt::Debug for DemoCaller {
@@ -59,6 +70,30 @@ impl DemoCaller {
         local_ip: IpAddr,
         name: &str,
         timeout: Duration,
+    ) -> Result<DemoCaller, DemoError> {
+        let mut c = DemoCaller::invite(proxy, local_ip, name, None)?;
+        match c.wait_final(timeout)? {
+            Some(200..=299) => Ok(c),
+            Some(_) => {
+                let (status, reason) = c.final_status.clone().unwrap_or_default();
+                Err(DemoError::Rejected { status, reason })
+            }
+            None => Err(DemoError::NoAnswer {
+                secs: timeout.as_secs(),
+                got: c.first_lines(),
+            }),
+        }
+    }
+
+    /// Send the INVITE from `local_ip` (any free port) and return at once. Its body is `sdp`
+    /// when given (any text: a bad offer, or one naming another address), else a PCMU offer
+    /// on the caller's RTP socket. The INVITE is retransmitted (RFC 3261 Timer A) while the
+    /// caller waits: in [`DemoCaller::wait_final`] or any method that passes time.
+    pub fn invite(
+        proxy: SocketAddr,
+        local_ip: IpAddr,
+        name: &str,
+        sdp: Option<String>,
     ) -> Result<DemoCaller, DemoError> {
         let bind = |what: &str| {
             UdpSocket::bind((local_ip, 0)).map_err(|e| {
@@ -81,12 +116,26 @@ impl DemoCaller {
             .local_addr()
             .map_err(|e| DemoError::io("local address", e))?;
         let tok = token();
-        let mut c = DemoCaller {
+        let call_id = format!("demo-{name}-{tok}@{local_ip}");
+        let from_tag = format!("c{tok}");
+        let body = sdp.unwrap_or_else(|| pcmu_sdp(rtp_addr));
+        let branch = format!("z9hG4bK{}", token());
+        let invite = format!(
+            "INVITE sip:100@{proxy} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: \"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={from_tag}\r\n\
+             To: <sip:100@{proxy}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:caller@{local}>\r\nPrivacy: id\r\nUser-Agent: scamscreen-demo\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let c = DemoCaller {
             sip,
             rtp,
             proxy,
-            call_id: format!("demo-{name}-{tok}@{local_ip}"),
-            from_tag: format!("c{tok}"),
+            call_id,
+            from_tag,
             to_tag: String::new(),
             target: String::new(),
             remote_rtp: None,
@@ -99,50 +148,34 @@ impl DemoCaller {
             got_bye: false,
             hung_up: false,
             final_status: None,
+            invite,
+            invite_branch: branch,
+            resend: Some((Instant::now() + T1, T1)),
+            bye: None,
         };
-        let body = sdp(rtp_addr);
-        let branch = format!("z9hG4bK{}", token());
-        let invite = format!(
-            "INVITE sip:100@{proxy} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: \"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={}\r\n\
-             To: <sip:100@{proxy}>\r\nCall-ID: {}\r\nCSeq: 1 INVITE\r\n\
-             Contact: <sip:caller@{local}>\r\nPrivacy: id\r\nUser-Agent: scamscreen-demo\r\n\
-             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
-            c.from_tag,
-            c.call_id,
-            body.len()
-        );
-        let start = Instant::now();
-        let mut resend = start;
-        let mut interval = T1;
-        let mut responded = false;
-        while c.remote_rtp.is_none() {
-            if let Some((status, reason)) = c.final_status.clone() {
-                return Err(DemoError::Rejected { status, reason });
-            }
-            if start.elapsed() > timeout {
-                return Err(DemoError::NoAnswer {
-                    secs: timeout.as_secs(),
-                    got: c.first_lines(),
-                });
-            }
-            if !responded && Instant::now() >= resend {
-                c.send_sip(&invite)?;
-                resend = Instant::now() + interval;
-                interval = (interval * 2).min(Duration::from_secs(4));
-            }
-            c.poll_sip(Some(&branch))?;
-            responded = !c.log.is_empty();
-        }
-        c.next_packet = Instant::now();
+        c.send_sip(&c.invite)?;
         Ok(c)
+    }
+
+    /// Wait up to `timeout` for the final response to the INVITE and return its status
+    /// (`None` when none came). A 2xx is ACKed and starts the media; an error is ACKed.
+    pub fn wait_final(&mut self, timeout: Duration) -> Result<Option<u16>, DemoError> {
+        let deadline = Instant::now() + timeout;
+        while self.final_status.is_none() && Instant::now() < deadline {
+            self.poll_sip()?;
+        }
+        self.next_packet = Instant::now();
+        Ok(self.final_status.as_ref().map(|(code, _)| *code))
     }
 
     /// The Call-ID of the caller's leg (scamscreen's call records are keyed by it).
     pub fn call_id(&self) -> &str {
         &self.call_id
+    }
+
+    /// Where the caller sends its media (scamscreen's SDP answer); `None` before a 2xx.
+    pub fn remote_rtp(&self) -> Option<SocketAddr> {
+        self.remote_rtp
     }
 
     /// Whether scamscreen hung up on the caller (sent a BYE).
@@ -158,6 +191,12 @@ impl DemoCaller {
     /// The audio the caller heard so far (8 kHz PCM; one sample per sample received).
     pub fn heard(&self) -> &[i16] {
         &self.heard
+    }
+
+    /// The audio the caller heard so far, which is then forgotten (to keep only what comes
+    /// next, e.g. an announcement).
+    pub fn take_heard(&mut self) -> Vec<i16> {
+        std::mem::take(&mut self.heard)
     }
 
     /// Say `pcm` (8 kHz): 20 ms PCMU packets, paced in real time.
@@ -206,15 +245,37 @@ impl DemoCaller {
         Ok(done())
     }
 
-    /// Hang up with a BYE (unless scamscreen already did) and wait up to 2 s for its 200.
+    /// Send a BYE (once) and return at once, without waiting for its answer (see
+    /// [`DemoCaller::bye_answered`]). Unlike [`DemoCaller::hang_up`] the caller keeps sending
+    /// what it is told to say, as a phone whose last packets cross its BYE does.
+    pub fn send_bye(&mut self) -> Result<(), DemoError> {
+        if self.bye.is_some() || self.got_bye || self.remote_rtp.is_none() {
+            return Ok(());
+        }
+        let bye = self.request("BYE", 2, &format!("z9hG4bK{}", token()));
+        self.send_sip(&bye)?;
+        self.bye = Some(bye);
+        Ok(())
+    }
+
+    /// Whether the caller's BYE was answered with a 2xx.
+    pub fn bye_answered(&self) -> bool {
+        self.log.iter().any(|m| {
+            status(m).is_some_and(|s| (200..300).contains(&s)) && cseq_method(m) == Some("BYE")
+        })
+    }
+
+    /// Hang up with a BYE (unless scamscreen already did, or the call was never answered),
+    /// stop sending media and wait up to 2 s for the BYE's final response.
     pub fn hang_up(&mut self) -> Result<(), DemoError> {
-        if self.got_bye || self.hung_up {
+        if self.got_bye || self.hung_up || self.remote_rtp.is_none() {
             return Ok(());
         }
         self.hung_up = true;
-        let branch = format!("z9hG4bK{}", token());
-        let bye = self.request("BYE", 2, &branch);
-        self.send_sip(&bye)?;
+        self.send_bye()?;
+        let Some(bye) = self.bye.clone() else {
+            return Ok(());
+        };
         let deadline = Instant::now() + Duration::from_secs(2);
         let mut resend = Instant::now() + T1;
         while Instant::now() < deadline {
@@ -229,7 +290,7 @@ impl DemoCaller {
                 self.send_sip(&bye)?;
                 resend = Instant::now() + T1;
             }
-            self.poll_sip(None)?;
+            self.poll_sip()?;
             self.drain_rtp();
         }
         Ok(())
@@ -237,7 +298,7 @@ impl DemoCaller {
 
     fn send_frame(&mut self, frame: &[i16]) -> Result<(), DemoError> {
         while Instant::now() < self.next_packet {
-            self.poll_sip(None)?;
+            self.poll_sip()?;
             self.drain_rtp();
         }
         self.next_packet += Duration::from_millis(20);
@@ -274,16 +335,25 @@ impl DemoCaller {
             .map_err(|e| DemoError::io(format!("cannot send SIP to {}", self.proxy), e))
     }
 
-    /// Handle the SIP messages that arrived (waits up to 2 ms for the first).
-    /// `invite_branch` is set while the INVITE transaction is open (to ACK error responses).
-    fn poll_sip(&mut self, invite_branch: Option<&str>) -> Result<(), DemoError> {
+    /// Handle the SIP messages that arrived (waits up to 2 ms for the first), and retransmit
+    /// the INVITE while it has no response.
+    fn poll_sip(&mut self) -> Result<(), DemoError> {
+        if let Some((at, interval)) = self.resend {
+            if !self.log.is_empty() {
+                self.resend = None;
+            } else if Instant::now() >= at {
+                self.send_sip(&self.invite)?;
+                let next = (interval * 2).min(Duration::from_secs(4));
+                self.resend = Some((Instant::now() + next, next));
+            }
+        }
         let mut buf = [0u8; 65535];
         while let Ok((n, from)) = self.sip.recv_from(&mut buf) {
             let msg = String::from_utf8_lossy(&buf[..n]).to_string();
             self.log.push(msg.clone());
             match (status(&msg), method(&msg)) {
                 (Some(code), _) if cseq_method(&msg) == Some("INVITE") => {
-                    self.on_invite_response(code, &msg, invite_branch)?;
+                    self.on_invite_response(code, &msg)?;
                 }
                 (Some(_), _) => {}
                 (None, Some("BYE")) => {
@@ -300,7 +370,7 @@ impl DemoCaller {
                             .rtp
                             .local_addr()
                             .map_err(|e| DemoError::io("local address", e))?;
-                        let body = sdp(addr);
+                        let body = pcmu_sdp(addr);
                         ok.push_str(&format!(
                             "Contact: <sip:caller@{}>\r\nContent-Type: application/sdp\r\n\
                              Content-Length: {}\r\n\r\n{body}",
@@ -320,12 +390,16 @@ impl DemoCaller {
         Ok(())
     }
 
-    fn on_invite_response(
-        &mut self,
-        code: u16,
-        msg: &str,
-        invite_branch: Option<&str>,
-    ) -> Result<(), DemoError> {
+    fn on_invite_response(&mut self, code: u16, msg: &str) -> Result<(), DemoError> {
+        if code >= 200 && self.final_status.is_none() {
+            let reason = msg
+                .lines()
+                .next()
+                .and_then(|l| l.splitn(3, ' ').nth(2))
+                .unwrap_or_default()
+                .to_string();
+            self.final_status = Some((code, reason));
+        }
         match code {
             100..=199 => {}
             200..=299 => {
@@ -352,28 +426,19 @@ impl DemoCaller {
             }
             _ => {
                 // A final error: ACK it in the INVITE's transaction (RFC 3261 §17.1.1.3).
-                if let Some(branch) = invite_branch {
-                    let local = self
-                        .sip
-                        .local_addr()
-                        .map_err(|e| DemoError::io("local address", e))?;
-                    let to = header(msg, "to").unwrap_or_default();
-                    let ack = format!(
-                        "ACK sip:100@{} SIP/2.0\r\n\
-                         Via: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-                         From: \"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={}\r\n\
-                         To: {to}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-                        self.proxy, self.from_tag, self.call_id
-                    );
-                    self.send_sip(&ack)?;
-                }
-                let reason = msg
-                    .lines()
-                    .next()
-                    .and_then(|l| l.splitn(3, ' ').nth(2))
-                    .unwrap_or_default()
-                    .to_string();
-                self.final_status = Some((code, reason));
+                let local = self
+                    .sip
+                    .local_addr()
+                    .map_err(|e| DemoError::io("local address", e))?;
+                let to = header(msg, "to").unwrap_or_default();
+                let ack = format!(
+                    "ACK sip:100@{} SIP/2.0\r\n\
+                     Via: SIP/2.0/UDP {local};branch={};rport\r\nMax-Forwards: 70\r\n\
+                     From: \"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={}\r\n\
+                     To: {to}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                    self.proxy, self.invite_branch, self.from_tag, self.call_id
+                );
+                self.send_sip(&ack)?;
             }
         }
         Ok(())

@@ -6,6 +6,11 @@
 //! from the wire's point of view: they share no SIP or RTP code with scamscreen (only the G.711
 //! tables), so a bug there cannot hide behind the same bug here. They are meant for loopback
 //! only: no authentication, no DNS, UDP only, PCMU only, one dialog per call.
+//!
+//! Tests that need more than a well-behaved call get it from the same peers: a caller can
+//! offer any SDP body and see the final error response ([`DemoCaller::invite`],
+//! [`DemoCaller::wait_final`]), send its BYE while it keeps talking ([`DemoCaller::send_bye`]),
+//! and anyone can build RTP ([`rtp_packet`]) or read raw SIP ([`status`], [`header`]).
 
 mod callee;
 mod caller;
@@ -15,6 +20,7 @@ pub use caller::DemoCaller;
 
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Samples per 20 ms packet at 8 kHz.
@@ -72,7 +78,13 @@ pub fn free_sip_port(ip: IpAddr) -> Result<u16, DemoError> {
 }
 
 /// A free range of `n` UDP ports on `ip` starting at an even port, for `--rtp-ports`.
+///
+/// A range is free when it can be bound now; as it is only bound later (by the `scamscreen run`
+/// it is given to), the ranges a process was given before are remembered and never given
+/// again, so that tests running side by side in one process get disjoint ranges.
 pub fn free_rtp_range(ip: IpAddr, n: u16) -> Result<(u16, u16), DemoError> {
+    static GIVEN: Mutex<Vec<(u16, u16)>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
     let n = n.max(2);
     // Start somewhere that depends on the process, so that parallel runs rarely collide.
     let offset = (std::process::id() % 500) as u16 * 40;
@@ -82,7 +94,11 @@ pub fn free_rtp_range(ip: IpAddr, n: u16) -> Result<(u16, u16), DemoError> {
         let Some(end) = start.checked_add(n - 1) else {
             continue;
         };
+        if given.iter().any(|&(a, b)| start <= b && a <= end) {
+            continue;
+        }
         if (start..=end).all(|p| UdpSocket::bind((ip, p)).is_ok()) {
+            given.push((start, end));
             return Ok((start, end));
         }
     }
@@ -136,8 +152,9 @@ pub fn to_16k(pcm: &[i16]) -> Result<Vec<f32>, crate::asr::AsrError> {
     crate::asr::resample::resample(&f, RATE, 16_000)
 }
 
-/// An SDP offer or answer for PCMU and telephone-event on `addr`.
-pub(crate) fn sdp(addr: SocketAddr) -> String {
+/// An SDP offer or answer for PCMU and telephone-event on `addr` (what both peers send; a
+/// test can name another address in it, e.g. a caller behind NAT).
+pub fn pcmu_sdp(addr: SocketAddr) -> String {
     let ip = addr.ip();
     let port = addr.port();
     let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
@@ -168,8 +185,8 @@ pub(crate) fn sdp_media(msg: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// The first header `name` of a message (case-insensitive, long names only), trimmed.
-pub(crate) fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+/// The first header `name` of a SIP message (case-insensitive, long names only), trimmed.
+pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     headers(msg)
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v)
@@ -184,8 +201,8 @@ pub(crate) fn headers(msg: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-/// The status code of a response, `None` for a request.
-pub(crate) fn status(msg: &str) -> Option<u16> {
+/// The status code of a SIP response, `None` for a request.
+pub fn status(msg: &str) -> Option<u16> {
     msg.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
 }
 
@@ -240,8 +257,9 @@ pub(crate) fn token() -> String {
     )
 }
 
-/// An RTP packet (version 2, no extension) carrying `payload`.
-pub(crate) fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+/// An RTP packet (version 2, no extension) carrying `payload` (e.g. PCMU:
+/// `Codec::Pcmu.encode(pcm)` with payload type 0), for sending media from anywhere.
+pub fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
     let mut pkt = Vec::with_capacity(12 + payload.len());
     pkt.extend_from_slice(&[0x80, pt & 0x7f]);
     pkt.extend_from_slice(&seq.to_be_bytes());
@@ -279,7 +297,7 @@ mod tests {
     #[test]
     fn sdp_round_trips_and_rtp_decodes() {
         let addr: SocketAddr = "127.0.0.2:4000".parse().unwrap();
-        let body = sdp(addr);
+        let body = pcmu_sdp(addr);
         let msg = format!("SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\n{body}");
         assert_eq!(sdp_media(&msg), Some(addr));
         assert_eq!(status(&msg), Some(200));

@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code)]
 
+pub mod screening;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
