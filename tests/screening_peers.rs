@@ -333,3 +333,55 @@ fn sipp_legit_caller_is_bridged_to_baresip() {
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0]["action"], "allow", "{}", calls[0]);
 }
+
+#[test]
+fn sipp_legit_caller_is_bridged_to_a_sipp_callee() {
+    require(&["sipp", "espeak-ng", "python3", "timeout"]);
+    let _cpu = common::cpu_heavy();
+    let dir = tempfile::tempdir().unwrap();
+    speech_pcap(
+        dir.path(),
+        "Hello, this is Doctor Miller's dental office calling to confirm your appointment \
+         tomorrow at ten in the morning.",
+        6000,
+    );
+    let (uas_port, uac_port) = (free_port(), free_port());
+    let ss = Scamscreen::start(SocketAddr::new(LOOPBACK, uas_port));
+    // sipp as the callee: rings, answers, echoes the media it gets back (-rtp_echo), and
+    // waits for the BYE that scamscreen sends when the caller hangs up.
+    let mut uas = sipp(
+        "uas_call.xml",
+        uas_port,
+        None,
+        60,
+        &["-rtp_echo"],
+        dir.path(),
+    );
+    wait_udp_port(uas_port);
+    let mut uac = sipp(
+        "uac_screened_legit.xml",
+        uac_port,
+        Some(ss.sip.port()),
+        45,
+        &["-s", "15550001000"],
+        dir.path(),
+    );
+    let uac_rc = uac.wait(Duration::from_secs(55));
+    let uas_rc = uas.wait(Duration::from_secs(10));
+    eprintln!("legit call: caller exit {uac_rc}, sipp callee exit {uas_rc}");
+    assert_eq!(
+        uac_rc,
+        0,
+        "the caller talks and hangs up\n{}",
+        logs(dir.path())
+    );
+    assert_eq!(
+        uas_rc,
+        0,
+        "the sipp callee answered and got the BYE\n{}",
+        logs(dir.path())
+    );
+    let calls = ss.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["action"], "allow", "{}", calls[0]);
+}

@@ -98,6 +98,8 @@ struct EarlyVerdict {
     next_at_ms: u32,
     /// A partial transcription is running.
     pending: bool,
+    /// Cancels it: once the full screening starts, a partial look is only in its way.
+    cancel: Option<crate::asr::CancelToken>,
     /// A confident divert verdict from partial speech, used instead of a full transcription.
     verdict: Option<ScreeningResult>,
 }
@@ -310,7 +312,7 @@ impl CallManager {
         match self.res.transcriber.submit(AsrRequest { pcm_16k: pcm }) {
             Ok(pending) => {
                 if let Some(c) = self.calls.get_mut(&call) {
-                    c.asr_cancel = Some(pending.cancel_token());
+                    c.early.cancel = Some(pending.cancel_token());
                 }
                 tokio::task::spawn_blocking(move || {
                     let result = match pending.wait_timeout(timeout) {
@@ -467,6 +469,7 @@ impl CallManager {
                     return;
                 };
                 c.early.pending = false;
+                c.early.cancel = None;
                 let confident = matches!(&result, Ok(r) if r.action == ScreeningAction::Divert);
                 if !confident || c.listening.is_none() {
                     return;
@@ -612,6 +615,9 @@ impl CallManager {
                         }
                     }
                     let pcm = std::mem::take(&mut c.captured);
+                    if let Some(t) = c.early.cancel.take() {
+                        t.cancel();
+                    }
                     if let Some(r) = c.early.verdict.take() {
                         c.call.handle_input(now, CallInput::Screened(Ok(r)));
                         continue;
@@ -678,7 +684,10 @@ impl CallManager {
                 }
                 CallAction::Finished(record) => {
                     c.finished = true;
-                    if let Some(t) = c.asr_cancel.take() {
+                    for t in [c.asr_cancel.take(), c.early.cancel.take()]
+                        .into_iter()
+                        .flatten()
+                    {
                         t.cancel();
                     }
                     for r in c.readers.drain(..) {

@@ -1,10 +1,10 @@
 //! INVITE client transaction (RFC 3261 §17.1.1, updated by RFC 6026 §7.2 and §8.4).
 
-use super::timers::{backoff, first_interval, Timer, TimerTable};
+use super::core::{impl_transaction, TxCore};
+use super::timers::{Retransmit, Timer};
 use super::{Reliability, ResponseClass, TimerConfig, TxEvent, TIMER_D_MIN};
 use bytes::Bytes;
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// States of [`ClientInvite`], named as in RFC 3261 Figure 5 and RFC 6026 Figure 5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,18 +73,13 @@ pub enum ClientInviteState {
 ///   there is no error to report and it is absorbed.
 #[derive(Debug)]
 pub struct ClientInvite {
-    state: ClientInviteState,
-    reliability: Reliability,
-    config: TimerConfig,
-    request: Bytes,
-    /// The ACK for the non-2xx final response, kept to answer its retransmissions.
-    ack: Option<Bytes>,
-    /// Timer A's current interval.
-    retransmit_interval: Duration,
-    timers: TimerTable,
-    transmits: VecDeque<Bytes>,
-    events: VecDeque<TxEvent>,
+    /// Keeps the INVITE while `Calling` (Timer A), then the ACK for the non-2xx final
+    /// response while `Completed`, to answer its retransmissions.
+    core: TxCore<ClientInviteState>,
+    timer_a: Retransmit,
 }
+
+impl_transaction!(ClientInvite, ClientInviteState, "INVITE client transaction");
 
 impl ClientInvite {
     /// Starts the transaction in `Calling` with `request` (the INVITE) queued for sending.
@@ -94,30 +89,10 @@ impl ClientInvite {
         reliability: Reliability,
         config: &TimerConfig,
     ) -> Self {
-        let mut tx = Self {
-            state: ClientInviteState::Calling,
-            reliability,
-            config: *config,
-            request: request.clone(),
-            ack: None,
-            retransmit_interval: first_interval(config.t1, None),
-            timers: TimerTable::default(),
-            transmits: VecDeque::from([request]),
-            events: VecDeque::new(),
-        };
-        if !reliability.is_reliable() {
-            tx.timers.start(Timer::A, now, tx.retransmit_interval);
-        }
-        tx.timers.start(Timer::B, now, config.transaction_timeout());
-        tx
-    }
-
-    pub fn state(&self) -> ClientInviteState {
-        self.state
-    }
-
-    pub fn is_terminated(&self) -> bool {
-        self.state == ClientInviteState::Terminated
+        let timer_a = Retransmit::new(Timer::A, config.t1, None);
+        let mut core = TxCore::new(ClientInviteState::Calling, reliability, config);
+        core.start_client(request, &timer_a, Timer::B, now);
+        Self { core, timer_a }
     }
 
     /// A response matching this transaction arrived with `status`. Returns whether it goes up
@@ -125,115 +100,75 @@ impl ClientInvite {
     /// at most once, on the first such response, and the ACK is queued for sending.
     pub fn on_response(&mut self, now: Instant, status: u16, ack: impl FnOnce() -> Bytes) -> bool {
         use ClientInviteState::*;
-        let class = ResponseClass::of(status);
-        let deliver = match (self.state, class) {
+        let core = &mut self.core;
+        let deliver = match (core.state(), ResponseClass::of(status)) {
             (_, ResponseClass::Invalid) | (Terminated, _) => false,
             (Calling, ResponseClass::Provisional) => {
-                self.timers.cancel(Timer::A);
-                self.timers.cancel(Timer::B);
-                self.enter(Proceeding);
+                core.timers.cancel(Timer::A);
+                core.timers.cancel(Timer::B);
+                // Only Calling retransmits the INVITE (Timer A): let its bytes go, so a
+                // transaction lingering in Proceeding or Accepted holds no message.
+                core.stop_resending();
+                core.enter(Proceeding);
                 true
             }
             (Proceeding, ResponseClass::Provisional) => true,
             (Calling | Proceeding, ResponseClass::Success) => {
-                self.timers.cancel(Timer::A);
-                self.timers.cancel(Timer::B);
-                self.timers
-                    .start(Timer::M, now, self.config.transaction_timeout());
-                self.enter(Accepted);
+                core.timers.cancel(Timer::A);
+                core.timers.cancel(Timer::B);
+                core.stop_resending();
+                let wait = core.config.transaction_timeout();
+                core.timers.start(Timer::M, now, wait);
+                core.enter(Accepted);
                 true
             }
             (Calling | Proceeding, ResponseClass::Failure) => {
-                self.timers.cancel(Timer::A);
-                self.timers.cancel(Timer::B);
-                let ack = ack();
-                self.transmits.push_back(ack.clone());
-                self.ack = Some(ack);
-                let wait = TIMER_D_MIN.max(self.config.transaction_timeout());
-                self.timers
-                    .start(Timer::D, now, self.reliability.linger(wait));
-                self.enter(Completed);
+                core.timers.cancel(Timer::A);
+                core.timers.cancel(Timer::B);
+                // The ACK replaces the INVITE as the message to send again.
+                core.send_and_keep(ack());
+                let wait = TIMER_D_MIN.max(core.config.transaction_timeout());
+                core.timers
+                    .start(Timer::D, now, core.reliability.linger(wait));
+                core.enter(Completed);
                 true
             }
             (Completed, ResponseClass::Failure) => {
                 // A retransmission of the final response: ACK it again, absorb it.
-                if let Some(ack) = &self.ack {
-                    self.transmits.push_back(ack.clone());
-                }
+                core.resend();
                 false
             }
             // Proxies forward every 2xx, retransmissions included (RFC 6026 §7.2).
             (Accepted, ResponseClass::Success) => true,
             (Completed, _) | (Accepted, _) => false,
         };
-        if self.state != Calling {
-            // Only Calling retransmits the INVITE (Timer A): let its bytes go, so a
-            // transaction lingering in Accepted or Completed holds no message.
-            self.request = Bytes::new();
-        }
         self.handle_timeout(now);
         deliver
     }
 
     /// The transport could not send the INVITE or the ACK (§17.1.4).
     pub fn on_transport_error(&mut self, now: Instant) {
-        match self.state {
+        match self.state() {
             ClientInviteState::Calling
             | ClientInviteState::Proceeding
-            | ClientInviteState::Completed => self.terminate(Some(TxEvent::TransportError)),
+            | ClientInviteState::Completed => self.core.terminate(Some(TxEvent::TransportError)),
             ClientInviteState::Accepted | ClientInviteState::Terminated => {}
         }
         self.handle_timeout(now);
     }
 
-    /// Bytes to send to the peer, in order.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmits.pop_front()
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) is next due.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
-    }
-
-    /// Fires the timers due at `now`, earliest first.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for timer in self.timers.due(now) {
-            if self.timers.take_due(timer, now) {
-                self.on_timer(timer, now);
-            }
-        }
-    }
-
-    pub fn poll_event(&mut self) -> Option<TxEvent> {
-        self.events.pop_front()
-    }
-
     fn on_timer(&mut self, timer: Timer, now: Instant) {
-        match (timer, self.state) {
+        match (timer, self.state()) {
             (Timer::A, ClientInviteState::Calling) => {
-                self.transmits.push_back(self.request.clone());
-                self.retransmit_interval = backoff(self.retransmit_interval, None);
-                self.timers.start(Timer::A, now, self.retransmit_interval);
+                self.timer_a.back_off();
+                self.core.retransmit(&self.timer_a, now);
             }
-            (Timer::B, ClientInviteState::Calling) => self.terminate(Some(TxEvent::Timeout)),
+            (Timer::B, ClientInviteState::Calling) => self.core.terminate(Some(TxEvent::Timeout)),
             (Timer::D, ClientInviteState::Completed) | (Timer::M, ClientInviteState::Accepted) => {
-                self.terminate(None)
+                self.core.terminate(None)
             }
             _ => {}
         }
-    }
-
-    fn enter(&mut self, state: ClientInviteState) {
-        tracing::debug!(from = ?self.state, to = ?state, "INVITE client transaction");
-        self.state = state;
-    }
-
-    fn terminate(&mut self, reason: Option<TxEvent>) {
-        self.events.extend(reason);
-        self.timers.cancel_all();
-        self.enter(ClientInviteState::Terminated);
-        self.events.push_back(TxEvent::Terminated);
     }
 }
 

@@ -1,10 +1,10 @@
 //! Non-INVITE client transaction (RFC 3261 §17.1.2).
 
-use super::timers::{backoff, first_interval, Timer, TimerTable};
+use super::core::{impl_transaction, TxCore};
+use super::timers::{Retransmit, Timer};
 use super::{Reliability, ResponseClass, TimerConfig, TxEvent};
 use bytes::Bytes;
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// States of [`ClientNonInvite`], named as in RFC 3261 Figure 6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,16 +64,16 @@ pub enum ClientNonInviteState {
 /// comes T2 after the previous. Timer F keeps running in `Proceeding`.
 #[derive(Debug)]
 pub struct ClientNonInvite {
-    state: ClientNonInviteState,
-    reliability: Reliability,
-    config: TimerConfig,
-    request: Bytes,
-    /// Timer E's current interval.
-    retransmit_interval: Duration,
-    timers: TimerTable,
-    transmits: VecDeque<Bytes>,
-    events: VecDeque<TxEvent>,
+    /// Keeps the request for Timer E.
+    core: TxCore<ClientNonInviteState>,
+    timer_e: Retransmit,
 }
+
+impl_transaction!(
+    ClientNonInvite,
+    ClientNonInviteState,
+    "non-INVITE client transaction"
+);
 
 impl ClientNonInvite {
     /// Starts the transaction in `Trying` with `request` queued for sending.
@@ -83,48 +83,30 @@ impl ClientNonInvite {
         reliability: Reliability,
         config: &TimerConfig,
     ) -> Self {
-        let mut tx = Self {
-            state: ClientNonInviteState::Trying,
-            reliability,
-            config: *config,
-            request: request.clone(),
-            retransmit_interval: first_interval(config.t1, Some(config.t2)),
-            timers: TimerTable::default(),
-            transmits: VecDeque::from([request]),
-            events: VecDeque::new(),
-        };
-        if !reliability.is_reliable() {
-            tx.timers.start(Timer::E, now, tx.retransmit_interval);
-        }
-        tx.timers.start(Timer::F, now, config.transaction_timeout());
-        tx
-    }
-
-    pub fn state(&self) -> ClientNonInviteState {
-        self.state
-    }
-
-    pub fn is_terminated(&self) -> bool {
-        self.state == ClientNonInviteState::Terminated
+        let timer_e = Retransmit::new(Timer::E, config.t1, Some(config.t2));
+        let mut core = TxCore::new(ClientNonInviteState::Trying, reliability, config);
+        core.start_client(request, &timer_e, Timer::F, now);
+        Self { core, timer_e }
     }
 
     /// A response matching this transaction arrived with `status`. Returns whether it goes up
     /// to the TU (provisional and the first final response do; retransmitted finals don't).
     pub fn on_response(&mut self, now: Instant, status: u16) -> bool {
         use ClientNonInviteState::*;
-        let deliver = match (self.state, ResponseClass::of(status)) {
+        let core = &mut self.core;
+        let deliver = match (core.state(), ResponseClass::of(status)) {
             (_, ResponseClass::Invalid) | (Completed | Terminated, _) => false,
             (Trying, ResponseClass::Provisional) => {
-                self.enter(Proceeding);
+                core.enter(Proceeding);
                 true
             }
             (Proceeding, ResponseClass::Provisional) => true,
             (Trying | Proceeding, ResponseClass::Success | ResponseClass::Failure) => {
-                self.timers.cancel(Timer::E);
-                self.timers.cancel(Timer::F);
-                self.timers
-                    .start(Timer::K, now, self.reliability.linger(self.config.t4));
-                self.enter(Completed);
+                core.timers.cancel(Timer::E);
+                core.timers.cancel(Timer::F);
+                let wait = core.reliability.linger(core.config.t4);
+                core.timers.start(Timer::K, now, wait);
+                core.enter(Completed);
                 true
             }
         };
@@ -134,67 +116,30 @@ impl ClientNonInvite {
 
     /// The transport could not send the request (§17.1.4).
     pub fn on_transport_error(&mut self, now: Instant) {
-        match self.state {
+        match self.state() {
             ClientNonInviteState::Trying | ClientNonInviteState::Proceeding => {
-                self.terminate(Some(TxEvent::TransportError))
+                self.core.terminate(Some(TxEvent::TransportError))
             }
             ClientNonInviteState::Completed | ClientNonInviteState::Terminated => {}
         }
         self.handle_timeout(now);
     }
 
-    /// Bytes to send to the peer, in order.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmits.pop_front()
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) is next due.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
-    }
-
-    /// Fires the timers due at `now`, earliest first.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for timer in self.timers.due(now) {
-            if self.timers.take_due(timer, now) {
-                self.on_timer(timer, now);
-            }
-        }
-    }
-
-    pub fn poll_event(&mut self) -> Option<TxEvent> {
-        self.events.pop_front()
-    }
-
     fn on_timer(&mut self, timer: Timer, now: Instant) {
         use ClientNonInviteState::*;
-        match (timer, self.state) {
+        match (timer, self.state()) {
             (Timer::E, Trying) => {
-                self.transmits.push_back(self.request.clone());
-                self.retransmit_interval = backoff(self.retransmit_interval, Some(self.config.t2));
-                self.timers.start(Timer::E, now, self.retransmit_interval);
+                self.timer_e.back_off();
+                self.core.retransmit(&self.timer_e, now);
             }
             (Timer::E, Proceeding) => {
-                self.transmits.push_back(self.request.clone());
-                self.retransmit_interval = first_interval(self.config.t2, None);
-                self.timers.start(Timer::E, now, self.retransmit_interval);
+                self.timer_e.hold_at_cap();
+                self.core.retransmit(&self.timer_e, now);
             }
-            (Timer::F, Trying | Proceeding) => self.terminate(Some(TxEvent::Timeout)),
-            (Timer::K, Completed) => self.terminate(None),
+            (Timer::F, Trying | Proceeding) => self.core.terminate(Some(TxEvent::Timeout)),
+            (Timer::K, Completed) => self.core.terminate(None),
             _ => {}
         }
-    }
-
-    fn enter(&mut self, state: ClientNonInviteState) {
-        tracing::debug!(from = ?self.state, to = ?state, "non-INVITE client transaction");
-        self.state = state;
-    }
-
-    fn terminate(&mut self, reason: Option<TxEvent>) {
-        self.events.extend(reason);
-        self.timers.cancel_all();
-        self.enter(ClientNonInviteState::Terminated);
-        self.events.push_back(TxEvent::Terminated);
     }
 }
 

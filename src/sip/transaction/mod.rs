@@ -16,7 +16,9 @@
 //! status code of a response, or that a request was a retransmission or an ACK. Whether a
 //! response or ACK should go up to the TU is the boolean the input method returns.
 //!
-//! Timers are data: each machine keeps a [`Timer`] table of deadlines (see `timers.rs`).
+//! The state, the [`Timer`] table of deadlines (see `timers.rs`), the message to retransmit
+//! and the output queues live in a `TxCore` each machine embeds (see `core.rs`); a machine
+//! file holds only its own transitions. Timers are data: the next wake-up is the earliest deadline in the table.
 //! Every input method ends by firing the timers due at its `now`, so a timer whose duration
 //! is zero (D, I, J, K on reliable transports) fires before the input that started it
 //! returns: a reliable non-INVITE client transaction is `Terminated` as soon as its final
@@ -36,6 +38,7 @@
 
 mod client_invite;
 mod client_non_invite;
+mod core;
 mod server_invite;
 mod server_non_invite;
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! INVITE server transaction (RFC 3261 §17.2.1, updated by RFC 6026 §7.1 and §8.5-8.7).
 
-use super::timers::{backoff, first_interval, Timer, TimerTable};
+use super::core::{impl_transaction, TxCore};
+use super::timers::{Retransmit, Timer};
 use super::{Reliability, ResponseClass, TimerConfig, TxEvent, TRYING_DELAY};
 use bytes::Bytes;
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// States of [`ServerInvite`], named as in RFC 3261 Figure 7 and RFC 6026 Figure 7.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,114 +80,91 @@ pub enum ServerInviteState {
 ///   answered, a second non-2xx final) are discarded: `send_response` returns false.
 #[derive(Debug)]
 pub struct ServerInvite {
-    state: ServerInviteState,
-    reliability: Reliability,
-    config: TimerConfig,
-    /// The most recent provisional response, for INVITE retransmissions in `Proceeding`.
-    last_provisional: Option<Bytes>,
-    /// The non-2xx final response, retransmitted while `Completed`.
-    final_response: Option<Bytes>,
-    /// Timer G's current interval.
-    retransmit_interval: Duration,
-    timers: TimerTable,
-    transmits: VecDeque<Bytes>,
-    events: VecDeque<TxEvent>,
+    /// Keeps the most recent provisional response while `Proceeding` and the non-2xx final
+    /// response while `Completed`, for INVITE retransmissions and Timer G.
+    core: TxCore<ServerInviteState>,
+    timer_g: Retransmit,
 }
+
+impl_transaction!(ServerInvite, ServerInviteState, "INVITE server transaction");
 
 impl ServerInvite {
     /// Starts the transaction in `Proceeding` for an INVITE that arrived at `now`.
     pub fn new(now: Instant, reliability: Reliability, config: &TimerConfig) -> Self {
-        let mut tx = Self {
-            state: ServerInviteState::Proceeding,
-            reliability,
-            config: *config,
-            last_provisional: None,
-            final_response: None,
-            retransmit_interval: first_interval(config.t1, Some(config.t2)),
-            timers: TimerTable::default(),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-        };
-        tx.timers.start(Timer::Trying, now, TRYING_DELAY);
-        tx
-    }
-
-    pub fn state(&self) -> ServerInviteState {
-        self.state
-    }
-
-    pub fn is_terminated(&self) -> bool {
-        self.state == ServerInviteState::Terminated
+        let mut core = TxCore::new(ServerInviteState::Proceeding, reliability, config);
+        core.timers.start(Timer::Trying, now, TRYING_DELAY);
+        Self {
+            core,
+            timer_g: Retransmit::new(Timer::G, config.t1, Some(config.t2)),
+        }
     }
 
     /// Whether the TU has sent any response yet (a 100 included).
     pub fn has_responded(&self) -> bool {
-        self.last_provisional.is_some() || self.state != ServerInviteState::Proceeding
+        self.core.kept().is_some() || self.state() != ServerInviteState::Proceeding
     }
 
     /// The TU passes a response with `status`. Returns whether it was queued for sending;
     /// a response the current state does not take is discarded.
     pub fn send_response(&mut self, now: Instant, status: u16, response: Bytes) -> bool {
         use ServerInviteState::*;
-        let queued = match (self.state, ResponseClass::of(status)) {
+        let core = &mut self.core;
+        let queued = match (core.state(), ResponseClass::of(status)) {
             (Proceeding, ResponseClass::Provisional) => {
-                self.timers.cancel(Timer::Trying);
-                self.last_provisional = Some(response.clone());
+                core.timers.cancel(Timer::Trying);
+                core.send_and_keep(response);
                 true
             }
             (Proceeding, ResponseClass::Success) => {
-                self.timers.cancel(Timer::Trying);
+                core.timers.cancel(Timer::Trying);
                 // Accepted never replays a provisional: let its bytes go.
-                self.last_provisional = None;
-                self.timers
-                    .start(Timer::L, now, self.config.transaction_timeout());
-                self.enter(Accepted);
+                core.stop_resending();
+                let wait = core.config.transaction_timeout();
+                core.timers.start(Timer::L, now, wait);
+                core.enter(Accepted);
+                core.send(response);
                 true
             }
             (Proceeding, ResponseClass::Failure) => {
-                self.timers.cancel(Timer::Trying);
-                self.last_provisional = None;
-                self.final_response = Some(response.clone());
-                if !self.reliability.is_reliable() {
-                    self.timers.start(Timer::G, now, self.retransmit_interval);
-                }
-                self.timers
-                    .start(Timer::H, now, self.config.transaction_timeout());
-                self.enter(Completed);
+                core.timers.cancel(Timer::Trying);
+                core.send_and_keep(response);
+                core.start_retransmit(&self.timer_g, now);
+                let wait = core.config.transaction_timeout();
+                core.timers.start(Timer::H, now, wait);
+                core.enter(Completed);
                 true
             }
             // Further 2xx (retransmissions by the TU, or from other forks) pass through.
-            (Accepted, ResponseClass::Success) => true,
+            (Accepted, ResponseClass::Success) => {
+                core.send(response);
+                true
+            }
             _ => false,
         };
-        if queued {
-            self.transmits.push_back(response);
-        }
         self.handle_timeout(now);
         queued
     }
 
-    /// The INVITE was received again.
+    /// The INVITE was received again: the latest provisional response is sent again while
+    /// `Proceeding`, the final response while `Completed`; otherwise it is absorbed.
     pub fn on_request_retransmission(&mut self, now: Instant) {
-        let resend = match self.state {
-            ServerInviteState::Proceeding => self.last_provisional.clone(),
-            ServerInviteState::Completed => self.final_response.clone(),
-            _ => None,
-        };
-        self.transmits.extend(resend);
+        self.core.resend();
         self.handle_timeout(now);
     }
 
     /// An ACK matching this transaction arrived. Returns whether it goes up to the TU: an ACK
     /// for a non-2xx final is the transaction's own and absorbed, one for a 2xx is the TU's.
     pub fn on_ack(&mut self, now: Instant) -> bool {
-        let deliver = match self.state {
+        let core = &mut self.core;
+        let deliver = match core.state() {
             ServerInviteState::Completed => {
-                self.timers.cancel(Timer::G);
-                self.timers.cancel(Timer::H);
-                self.timers
-                    .start(Timer::I, now, self.reliability.linger(self.config.t4));
-                self.enter(ServerInviteState::Confirmed);
+                core.timers.cancel(Timer::G);
+                core.timers.cancel(Timer::H);
+                // Confirmed absorbs INVITE retransmissions.
+                core.stop_resending();
+                let wait = core.reliability.linger(core.config.t4);
+                core.timers.start(Timer::I, now, wait);
+                core.enter(ServerInviteState::Confirmed);
                 false
             }
             ServerInviteState::Accepted => true,
@@ -201,61 +178,25 @@ impl ServerInvite {
     /// timers end it (RFC 6026 §7.1).
     pub fn on_transport_error(&mut self, now: Instant) {
         if !self.is_terminated() {
-            self.events.push_back(TxEvent::TransportError);
+            self.core.report(TxEvent::TransportError);
         }
         self.handle_timeout(now);
     }
 
-    /// Bytes to send to the peer, in order.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmits.pop_front()
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) is next due.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
-    }
-
-    /// Fires the timers due at `now`, earliest first.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for timer in self.timers.due(now) {
-            if self.timers.take_due(timer, now) {
-                self.on_timer(timer, now);
-            }
-        }
-    }
-
-    pub fn poll_event(&mut self) -> Option<TxEvent> {
-        self.events.pop_front()
-    }
-
     fn on_timer(&mut self, timer: Timer, now: Instant) {
         use ServerInviteState::*;
-        match (timer, self.state) {
-            (Timer::Trying, Proceeding) if self.last_provisional.is_none() => {
-                self.events.push_back(TxEvent::SendTrying);
+        match (timer, self.state()) {
+            (Timer::Trying, Proceeding) if self.core.kept().is_none() => {
+                self.core.report(TxEvent::SendTrying);
             }
             (Timer::G, Completed) => {
-                self.transmits.extend(self.final_response.clone());
-                self.retransmit_interval = backoff(self.retransmit_interval, Some(self.config.t2));
-                self.timers.start(Timer::G, now, self.retransmit_interval);
+                self.timer_g.back_off();
+                self.core.retransmit(&self.timer_g, now);
             }
-            (Timer::H, Completed) => self.terminate(Some(TxEvent::Timeout)),
-            (Timer::I, Confirmed) | (Timer::L, Accepted) => self.terminate(None),
+            (Timer::H, Completed) => self.core.terminate(Some(TxEvent::Timeout)),
+            (Timer::I, Confirmed) | (Timer::L, Accepted) => self.core.terminate(None),
             _ => {}
         }
-    }
-
-    fn enter(&mut self, state: ServerInviteState) {
-        tracing::debug!(from = ?self.state, to = ?state, "INVITE server transaction");
-        self.state = state;
-    }
-
-    fn terminate(&mut self, reason: Option<TxEvent>) {
-        self.events.extend(reason);
-        self.timers.cancel_all();
-        self.enter(ServerInviteState::Terminated);
-        self.events.push_back(TxEvent::Terminated);
     }
 }
 

@@ -1,9 +1,9 @@
 //! Non-INVITE server transaction (RFC 3261 §17.2.2).
 
-use super::timers::{Timer, TimerTable};
+use super::core::{impl_transaction, TxCore};
+use super::timers::Timer;
 use super::{Reliability, ResponseClass, TimerConfig, TxEvent};
 use bytes::Bytes;
-use std::collections::VecDeque;
 use std::time::Instant;
 
 /// States of [`ServerNonInvite`], named as in RFC 3261 Figure 8.
@@ -66,133 +66,75 @@ pub enum ServerNonInviteState {
 /// transaction is `Terminated` as soon as its final response is queued.
 #[derive(Debug)]
 pub struct ServerNonInvite {
-    state: ServerNonInviteState,
-    reliability: Reliability,
-    config: TimerConfig,
-    /// The most recent provisional response, for retransmissions in `Proceeding`.
-    last_provisional: Option<Bytes>,
-    /// The final response, for retransmissions in `Completed`.
-    final_response: Option<Bytes>,
-    timers: TimerTable,
-    transmits: VecDeque<Bytes>,
-    events: VecDeque<TxEvent>,
+    /// Keeps the most recent provisional response while `Proceeding` and the final response
+    /// while `Completed`, for request retransmissions.
+    core: TxCore<ServerNonInviteState>,
 }
+
+impl_transaction!(
+    ServerNonInvite,
+    ServerNonInviteState,
+    "non-INVITE server transaction"
+);
 
 impl ServerNonInvite {
     /// Starts the transaction in `Trying` for a request that has just arrived. (`now` is
     /// taken for symmetry with [`super::ServerInvite::new`]; no timer runs in `Trying`.)
     pub fn new(_now: Instant, reliability: Reliability, config: &TimerConfig) -> Self {
         Self {
-            state: ServerNonInviteState::Trying,
-            reliability,
-            config: *config,
-            last_provisional: None,
-            final_response: None,
-            timers: TimerTable::default(),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            core: TxCore::new(ServerNonInviteState::Trying, reliability, config),
         }
-    }
-
-    pub fn state(&self) -> ServerNonInviteState {
-        self.state
-    }
-
-    pub fn is_terminated(&self) -> bool {
-        self.state == ServerNonInviteState::Terminated
     }
 
     /// The TU passes a response with `status`. Returns whether it was queued for sending;
     /// once a final response has gone, further responses are discarded.
     pub fn send_response(&mut self, now: Instant, status: u16, response: Bytes) -> bool {
         use ServerNonInviteState::*;
-        let queued = match (self.state, ResponseClass::of(status)) {
+        let core = &mut self.core;
+        let queued = match (core.state(), ResponseClass::of(status)) {
             (Trying | Proceeding, ResponseClass::Provisional) => {
-                self.last_provisional = Some(response.clone());
-                if self.state == Trying {
-                    self.enter(Proceeding);
+                core.send_and_keep(response);
+                if core.state() == Trying {
+                    core.enter(Proceeding);
                 }
                 true
             }
             (Trying | Proceeding, ResponseClass::Success | ResponseClass::Failure) => {
-                self.final_response = Some(response.clone());
-                let wait = self.config.transaction_timeout();
-                self.timers
-                    .start(Timer::J, now, self.reliability.linger(wait));
-                self.enter(Completed);
+                core.send_and_keep(response);
+                let wait = core.reliability.linger(core.config.transaction_timeout());
+                core.timers.start(Timer::J, now, wait);
+                core.enter(Completed);
                 true
             }
             _ => false,
         };
-        if queued {
-            self.transmits.push_back(response);
-        }
         self.handle_timeout(now);
         queued
     }
 
-    /// The request was received again.
+    /// The request was received again: the latest provisional response is sent again while
+    /// `Proceeding`, the final response while `Completed`; otherwise it is absorbed.
     pub fn on_request_retransmission(&mut self, now: Instant) {
-        let resend = match self.state {
-            ServerNonInviteState::Proceeding => self.last_provisional.clone(),
-            ServerNonInviteState::Completed => self.final_response.clone(),
-            ServerNonInviteState::Trying | ServerNonInviteState::Terminated => None,
-        };
-        self.transmits.extend(resend);
+        self.core.resend();
         self.handle_timeout(now);
     }
 
     /// The transport could not send a response (§17.2.4): the TU is told and the
     /// transaction ends. In `Trying` nothing has been sent, so there is nothing to fail.
     pub fn on_transport_error(&mut self, now: Instant) {
-        match self.state {
+        match self.state() {
             ServerNonInviteState::Proceeding | ServerNonInviteState::Completed => {
-                self.terminate(Some(TxEvent::TransportError))
+                self.core.terminate(Some(TxEvent::TransportError))
             }
             ServerNonInviteState::Trying | ServerNonInviteState::Terminated => {}
         }
         self.handle_timeout(now);
     }
 
-    /// Bytes to send to the peer, in order.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmits.pop_front()
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) is next due.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
-    }
-
-    /// Fires the timers due at `now`, earliest first.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for timer in self.timers.due(now) {
-            if self.timers.take_due(timer, now) {
-                self.on_timer(timer);
-            }
+    fn on_timer(&mut self, timer: Timer, _now: Instant) {
+        if timer == Timer::J && self.state() == ServerNonInviteState::Completed {
+            self.core.terminate(None);
         }
-    }
-
-    pub fn poll_event(&mut self) -> Option<TxEvent> {
-        self.events.pop_front()
-    }
-
-    fn on_timer(&mut self, timer: Timer) {
-        if timer == Timer::J && self.state == ServerNonInviteState::Completed {
-            self.terminate(None);
-        }
-    }
-
-    fn enter(&mut self, state: ServerNonInviteState) {
-        tracing::debug!(from = ?self.state, to = ?state, "non-INVITE server transaction");
-        self.state = state;
-    }
-
-    fn terminate(&mut self, reason: Option<TxEvent>) {
-        self.events.extend(reason);
-        self.timers.cancel_all();
-        self.enter(ServerNonInviteState::Terminated);
-        self.events.push_back(TxEvent::Terminated);
     }
 }
 
