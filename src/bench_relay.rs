@@ -405,6 +405,24 @@ impl Level {
     fn loss(&self) -> f64 {
         1.0 - self.received as f64 / self.sent.max(1) as f64
     }
+    /// The level as a row of the report's table.
+    fn row(&self) -> String {
+        format!(
+            "| {} | {} | {:.3} % | {:.2} | {:.2} | {:.1} | {:.0} % | {:.0} µs | {:.0} % | {} | {} |\n",
+            self.calls,
+            self.bridged,
+            100.0 * self.loss(),
+            self.p50,
+            self.p99,
+            self.max_ms,
+            100.0 * self.ss_cpu,
+            1e6 * self.ss_cpu / self.calls.max(1) as f64,
+            100.0 * self.bench_cpu,
+            self.rss,
+            if self.holds() { "yes" } else { "no" },
+        )
+    }
+
     fn holds(&self) -> bool {
         self.bridged >= self.calls && self.loss() < MAX_LOSS && self.p99 < MAX_P99_MS
     }
@@ -523,18 +541,9 @@ async fn bench(args: RelayBenchArgs) -> anyhow::Result<()> {
             rss: rss_mb(pid),
         };
         println!(
-            "{} calls: bridged {}, loss {:.4} %, delay p50 {:.2} ms p99 {:.2} ms max {:.1} ms, \
-             scamscreen CPU {:.0} % ({:.1} µs/packet), phones CPU {:.0} %, RSS {} MB",
-            l.calls,
-            l.bridged,
-            100.0 * l.loss(),
-            l.p50,
-            l.p99,
-            l.max_ms,
-            100.0 * l.ss_cpu,
-            1e6 * l.ss_cpu / (l.sent as f64 / secs).max(1.0),
-            100.0 * l.bench_cpu,
-            l.rss
+            "{}(µs of scamscreen CPU per relayed packet: {:.1})",
+            l.row(),
+            1e6 * l.ss_cpu / (l.sent as f64 / secs).max(1.0)
         );
         let holds = l.holds();
         levels.push(l);
@@ -544,7 +553,7 @@ async fn bench(args: RelayBenchArgs) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     let byes = c.byes.load(Ordering::Relaxed);
-    let section = report(&args, &levels, idle_rss, failed_setups, byes, &ss);
+    let section = report(&args, &levels, idle_rss, failed_setups, byes);
     print!("{section}");
     if let Some(out) = &args.out {
         crate::bench_screening::write_section(out, BEGIN, END, &section)?;
@@ -558,26 +567,9 @@ fn report(
     idle_rss: u64,
     failed_setups: usize,
     byes: usize,
-    _ss: &Scamscreen,
 ) -> String {
     let best = levels.iter().filter(|l| l.holds()).map(|l| l.calls).max();
-    let mut rows = String::new();
-    for l in levels {
-        rows.push_str(&format!(
-            "| {} | {} | {:.3} % | {:.2} | {:.2} | {:.1} | {:.0} % | {:.0} µs | {:.0} % | {} | {} |\n",
-            l.calls,
-            l.bridged,
-            100.0 * l.loss(),
-            l.p50,
-            l.p99,
-            l.max_ms,
-            100.0 * l.ss_cpu,
-            1e6 * l.ss_cpu / l.calls.max(1) as f64,
-            100.0 * l.bench_cpu,
-            l.rss,
-            if l.holds() { "yes" } else { "no" },
-        ));
-    }
+    let rows: String = levels.iter().map(Level::row).collect();
     let per_call_kb = levels.iter().max_by_key(|l| l.calls).map_or(0, |l| {
         (l.rss.saturating_sub(idle_rss) * 1024) / l.calls.max(1) as u64
     });

@@ -305,22 +305,12 @@ impl CallManager {
     /// Transcribe and score the caller's speech so far; the verdict comes back as
     /// [`CallEvent::Partial`]. A full queue or a failure just means no early verdict.
     fn submit_partial(&mut self, call: u64, pcm: Vec<f32>) {
-        let events = self.events.clone();
-        let detector = self.res.detector.clone();
-        let lang = self.res.language.clone();
-        let timeout = self.res.call.screening_timeout;
-        match self.res.transcriber.submit(AsrRequest { pcm_16k: pcm }) {
-            Ok(pending) => {
+        let partial = |call, result| CallEvent::Partial { call, result };
+        match submit_screening(&self.res, &self.events, call, pcm, partial) {
+            Ok(token) => {
                 if let Some(c) = self.calls.get_mut(&call) {
-                    c.early.cancel = Some(pending.cancel_token());
+                    c.early.cancel = Some(token);
                 }
-                tokio::task::spawn_blocking(move || {
-                    let result = match pending.wait_timeout(timeout) {
-                        Ok(t) => score(&detector, &t.text, lang.as_deref()),
-                        Err(e) => Err(asr_failure(&e)),
-                    };
-                    let _ = events.blocking_send(CallEvent::Partial { call, result });
-                });
             }
             Err(_) => {
                 if let Some(c) = self.calls.get_mut(&call) {
@@ -622,22 +612,9 @@ impl CallManager {
                         c.call.handle_input(now, CallInput::Screened(Ok(r)));
                         continue;
                     }
-                    let events = self.events.clone();
-                    let detector = self.res.detector.clone();
-                    let lang = self.res.language.clone();
-                    let timeout = self.res.call.screening_timeout;
-                    match self.res.transcriber.submit(AsrRequest { pcm_16k: pcm }) {
-                        Ok(pending) => {
-                            c.asr_cancel = Some(pending.cancel_token());
-                            tokio::task::spawn_blocking(move || {
-                                let result = match pending.wait_timeout(timeout) {
-                                    Ok(t) => score(&detector, &t.text, lang.as_deref()),
-                                    Err(e) => Err(asr_failure(&e)),
-                                };
-                                let _ =
-                                    events.blocking_send(CallEvent::Screened { call: id, result });
-                            });
-                        }
+                    let full = |call, result| CallEvent::Screened { call, result };
+                    match submit_screening(&self.res, &self.events, id, pcm, full) {
+                        Ok(token) => c.asr_cancel = Some(token),
                         Err(e) => {
                             // Refused at once (queue full): say so, like a failed job.
                             let reason = asr_failure(&e);
@@ -744,6 +721,30 @@ impl CallManager {
             self.calls.remove(&id);
         }
     }
+}
+
+/// Queue `pcm` for the speech model; a blocking task waits for the transcript (at most
+/// `screening_timeout`, queueing included), scores it and reports `event(call, verdict)` to
+/// the core. Returns the job's cancel token, or the refusal (queue full).
+fn submit_screening(
+    res: &ScreeningResources,
+    events: &mpsc::Sender<CallEvent>,
+    call: u64,
+    pcm: Vec<f32>,
+    event: fn(u64, Result<ScreeningResult, String>) -> CallEvent,
+) -> Result<crate::asr::CancelToken, AsrError> {
+    let pending = res.transcriber.submit(AsrRequest { pcm_16k: pcm })?;
+    let token = pending.cancel_token();
+    let (events, detector) = (events.clone(), res.detector.clone());
+    let (lang, timeout) = (res.language.clone(), res.call.screening_timeout);
+    tokio::task::spawn_blocking(move || {
+        let result = match pending.wait_timeout(timeout) {
+            Ok(t) => score(&detector, &t.text, lang.as_deref()),
+            Err(e) => Err(asr_failure(&e)),
+        };
+        let _ = events.blocking_send(event(call, result));
+    });
+    Ok(token)
 }
 
 /// The stored row of a finished call.
