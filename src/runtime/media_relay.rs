@@ -110,31 +110,35 @@ async fn relay_media(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut legs = sides(&relay, sockets, call);
-    let mut bufs = [
-        vec![0u8; 2048],
-        vec![0u8; 2048],
-        vec![0u8; 2048],
-        vec![0u8; 2048],
-    ];
+    // The sockets again, outside `legs` (which the handlers change).
+    let (a, b) = (legs[0].sockets.clone(), legs[1].sockets.clone());
+    let mut bufs = [[0u8; 2048]; 4];
+    let [rtp_a, rtp_b, rtcp_a, rtcp_b] = &mut bufs;
     let mut check = tokio::time::interval(Duration::from_secs(1));
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer for RTCP, moved only when the next report's time changes (a new timer per
+    // packet would cost more than relaying the packet).
+    let next_rtcp = |legs: &[Side; 2]| legs.iter().filter_map(|s| s.rtcp.poll_timeout()).min();
+    let far = || TokioInstant::now() + Duration::from_secs(3_600);
+    let mut rtcp_due = next_rtcp(&legs);
+    let rtcp_timer = tokio::time::sleep_until(rtcp_due.map_or_else(far, TokioInstant::from_std));
+    tokio::pin!(rtcp_timer);
     loop {
-        let next_rtcp = legs
-            .iter()
-            .filter_map(|s| s.rtcp.poll_timeout())
-            .min()
-            .map(TokioInstant::from_std);
-        let [rtp_a, rtp_b, rtcp_a, rtcp_b] = &mut bufs;
-        let (a, b) = (legs[0].sockets.clone(), legs[1].sockets.clone());
         tokio::select! {
             _ = &mut stop => break,
             r = a.rtp.recv_from(rtp_a) => match r {
-                Ok((n, src)) => relay_rtp(&mut relay, &mut legs, 0, src, &rtp_a[..n]),
+                Ok((n, src)) => {
+                    relay_rtp(&mut relay, &mut legs, 0, src, &rtp_a[..n]);
+                    drain_rtp(&mut relay, &mut legs, 0, &a.rtp, rtp_a);
+                }
                 // ICMP errors surface on the next receive; they say nothing about the call.
                 Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
             },
             r = b.rtp.recv_from(rtp_b) => match r {
-                Ok((n, src)) => relay_rtp(&mut relay, &mut legs, 1, src, &rtp_b[..n]),
+                Ok((n, src)) => {
+                    relay_rtp(&mut relay, &mut legs, 1, src, &rtp_b[..n]);
+                    drain_rtp(&mut relay, &mut legs, 1, &b.rtp, rtp_b);
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
             },
             r = a.rtcp.recv_from(rtcp_a) => match r {
@@ -145,7 +149,7 @@ async fn relay_media(
                 Ok((n, src)) => receive_rtcp(&mut relay, &mut legs[1], src, &rtcp_b[..n]),
                 Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
             },
-            _ = sleep_until_opt(next_rtcp) => {
+            _ = &mut rtcp_timer => {
                 let (now, wall) = (std::time::Instant::now(), SystemTime::now());
                 for side in &mut legs {
                     if let Some(report) = side.rtcp.poll_transmit(now, wall) {
@@ -160,6 +164,13 @@ async fn relay_media(
                     check.reset_after(RTP_INACTIVITY);
                 }
             }
+        }
+        let due = next_rtcp(&legs);
+        if due != rtcp_due {
+            rtcp_due = due;
+            rtcp_timer
+                .as_mut()
+                .reset(due.map_or_else(far, TokioInstant::from_std));
         }
     }
     // RFC 3550 §6.6: say we are leaving, to each phone we sent to.
@@ -189,10 +200,20 @@ async fn relay_media(
     });
 }
 
-async fn sleep_until_opt(t: Option<TokioInstant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
+/// Packets already waiting on `sock` after the one that woke the task: relayed without
+/// another trip through the scheduler (bounded, so the other leg is not starved).
+fn drain_rtp(
+    relay: &mut RtpRelay,
+    legs: &mut [Side; 2],
+    from: usize,
+    sock: &UdpSocket,
+    buf: &mut [u8],
+) {
+    for _ in 0..16 {
+        match sock.try_recv_from(buf) {
+            Ok((n, src)) => relay_rtp(relay, legs, from, src, &buf[..n]),
+            Err(_) => return,
+        }
     }
 }
 
