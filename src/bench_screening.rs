@@ -32,7 +32,7 @@ pub struct ScreeningBenchArgs {
     /// Sustained load: at each level this many calls are in progress at any time (each
     /// caller calls again as soon as its call ends); the sweep stops at the first level whose
     /// p95 time to verdict is above 2 s or that leaves a call unscreened.
-    #[arg(long, value_delimiter = ',', default_value = "4,8,16,24,32")]
+    #[arg(long, value_delimiter = ',', default_value = "4,8,16,32,48,64")]
     load_levels: Vec<usize>,
     /// Calls each caller makes per load level.
     #[arg(long, default_value_t = 2)]
@@ -81,7 +81,15 @@ pub fn run(args: ScreeningBenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot make a temporary folder")?;
     let words = espeak(SENTENCE, &dir.path().join("s.wav"))?;
     let callee = DemoCallee::start(CALLEE_IP, Duration::from_millis(200))?;
-    let ports = (4 * args.concurrent.max(1) as u16 + 8).max(16);
+    // Four RTP ports per call in progress, for the largest round.
+    let most = args
+        .load_levels
+        .iter()
+        .copied()
+        .chain([args.concurrent])
+        .max()
+        .unwrap_or(1);
+    let ports = u16::try_from(4 * most.max(1) + 8).context("too many calls")?;
     let ss = Scamscreen::start_with_ports(&args.models_dir, callee.addr(), dir.path(), ports)?;
     let pid = ss.child.id();
     let greeting_ms = crate::demo_cmd::greeting_ms();

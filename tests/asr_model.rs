@@ -121,6 +121,7 @@ fn full_queue_is_an_error_not_a_block_and_cancel_works() {
     for _ in 0..5 {
         match pool.submit(AsrRequest {
             pcm_16k: clip.clone(),
+            deadline: None,
         }) {
             Ok(p) => pending.push(p),
             Err(AsrError::QueueFull) => refused += 1,
@@ -175,6 +176,7 @@ fn cancel_during_decode_stops_early() {
     let p = pool
         .submit(AsrRequest {
             pcm_16k: long.clone(),
+            deadline: None,
         })
         .expect("queued");
     let token = p.cancel_token();
@@ -186,10 +188,28 @@ fn cancel_during_decode_stops_early() {
     // the abort flag between graph steps, so on a busy box one encoder pass may finish first.
     assert!(started.elapsed() < Duration::from_secs(10));
     // Timeout cancels too.
-    let p = pool.submit(AsrRequest { pcm_16k: long }).expect("queued");
+    let p = pool
+        .submit(AsrRequest {
+            pcm_16k: long.clone(),
+            deadline: None,
+        })
+        .expect("queued");
     assert_eq!(
         p.wait_timeout(Duration::from_millis(30))
             .expect_err("timeout"),
         AsrError::TimedOut
+    );
+    // A job that cannot be done before its deadline is skipped at once, without the model.
+    let started = std::time::Instant::now();
+    let p = pool
+        .submit(AsrRequest {
+            pcm_16k: long,
+            deadline: Some(std::time::Instant::now() + Duration::from_millis(20)),
+        })
+        .expect("queued");
+    assert_eq!(p.wait().expect_err("skipped"), AsrError::TimedOut);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "it ran the model"
     );
 }

@@ -67,6 +67,11 @@ pub struct Transcript {
 #[derive(Debug, Clone)]
 pub struct AsrRequest {
     pub pcm_16k: Vec<f32>,
+    /// When the answer is no longer wanted (the screening timeout). A worker skips a job
+    /// it cannot finish by then (answering [`AsrError::TimedOut`] at once) instead of
+    /// spending the model on it: under overload, the model's time goes to calls that can
+    /// still get a verdict.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// A flag shared between the requester and the worker.
@@ -184,6 +189,10 @@ pub trait Transcriber: Send + Sync {
 
     /// Convenience for tools and tests: submit and wait.
     fn transcribe(&self, pcm_16k: Vec<f32>) -> Result<Transcript, AsrError> {
-        self.submit(AsrRequest { pcm_16k })?.wait()
+        self.submit(AsrRequest {
+            pcm_16k,
+            deadline: None,
+        })?
+        .wait()
     }
 }

@@ -76,6 +76,7 @@ impl WhisperConfig {
 
 struct Job {
     pcm: Vec<f32>,
+    deadline: Option<Instant>,
     cancel: CancelToken,
     reply: tokio::sync::oneshot::Sender<Result<Transcript, AsrError>>,
     /// Counts the job in [`Transcriber::in_flight`] until it is dropped (done or discarded).
@@ -157,6 +158,7 @@ impl WhisperPool {
                 beam_size: cfg.beam_size.max(1),
                 initial_prompt: cfg.initial_prompt.clone(),
                 vad: VoiceActivity::new(16_000),
+                typical: TYPICAL_TRANSCRIPTION,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("asr-{i}"))
@@ -179,6 +181,7 @@ impl Transcriber for WhisperPool {
         let cancel = CancelToken::default();
         let job = Job {
             pcm: request.pcm_16k,
+            deadline: request.deadline,
             cancel: cancel.clone(),
             reply,
             _slot: Slot::take(&self.in_flight),
@@ -212,15 +215,33 @@ struct Worker {
     beam_size: usize,
     initial_prompt: String,
     vad: VoiceActivity,
+    /// How long a transcription of speech takes here (moving average): a job with less
+    /// time than this left before its deadline is skipped.
+    typical: std::time::Duration,
 }
+
+/// First guess of [`Worker::typical`]: tiny.en q8_0 on 2 cores, 3–10 s clips (BENCHMARKS.md).
+const TYPICAL_TRANSCRIPTION: std::time::Duration = std::time::Duration::from_millis(350);
 
 impl Worker {
     fn run(mut self, rx: Receiver<Job>) {
         while let Ok(job) = rx.recv() {
+            let too_late = job
+                .deadline
+                .is_some_and(|d| Instant::now() + self.typical > d);
             let result = if job.cancel.is_cancelled() {
                 Err(AsrError::Cancelled)
+            } else if too_late {
+                Err(AsrError::TimedOut)
             } else {
-                self.transcribe(&job.pcm, &job.cancel)
+                let r = self.transcribe(&job.pcm, &job.cancel);
+                if let Ok(t) = &r {
+                    if t.speech.has_speech() && !t.text.is_empty() {
+                        let took = std::time::Duration::from_millis(t.elapsed_ms);
+                        self.typical = (self.typical * 3 + took) / 4;
+                    }
+                }
+                r
             };
             // The requester may have gone away; that is fine.
             let _ = job.reply.send(result);

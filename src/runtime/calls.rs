@@ -733,7 +733,11 @@ fn submit_screening(
     pcm: Vec<f32>,
     event: fn(u64, Result<ScreeningResult, String>) -> CallEvent,
 ) -> Result<crate::asr::CancelToken, AsrError> {
-    let pending = res.transcriber.submit(AsrRequest { pcm_16k: pcm })?;
+    let deadline = Some(Instant::now() + res.call.screening_timeout);
+    let pending = res.transcriber.submit(AsrRequest {
+        pcm_16k: pcm,
+        deadline,
+    })?;
     let token = pending.cancel_token();
     let (events, detector) = (events.clone(), res.detector.clone());
     let (lang, timeout) = (res.language.clone(), res.call.screening_timeout);
