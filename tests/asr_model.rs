@@ -200,6 +200,11 @@ fn cancel_during_decode_stops_early() {
         AsrError::TimedOut
     );
     // A job that cannot be done before its deadline is skipped at once, without the model.
+    // (First let the worker finish with the cancelled job: one encoder pass may run on.)
+    let idle_by = std::time::Instant::now() + Duration::from_secs(10);
+    while pool.in_flight() > 0 && std::time::Instant::now() < idle_by {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let started = std::time::Instant::now();
     let p = pool
         .submit(AsrRequest {
