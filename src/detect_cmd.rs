@@ -3,7 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use scamscreen::detect::eval::{by_condition, misclassified, render, report, CorpusItem, Outcome};
+use scamscreen::detect::baseline::KeywordBaseline;
+use scamscreen::detect::eval::{
+    by_condition, misclassified, render, render_comparison, report, CorpusItem, Label, Outcome,
+};
+use scamscreen::detect::train::{train, Example, TrainParams};
+use scamscreen::detect::Action;
 use scamscreen::detect::score::{DEFAULT_DIVERT_THRESHOLD, DEFAULT_WARN_THRESHOLD};
 use scamscreen::detect::{Detector, Thresholds, Verdict};
 
@@ -121,22 +126,38 @@ pub fn run_detect(args: DetectArgs) -> anyhow::Result<()> {
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// Labelled corpus: JSON lines with id, label (scam|legit), category, lang, text, split.
+    /// Labelled corpus: JSON lines with id, author, label (scam|legit), type, lang, text, split.
+    #[arg(default_value = "tests/corpus/openings.jsonl")]
     corpus: PathBuf,
-    /// Which split to evaluate.
-    #[arg(long, value_enum, default_value = "all")]
+    /// Which split to evaluate: train (rule and model authors' material), test (held-out
+    /// authors: look at the numbers, never tune on the items), all.
+    #[arg(long, value_enum, default_value = "train")]
     split: Split,
-    /// Speak each item with espeak-ng, pass it through 8 kHz G.711 and the whisper model, and
-    /// evaluate on what whisper heard (English items; the model is English-only).
+    /// Only items in this language (en, de).
+    #[arg(long)]
+    lang: Option<String>,
+    /// The naive keyword baseline to compare with.
+    #[arg(long, default_value = "tests/corpus/baseline_keywords.toml")]
+    baseline: PathBuf,
+    /// Speak each item (espeak-ng, MBROLA or Festival voices), pass it through 8 kHz G.711 and
+    /// the whisper model, and evaluate on what whisper heard (English items; tiny.en is
+    /// English-only).
     #[arg(long)]
     audio: bool,
+    /// With --audio: cut each call's audio at this many seconds, as a fixed listening window
+    /// would.
+    #[arg(long)]
+    listen_secs: Option<f64>,
+    /// With --audio: evaluate at most this many items (spread evenly over the corpus order).
+    #[arg(long)]
+    limit: Option<usize>,
     /// whisper.cpp model for --audio (default: the models folder's q8_0 model).
     #[arg(long)]
     model: Option<PathBuf>,
     #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
     models_dir: PathBuf,
-    /// Voices for --audio, rotated over the items: VOICE:WPM,… (espeak-ng voice names, or
-    /// festival/NAME for a Festival voice, e.g. festival/cmu_us_slt_arctic_hts:160)
+    /// Voices for --audio, rotated over the items: VOICE:WPM,… (espeak-ng voice names such as
+    /// en-us+f2 or mb-us1 for MBROLA, or festival/NAME for a Festival voice)
     #[arg(long, default_value = crate::eval_audio::DEFAULT_VOICES)]
     voices: String,
     /// Beam width for --audio (1 = greedy).
@@ -145,7 +166,11 @@ pub struct EvalArgs {
     /// Decoder prompt for --audio (biases vocabulary; "" for none).
     #[arg(long, default_value = scamscreen::asr::whisper::SCREENING_PROMPT)]
     asr_prompt: String,
-    /// Print the report as JSON.
+    /// List the items the combined scorer got wrong (off for the held-out split unless asked:
+    /// reading held-out misses is how a corpus gets fitted).
+    #[arg(long)]
+    misses: bool,
+    /// Print the reports as JSON.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -172,14 +197,62 @@ pub fn load_corpus(path: &PathBuf) -> anyhow::Result<Vec<CorpusItem>> {
         .collect()
 }
 
+/// The four scorers `eval` compares, on one heard text.
+pub struct Scorers {
+    pub baseline: KeywordBaseline,
+    pub rules: Detector,
+    pub combined: Detector,
+}
+
+impl Scorers {
+    pub fn names(&self) -> Vec<&'static str> {
+        if self.combined.model().is_some() {
+            vec!["baseline", "rules", "model", "combined"]
+        } else {
+            vec!["baseline", "rules"]
+        }
+    }
+
+    /// (action, score) of scorer `name` on `text`.
+    pub fn score(&self, name: &str, text: &str, lang: Option<&str>) -> anyhow::Result<(Action, f64)> {
+        Ok(match name {
+            "baseline" => {
+                let (a, n) = self.baseline.action(text, lang);
+                (a, n as f64)
+            }
+            "rules" => {
+                let v = self.rules.score_text(text, lang)?;
+                (v.action, v.score)
+            }
+            "model" => {
+                let v = self.combined.score_text(text, lang)?;
+                let p = v.model_score.unwrap_or(0.0);
+                (self.combined.thresholds().action(p), p)
+            }
+            _ => {
+                let v = self.combined.score_text(text, lang)?;
+                (v.action, v.score)
+            }
+        })
+    }
+}
+
 pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
-    let det = args.rules.detector()?;
+    let combined = args.rules.detector()?;
+    let scorers = Scorers {
+        baseline: KeywordBaseline::load(&args.baseline)?,
+        rules: combined.clone().with_model(None),
+        combined,
+    };
     let mut items = load_corpus(&args.corpus)?;
     items.retain(|i| match args.split {
         Split::All => true,
         Split::Train => i.split.as_deref() != Some("test"),
         Split::Test => i.split.as_deref() == Some("test"),
     });
+    if let Some(l) = &args.lang {
+        items.retain(|i| i.lang.as_deref().unwrap_or("en") == l);
+    }
     if items.is_empty() {
         bail!(
             "no items in {} for split {:?}",
@@ -187,7 +260,8 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             args.split
         );
     }
-    let outcomes = if args.audio {
+    // (item, what was heard, condition)
+    let heard: Vec<(CorpusItem, String, String)> = if args.audio {
         let model = args
             .model
             .clone()
@@ -196,41 +270,85 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         cfg.beam_size = args.beam;
         cfg.initial_prompt = args.asr_prompt.clone();
         let voices = crate::eval_audio::parse_voices(&args.voices)?;
-        crate::eval_audio::outcomes(&det, &items, &cfg, &voices)?
+        let mut english: Vec<CorpusItem> = items
+            .into_iter()
+            .filter(|i| i.lang.as_deref().unwrap_or("en") == "en")
+            .collect();
+        if let Some(n) = args.limit.filter(|n| *n > 0 && *n < english.len()) {
+            let step = english.len() as f64 / n as f64;
+            english = (0..n)
+                .map(|k| english[(k as f64 * step) as usize].clone())
+                .collect();
+        }
+        crate::eval_audio::transcripts(&english, &cfg, &voices, args.listen_secs)?
     } else {
         items
             .into_iter()
-            .map(|item| {
-                let v = det.score_text(&item.text, item.lang.as_deref())?;
+            .map(|i| {
+                let t = i.text.clone();
+                (i, t, String::new())
+            })
+            .collect()
+    };
+    let mut reports = Vec::new();
+    let mut combined_outcomes = Vec::new();
+    for name in scorers.names() {
+        let outcomes = heard
+            .iter()
+            .map(|(item, text, cond)| {
+                let (action, score) = scorers.score(name, text, item.lang.as_deref())?;
                 Ok(Outcome {
-                    heard: item.text.clone(),
-                    condition: String::new(),
-                    item,
-                    action: v.action,
-                    score: v.score,
+                    item: item.clone(),
+                    action,
+                    score,
+                    heard: text.clone(),
+                    condition: cond.clone(),
                 })
             })
-            .collect::<anyhow::Result<Vec<_>>>()?
-    };
-    let r = report(&outcomes);
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        reports.push((name, report(&outcomes)));
+        combined_outcomes = outcomes;
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        let obj: serde_json::Map<String, serde_json::Value> = reports
+            .iter()
+            .map(|(n, r)| Ok((n.to_string(), serde_json::to_value(r)?)))
+            .collect::<anyhow::Result<_>>()?;
+        println!("{}", serde_json::to_string_pretty(&obj)?);
         return Ok(());
     }
-    print!("{}", render(&r));
-    let per = by_condition(&outcomes);
+    let (last_name, last) = reports.last().expect("at least two scorers");
+    println!(
+        "{} items ({:?} split{}{})\n",
+        last.items,
+        args.split,
+        if args.audio { ", audio" } else { ", text" },
+        args.listen_secs
+            .map(|s| format!(", cut at {s} s"))
+            .unwrap_or_default()
+    );
+    print!("{}", render(last));
+    println!("\n{last_name} vs the others\n");
+    let refs: Vec<(&str, &scamscreen::detect::eval::Report)> =
+        reports.iter().map(|(n, r)| (*n, r)).collect();
+    print!("{}", render_comparison(&refs));
+    let per = by_condition(&combined_outcomes);
     if per.len() > 1 {
-        println!("by voice");
+        println!("by voice ({last_name})");
         for (cond, r) in per {
             println!(
-                "  {cond:<16} items {:>3}  scam recall {:>5.1}%  legit flagged {:>4.1}%",
+                "  {cond:<22} items {:>3}  scam caught {:>5.1}%  legit flagged {:>4.1}%",
                 r.items,
                 r.recall * 100.0,
                 (r.legit_diverted + r.legit_warned) * 100.0
             );
         }
     }
-    let wrong = misclassified(&outcomes);
+    let wrong = misclassified(&combined_outcomes);
+    if !args.misses {
+        println!("\n{} misclassified (list them with --misses)", wrong.len());
+        return Ok(());
+    }
     println!("\nmisclassified ({})", wrong.len());
     for o in wrong {
         println!(
@@ -243,5 +361,75 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             o.heard
         );
     }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Labelled corpus; only its train split is used (held-out authors never are).
+    #[arg(default_value = "tests/corpus/openings.jsonl")]
+    corpus: PathBuf,
+    /// Where to write the model (the rule folder, so it travels with the packs).
+    #[arg(long, default_value = "models/rules/linear.model")]
+    out: PathBuf,
+    /// Gradient steps.
+    #[arg(long, default_value_t = TrainParams::default().iterations)]
+    iterations: usize,
+    /// L2 penalty.
+    #[arg(long, default_value_t = TrainParams::default().l2)]
+    l2: f64,
+}
+
+/// The train-split examples of a corpus, in corpus order.
+pub fn training_examples(items: &[CorpusItem]) -> Vec<Example<'_>> {
+    items
+        .iter()
+        .filter(|i| i.split.as_deref() != Some("test"))
+        .map(|i| Example {
+            text: &i.text,
+            scam: i.label == Label::Scam,
+        })
+        .collect()
+}
+
+pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
+    let items = load_corpus(&args.corpus)?;
+    let examples = training_examples(&items);
+    if examples.is_empty() {
+        bail!("no train-split items in {}", args.corpus.display());
+    }
+    let params = TrainParams {
+        iterations: args.iterations,
+        l2: args.l2,
+        ..TrainParams::default()
+    };
+    let corpus_hash = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for e in &examples {
+            h.update(e.text.as_bytes());
+            h.update([u8::from(e.scam), b'\n']);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let model = train(
+        &examples,
+        params,
+        serde_json::json!({"corpus_sha256": corpus_hash, "split": "train"}),
+    );
+    let bytes = model.to_bytes();
+    let tmp = args.out.with_extension("partial");
+    std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let nz = model.weights.iter().filter(|w| **w != 0.0).count();
+    println!(
+        "trained on {} examples ({} scam); {} non-zero weights; wrote {} ({} bytes)",
+        examples.len(),
+        examples.iter().filter(|e| e.scam).count(),
+        nz,
+        args.out.display(),
+        bytes.len()
+    );
     Ok(())
 }

@@ -9,8 +9,7 @@ use anyhow::{bail, Context};
 use scamscreen::asr::audio::read_wav_16k;
 use scamscreen::asr::whisper::{WhisperConfig, WhisperPool};
 use scamscreen::asr::Transcriber;
-use scamscreen::detect::eval::{CorpusItem, Outcome};
-use scamscreen::detect::Detector;
+use scamscreen::detect::eval::CorpusItem;
 
 /// Default rotation of espeak-ng `voice:words-per-minute`: the three clear voices of the ASR
 /// test set and two harder ones (male, no word gap in tiny.en's ears).
@@ -83,46 +82,39 @@ pub fn synthesize(
         .args(["sinc", "300-3400", "norm", "-3"]))
 }
 
-pub fn outcomes(
-    det: &Detector,
+/// Speak, cut, transcribe: what whisper heard of each (English) item, with the voice used.
+pub fn transcripts(
     items: &[CorpusItem],
     asr: &WhisperConfig,
     voices: &[(String, String)],
-) -> anyhow::Result<Vec<Outcome>> {
+    listen_secs: Option<f64>,
+) -> anyhow::Result<Vec<(CorpusItem, String, String)>> {
     if voices.is_empty() {
         bail!("no voices");
     }
+    if let Some(s) = listen_secs.filter(|s| !(s.is_finite() && *s > 0.0)) {
+        bail!("--listen-secs {s}: must be a positive number of seconds");
+    }
     let pool = WhisperPool::start(asr)?;
     let dir = tempfile::tempdir()?;
-    let english: Vec<&CorpusItem> = items
-        .iter()
-        .filter(|i| i.lang.as_deref().unwrap_or("en") == "en")
-        .collect();
-    let skipped = items.len() - english.len();
-    if skipped > 0 {
-        eprintln!("note: {skipped} non-English items skipped: the whisper model (tiny.en) is English-only");
-    }
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        indicatif::ProgressBar::new(english.len() as u64)
+        indicatif::ProgressBar::new(items.len() as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut outcomes = Vec::new();
-    for (n, item) in english.iter().enumerate() {
+    let mut out = Vec::new();
+    for (n, item) in items.iter().enumerate() {
         let (voice, wpm) = &voices[n % voices.len()];
         let wav = dir.path().join("item.wav");
         synthesize(&item.text, voice, wpm, dir.path(), &wav)?;
-        let t = pool.transcribe(read_wav_16k(&wav)?)?;
-        let v = det.score_segments(&t.segments, Some("en"))?;
+        let mut audio = read_wav_16k(&wav)?;
+        if let Some(secs) = listen_secs {
+            audio.truncate((secs * 16_000.0) as usize);
+        }
+        let t = pool.transcribe(audio)?;
         bar.inc(1);
-        outcomes.push(Outcome {
-            item: (*item).clone(),
-            action: v.action,
-            score: v.score,
-            heard: t.text.clone(),
-            condition: format!("{voice}:{wpm}"),
-        });
+        out.push((item.clone(), t.text.clone(), format!("{voice}:{wpm}")));
     }
     bar.finish_and_clear();
-    Ok(outcomes)
+    Ok(out)
 }

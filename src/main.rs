@@ -43,6 +43,8 @@ enum Command {
     Detect(detect_cmd::DetectArgs),
     /// Evaluate the rules on a labelled corpus (text, or --audio through the real model).
     Eval(detect_cmd::EvalArgs),
+    /// Train the learned second opinion on the corpus's train split (`make train`).
+    Train(detect_cmd::TrainArgs),
     /// Benchmarks of single components.
     Bench {
         #[command(subcommand)]
@@ -127,6 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detect(args) => return detect_cmd::run_detect(args),
         Command::Bench { what } => return bench_cmd::run(what),
         Command::Eval(args) => return detect_cmd::run_eval(args),
+        Command::Train(args) => return detect_cmd::run_train(args),
         Command::Model { action } => match action {
             ModelCommand::Fetch { models_dir, python } => {
                 let paths = ModelPaths::new(models_dir);

@@ -5,26 +5,52 @@ use std::collections::BTreeMap;
 
 use super::score::Action;
 
-/// One corpus line.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+/// One corpus line (`tests/corpus/openings.jsonl`, see `tests/corpus/build_corpus.py`).
+#[derive(Debug, Clone, PartialEq, Default, serde::Deserialize, serde::Serialize)]
 pub struct CorpusItem {
     pub id: String,
-    pub label: Label,
+    /// Who wrote it; whole authors are held out.
     #[serde(default)]
+    pub author: String,
+    pub label: Label,
+    /// The scam or legitimate type (`tech_support`, `pharmacy_ivr`, ...).
+    #[serde(default, rename = "type", alias = "category")]
     pub category: String,
     #[serde(default)]
     pub lang: Option<String>,
     pub text: String,
     #[serde(default)]
     pub split: Option<String>,
+    /// A legitimate call that shares words with scams.
+    #[serde(default)]
+    pub hard: bool,
+    /// Written the way a recogniser garbles a phone line.
+    #[serde(default)]
+    pub garbled: bool,
+    #[serde(default)]
+    pub variety: Option<String>,
+    /// `ivr` or `live`.
+    #[serde(default)]
+    pub style: Option<String>,
 }
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Label {
     Scam,
+    #[default]
     Legit,
 }
 
@@ -51,6 +77,10 @@ pub struct Report {
     pub f1: f64,
     pub legit_diverted: f64,
     pub legit_warned: f64,
+    /// Hard negatives (legitimate calls that share words with scams): count, diverted, warned.
+    pub hard_negatives: usize,
+    pub hard_diverted: f64,
+    pub hard_warned: f64,
     /// category → (caught, total) for scams; (flagged, total) for legitimate calls.
     pub scam_recall_by_category: BTreeMap<String, (usize, usize)>,
     pub legit_flagged_by_category: BTreeMap<String, (usize, usize)>,
@@ -72,6 +102,7 @@ pub fn report(outcomes: &[Outcome]) -> Report {
     };
     let (mut tp, mut fp, mut fn_) = (0, 0, 0);
     let (mut legit, mut legit_div, mut legit_warn) = (0, 0, 0);
+    let (mut hard, mut hard_div, mut hard_warn) = (0, 0, 0);
     for o in outcomes {
         let label = match o.item.label {
             Label::Scam => "scam",
@@ -104,6 +135,11 @@ pub fn report(outcomes: &[Outcome]) -> Report {
                 }
                 legit_div += usize::from(o.action == Action::Divert);
                 legit_warn += usize::from(o.action == Action::Warn);
+                if o.item.hard {
+                    hard += 1;
+                    hard_div += usize::from(o.action == Action::Divert);
+                    hard_warn += usize::from(o.action == Action::Warn);
+                }
                 let e = r
                     .legit_flagged_by_category
                     .entry(o.item.category.clone())
@@ -122,7 +158,49 @@ pub fn report(outcomes: &[Outcome]) -> Report {
     };
     r.legit_diverted = ratio(legit_div, legit);
     r.legit_warned = ratio(legit_warn, legit);
+    r.hard_negatives = hard;
+    r.hard_diverted = ratio(hard_div, hard);
+    r.hard_warned = ratio(hard_warn, hard);
     r
+}
+
+/// Several scorers side by side: overall numbers, scam recall per type and legitimate calls
+/// flagged per type, one column per scorer.
+pub fn render_comparison(reports: &[(&str, &Report)]) -> String {
+    let pct = |v: f64| format!("{:.1}%", v * 100.0);
+    let mut s = String::new();
+    let head: String = reports.iter().map(|(n, _)| format!("{n:>10}")).collect();
+    s += &format!("{:<34}{head}\n", "");
+    let row = |s: &mut String, name: &str, f: &dyn Fn(&Report) -> String| {
+        let cells: String = reports.iter().map(|(_, r)| format!("{:>10}", f(r))).collect();
+        *s += &format!("{name:<34}{cells}\n");
+    };
+    row(&mut s, "scam caught (warn or divert)", &|r| pct(r.recall));
+    row(&mut s, "legitimate diverted", &|r| pct(r.legit_diverted));
+    row(&mut s, "legitimate warned", &|r| pct(r.legit_warned));
+    row(&mut s, "hard negatives diverted", &|r| pct(r.hard_diverted));
+    row(&mut s, "hard negatives warned", &|r| pct(r.hard_warned));
+    row(&mut s, "precision", &|r| pct(r.precision));
+    let Some((_, first)) = reports.first() else {
+        return s;
+    };
+    s += "scam caught by type\n";
+    for (c, (_, total)) in &first.scam_recall_by_category {
+        row(&mut s, &format!("  {c} ({total})"), &|r| {
+            r.scam_recall_by_category
+                .get(c)
+                .map_or("-".into(), |(k, t)| pct(ratio(*k, *t)))
+        });
+    }
+    s += "legitimate flagged by type\n";
+    for (c, (_, total)) in &first.legit_flagged_by_category {
+        row(&mut s, &format!("  {c} ({total})"), &|r| {
+            r.legit_flagged_by_category
+                .get(c)
+                .map_or("-".into(), |(k, t)| pct(ratio(*k, *t)))
+        });
+    }
+    s
 }
 
 /// Scam recall and legitimate calls flagged per presentation condition (voice).
@@ -199,9 +277,8 @@ mod tests {
                 id: "x".into(),
                 label,
                 category: cat.into(),
-                lang: None,
-                text: String::new(),
-                split: None,
+                hard: cat == "bank",
+                ..CorpusItem::default()
             },
             action,
             score: 0.0,
@@ -233,5 +310,10 @@ mod tests {
         assert_eq!(misclassified(&outs).len(), 3);
         let text = render(&r);
         assert!(text.contains("precision 50.0%"), "{text}");
+        assert_eq!(r.hard_negatives, 3);
+        assert!((r.hard_diverted - 1.0 / 3.0).abs() < 1e-9);
+        let table = render_comparison(&[("a", &r), ("b", &r)]);
+        assert!(table.contains("  tech (2)"), "{table}");
+        assert!(table.contains("  bank (3)"), "{table}");
     }
 }

@@ -6,14 +6,19 @@
 //! and when, the point in the call where the verdict became confident, and the sentence the
 //! callee will hear.
 
+pub mod baseline;
 pub mod eval;
+pub mod features;
+pub mod linear;
 pub mod normalize;
 pub mod pack;
 pub mod pattern;
 pub mod score;
+pub mod train;
 
 use std::path::Path;
 
+use linear::LinearModel;
 use normalize::{tokenize_timed, Token};
 pub use pack::{Category, PackError, RulePack};
 pub use score::{Action, Thresholds};
@@ -43,6 +48,16 @@ pub struct Verdict {
     pub warning: String,
     /// When the evidence first crossed the divert threshold, if it did.
     pub confident_at_ms: Option<u64>,
+    /// The rules' own score, before the learned model's opinion.
+    pub rule_score: f64,
+    /// The learned model's probability of "scam", when a model is loaded.
+    pub model_score: Option<f64>,
+    /// The words that pushed the learned model hardest towards "scam" (for flagged calls).
+    pub model_phrases: Vec<String>,
+    /// Could more speech from the caller still change the action? (see [`more_speech`])
+    pub more_speech_could_change: bool,
+    /// Why (or why not): "claim without a request", "no scam signals", ...
+    pub more_speech_reason: String,
 }
 
 impl Verdict {
@@ -68,22 +83,55 @@ pub enum DetectError {
     Thresholds(String),
     #[error("no rule pack for language {0:?}")]
     UnknownLanguage(String),
+    #[error(transparent)]
+    Model(#[from] linear::ModelError),
 }
 
 /// The language also tried for every call.
 pub const FALLBACK_LANG: &str = "en";
 
-/// The rule engine.
+/// The file of the learned model inside a rule folder.
+pub const MODEL_FILE: &str = "linear.model";
+
+/// The rule engine, with the learned model as a second opinion when one is loaded.
 #[derive(Debug, Clone)]
 pub struct Detector {
     packs: Vec<RulePack>,
     thresholds: Thresholds,
+    model: Option<std::sync::Arc<LinearModel>>,
+    model_weight: f64,
 }
 
 impl Detector {
     pub fn new(packs: Vec<RulePack>, thresholds: Thresholds) -> Result<Self, DetectError> {
         thresholds.validate().map_err(DetectError::Thresholds)?;
-        Ok(Detector { packs, thresholds })
+        Ok(Detector {
+            packs,
+            thresholds,
+            model: None,
+            model_weight: score::DEFAULT_MODEL_WEIGHT,
+        })
+    }
+
+    /// Use (or, with `None`, stop using) a learned model.
+    pub fn with_model(mut self, model: Option<LinearModel>) -> Self {
+        self.model = model.map(std::sync::Arc::new);
+        self
+    }
+
+    /// How much the model's log-odds count beside the rules' (0 = rules only).
+    pub fn with_model_weight(mut self, weight: f64) -> Result<Self, DetectError> {
+        if !(0.0..=2.0).contains(&weight) {
+            return Err(DetectError::Thresholds(format!(
+                "model weight {weight} must be between 0 and 2"
+            )));
+        }
+        self.model_weight = weight;
+        Ok(self)
+    }
+
+    pub fn model(&self) -> Option<&LinearModel> {
+        self.model.as_deref()
     }
 
     /// Load every `*.toml` pack in a folder; all problems of all packs are reported.
@@ -114,7 +162,13 @@ impl Detector {
         if !problems.is_empty() {
             return Err(PackError { problems }.into());
         }
-        Self::new(packs, thresholds)
+        let model_path = dir.join(MODEL_FILE);
+        let model = if model_path.exists() {
+            Some(LinearModel::load(&model_path)?)
+        } else {
+            None
+        };
+        Ok(Self::new(packs, thresholds)?.with_model(model))
     }
 
     pub fn thresholds(&self) -> Thresholds {
@@ -172,9 +226,10 @@ impl Detector {
         // Ties go to the call's language (English when unknown), not to load order.
         let preferred = lang.unwrap_or(FALLBACK_LANG);
         packs.sort_by_key(|p| p.lang != preferred);
+        let opinion = self.model.as_ref().map(|m| m.opinion(tokens, 3));
         let mut best: Option<Verdict> = None;
         for pack in packs {
-            let v = self.score_with(pack, tokens);
+            let v = self.score_with(pack, tokens, opinion.as_ref());
             if best.as_ref().is_none_or(|b| v.score > b.score) {
                 best = Some(v);
             }
@@ -182,7 +237,12 @@ impl Detector {
         best.ok_or_else(|| DetectError::UnknownLanguage(lang.unwrap_or("").into()))
     }
 
-    fn score_with(&self, pack: &RulePack, tokens: &[Token]) -> Verdict {
+    fn score_with(
+        &self,
+        pack: &RulePack,
+        tokens: &[Token],
+        opinion: Option<&linear::ModelOpinion>,
+    ) -> Verdict {
         let mut reasons = Vec::new();
         for rule in &pack.rules {
             let found = rule.patterns.iter().filter_map(|p| {
@@ -218,17 +278,32 @@ impl Detector {
         reasons.sort_by_key(|r| r.at_ms);
         let evidence: Vec<(Category, f64)> =
             reasons.iter().map(|r| (r.category, r.weight)).collect();
-        let score = score::combine(&evidence);
-        let action = self.thresholds.action(score);
+        let model_logit = opinion.map(|o| o.logit);
+        let combined = score::Combined::new(&evidence, model_logit, self.model_weight);
+        let (action, score) = combined.decide(&self.thresholds);
         // The earliest prefix of the evidence (in call time) that already diverts.
-        let confident_at_ms = (1..=reasons.len())
-            .find(|&n| score::combine(&evidence[..n]) >= self.thresholds.divert)
-            .map(|n| reasons[n - 1].at_ms);
+        let confident_at_ms = if action == Action::Divert {
+            (1..=reasons.len())
+                .find(|&n| {
+                    score::Combined::new(&evidence[..n], model_logit, self.model_weight)
+                        .decide(&self.thresholds)
+                        .0
+                        == Action::Divert
+                })
+                .map(|n| reasons[n - 1].at_ms)
+        } else {
+            None
+        };
+        let model_phrases = match opinion {
+            Some(o) if action != Action::Allow => o.phrases.clone(),
+            _ => Vec::new(),
+        };
         let warning = if action == Action::Allow {
             String::new()
         } else {
             warning_sentence(pack, &reasons)
         };
+        let (more, why) = more_speech(tokens.len(), action, score, &reasons, &self.thresholds);
         Verdict {
             action,
             score,
@@ -236,7 +311,51 @@ impl Detector {
             reasons,
             warning,
             confident_at_ms,
+            rule_score: combined.rules_only(),
+            model_score: model_logit.map(score::sigmoid),
+            model_phrases,
+            more_speech_could_change: more,
+            more_speech_reason: why.to_string(),
         }
+    }
+}
+
+/// Fewer words than this and any verdict is premature.
+pub const MIN_WORDS_FOR_VERDICT: usize = 8;
+
+/// Could more speech still change the action? A scam opening often says who is calling
+/// first and what they want later (recorded messages especially), so a claim or a pretext
+/// without a request, or a score just under a threshold, is a reason to keep listening; a
+/// divert, or enough words with no signal at all, is not.
+pub fn more_speech(
+    words: usize,
+    action: Action,
+    score: f64,
+    reasons: &[Reason],
+    t: &Thresholds,
+) -> (bool, &'static str) {
+    use Category::*;
+    let has = |cats: &[Category]| {
+        reasons
+            .iter()
+            .any(|r| r.weight > 0.0 && cats.contains(&r.category))
+    };
+    if action == Action::Divert {
+        return (false, "diverting evidence is in");
+    }
+    if words < MIN_WORDS_FOR_VERDICT {
+        return (true, "too few words yet");
+    }
+    let setup = has(&[Impersonation, Problem, Lure, ThreatUrgency, FamilyEmergency]);
+    let ask = has(&[Request, RemoteAccess, Payment, Credential, Secrecy]);
+    match action {
+        Action::Warn if ask => (true, "a request for money, a code or access would divert"),
+        Action::Warn => (true, "claim without a request yet"),
+        _ if setup && !ask => (true, "claim without a request yet"),
+        _ if ask && !setup => (true, "request without a claim yet"),
+        _ if score >= t.warn * 0.6 => (true, "score just below the warning threshold"),
+        _ if reasons.iter().any(|r| r.weight < 0.0) => (false, "legitimacy cues, no scam signals"),
+        _ => (false, "no scam signals"),
     }
 }
 

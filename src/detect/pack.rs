@@ -17,8 +17,14 @@ use super::pattern::{Pattern, Phrase, PhraseSet};
 pub enum Category {
     /// Claims to be a company or an authority.
     Impersonation,
-    /// Claims the callee's computer, account or line has a problem.
-    ComputerProblem,
+    /// The pretext: something is wrong with the callee's computer, account, card, parcel,
+    /// taxes, order or line (written `problem`; `computer_problem` is its old name).
+    #[serde(alias = "computer_problem")]
+    Problem,
+    /// A request that keeps the callee on the caller's channel: press a key now, stay on the
+    /// line, call back a number the caller gives, confirm or verify details to the caller, go to
+    /// the computer. Pointing to an independent channel is a legitimacy cue instead.
+    Request,
     /// Asks to install or allow remote access, or to operate the computer.
     RemoteAccess,
     /// Asks for payment by gift card, crypto, wire or cash pickup.
@@ -42,7 +48,8 @@ impl Category {
     pub fn name(self) -> &'static str {
         match self {
             Category::Impersonation => "impersonation",
-            Category::ComputerProblem => "computer_problem",
+            Category::Problem => "problem",
+            Category::Request => "request",
             Category::RemoteAccess => "remote_access",
             Category::Payment => "payment",
             Category::Credential => "credential",

@@ -102,7 +102,32 @@ pub fn fuzzy_budget(len: usize) -> usize {
     }
 }
 
+/// Function words never accepted as a fuzzy match, and never as part of a fuzzily matched
+/// compact phrase: "connect with" is not ConnectWise, "apples and" is not Apple card. A
+/// recogniser's misheard brand name is a content word or a fragment, not one of these.
+const FUNCTION_WORDS: &[&str] = &[
+    "a", "about", "after", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be",
+    "because", "been", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had",
+    "has", "have", "he", "her", "here", "him", "his", "how", "i", "if", "in", "into", "is", "it",
+    "its", "just", "me", "my", "no", "not", "now", "of", "off", "on", "one", "or", "our", "out",
+    "over", "she", "so", "some", "than", "that", "the", "their", "them", "then", "there", "these",
+    "they", "this", "those", "to", "too", "up", "us", "very", "was", "we", "were", "what",
+    "when", "where", "which", "who", "will", "with", "would", "you", "your", "yours", "aber",
+    "als", "am", "an", "auch", "auf", "aus", "bei", "bin", "bis", "das", "dass", "dem", "den",
+    "der", "des", "die", "doch", "du", "ein", "eine", "einem", "einen", "einer", "er", "es",
+    "fuer", "hat", "haben", "ich", "ihr", "ihre", "ihnen", "im", "in", "ist", "ja", "kann",
+    "mit", "nach", "nicht", "noch", "nur", "oder", "sie", "sind", "so", "um", "und", "uns",
+    "von", "vor", "war", "was", "wie", "wir", "wird", "zu", "zum", "zur",
+];
+
+fn is_function_word(t: &str) -> bool {
+    FUNCTION_WORDS.contains(&t)
+}
+
 fn fuzzy_eq(a: &str, b: &str) -> bool {
+    if a != b && is_function_word(a) {
+        return false;
+    }
     let budget = fuzzy_budget(b.chars().count());
     if budget == 0 {
         return a == b;
@@ -112,9 +137,8 @@ fn fuzzy_eq(a: &str, b: &str) -> bool {
 }
 
 /// German number words (English ones come from `asr::wer`), folded (ü → ue).
-const GERMAN_NUMBER_WORDS: [&str; 21] = [
+const GERMAN_NUMBER_WORDS: [&str; 20] = [
     "eins",
-    "ein",
     "zwei",
     "drei",
     "vier",
@@ -137,8 +161,10 @@ const GERMAN_NUMBER_WORDS: [&str; 21] = [
 ];
 
 fn is_number(t: &str) -> bool {
+    // "one" and "ein" are far more often a pronoun or an article than an amount ("give me one
+    // moment", "ein Formular"); rules that mean the key 1 write `one|#`.
     (!t.is_empty() && t.chars().all(|c| c.is_ascii_digit()))
-        || (t != "zero" && crate::asr::wer::is_number_word(t))
+        || (!matches!(t, "zero" | "one") && crate::asr::wer::is_number_word(t))
         || GERMAN_NUMBER_WORDS.contains(&t)
 }
 
@@ -353,7 +379,11 @@ fn phrase_matches(p: &Phrase, window: &[Token], fuzzy: bool) -> bool {
         return true;
     }
     // Fuzzy only on the compact form, and only when the first letter agrees: ASR errors
-    // rarely change the first sound, and this keeps short common words out.
+    // rarely change the first sound, and this keeps short common words out. A window that
+    // includes a function word is ordinary speech, not a misheard name.
+    if window.iter().any(|t| is_function_word(&t.text)) {
+        return false;
+    }
     fuzzy && joined.chars().next() == p.compact.chars().next() && fuzzy_eq(&joined, &p.compact)
 }
 
@@ -421,6 +451,12 @@ mod tests {
         // Not fuzzy for the brand set, and short words never fuzzy.
         assert!(find("@brand", "microsof").is_none());
         assert!(find("@tool", "the team").is_none());
+        // Ordinary words next to each other are not a misheard tool name.
+        let (mut s, idx) = sets();
+        s[0].phrases.push(Phrase::new("ConnectWise"));
+        let p = Pattern::compile("@tool", &idx).expect("compiles");
+        assert!(p.find(&tokenize("we want to connect with you"), &s).is_none());
+        assert!(p.find(&tokenize("open connect wise"), &s).is_some());
         assert_eq!(
             find("@brand support", "windows support")
                 .expect("m")
@@ -443,6 +479,10 @@ mod tests {
         assert!(find("# euro", "fünfhundert euro").is_none());
         assert!(find("# euro", "500 Euro").is_some());
         assert!(find("owe money|#", "you owe 500").is_some());
+        // "one" and "ein" are words, not amounts; "one|#" still takes the key.
+        assert!(find("give ..2 #", "give me one moment").is_none());
+        assert!(find("press one|#", "press one").is_some());
+        assert!(find("# formular", "ein Formular").is_none());
         assert!(find("one_time|otp code", "your one time code").is_some());
         assert!(find("one_time|otp code", "your OTP code").is_some());
         assert!(find("one_time|otp code", "one code").is_none());

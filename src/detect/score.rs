@@ -84,8 +84,73 @@ impl Thresholds {
     }
 }
 
+/// How much the learned model's log-odds count beside the rules' by default.
+pub const DEFAULT_MODEL_WEIGHT: f64 = 0.5;
+/// The model's log-odds are clamped to ±this before weighting: a second opinion, never a veto.
+pub const MODEL_LOGIT_CLAMP: f64 = 4.0;
+
+pub fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// The rules' evidence and the learned model's opinion, combined.
+///
+/// `z = z_rules + model_weight · clamp(model_logit, ±4)`; the model may only lower the score
+/// when no rule has fired. Actions:
+/// - **divert** when `σ(z) ≥ divert` and the rules alone reach `warn` (converging evidence the
+///   rules can explain);
+/// - **warn** when `σ(z) ≥ warn` and at least one rule fired (every warning has a reason);
+/// - **allow** otherwise. The score reported is clamped into the action's band so the two
+///   never disagree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Combined {
+    z_rules: f64,
+    z: f64,
+    any_rule: bool,
+}
+
+impl Combined {
+    pub fn new(evidence: &[(Category, f64)], model_logit: Option<f64>, model_weight: f64) -> Self {
+        let z_rules = logit(evidence);
+        let any_rule = evidence.iter().any(|(_, w)| *w > 0.0);
+        let mut m = model_logit.map_or(0.0, |l| {
+            model_weight * l.clamp(-MODEL_LOGIT_CLAMP, MODEL_LOGIT_CLAMP)
+        });
+        if !any_rule {
+            m = m.min(0.0);
+        }
+        Combined {
+            z_rules,
+            z: z_rules + m,
+            any_rule,
+        }
+    }
+
+    pub fn rules_only(&self) -> f64 {
+        sigmoid(self.z_rules)
+    }
+
+    /// The action and the score that goes with it.
+    pub fn decide(&self, t: &Thresholds) -> (Action, f64) {
+        let s = sigmoid(self.z);
+        const BELOW: f64 = 1e-3;
+        if s >= t.divert && self.rules_only() >= t.warn {
+            (Action::Divert, s)
+        } else if s >= t.warn && self.any_rule {
+            (Action::Warn, s.min(t.divert - BELOW))
+        } else {
+            (Action::Allow, s.min(t.warn - BELOW))
+        }
+    }
+}
+
 /// The combined score of (category, weight) evidence.
 pub fn combine(evidence: &[(Category, f64)]) -> f64 {
+    sigmoid(logit(evidence))
+}
+
+/// The log-odds of (category, weight) evidence.
+pub fn logit(evidence: &[(Category, f64)]) -> f64 {
     let mut z = BIAS;
     let mut cats: Vec<Category> = evidence.iter().map(|(c, _)| *c).collect();
     cats.sort();
@@ -106,7 +171,7 @@ pub fn combine(evidence: &[(Category, f64)]) -> f64 {
             .sum::<f64>();
         z += positive + negative;
     }
-    1.0 / (1.0 + (-z).exp())
+    z
 }
 
 /// Join reasons as a sentence list: "a", "a and b", "a, b and c".
@@ -135,7 +200,7 @@ mod tests {
         ]);
         let full = combine(&[
             (Impersonation, 2.0),
-            (ComputerProblem, 2.0),
+            (Problem, 2.0),
             (RemoteAccess, 3.0),
         ]);
         assert!(brand < 0.2, "{brand}");
@@ -143,12 +208,35 @@ mod tests {
         assert!(full > 0.95, "{full}");
         let cued = combine(&[
             (Impersonation, 2.0),
-            (ComputerProblem, 2.0),
+            (Problem, 2.0),
             (LegitCue, -3.0),
         ]);
         assert!(cued < brand, "{cued}");
         // Monotone: more positive evidence never lowers the score.
         assert!(combine(&[(Impersonation, 2.0), (Payment, 0.5)]) > brand);
+    }
+
+    #[test]
+    fn the_model_is_a_second_opinion_not_a_verdict() {
+        let t = Thresholds::default();
+        let claim = [(Impersonation, 2.0)];
+        let claim_and_ask = [(Impersonation, 2.0), (Request, 2.0)];
+        // Rules alone.
+        assert_eq!(Combined::new(&claim, None, 0.5).decide(&t).0, Action::Allow);
+        assert_eq!(Combined::new(&claim_and_ask, None, 0.5).decide(&t).0, Action::Warn);
+        // A confident model lifts a lone claim to a warning, never to a divert.
+        let lifted = Combined::new(&claim, Some(9.0), 0.5).decide(&t);
+        assert_eq!(lifted.0, Action::Warn, "{lifted:?}");
+        let strong = Combined::new(&claim, Some(9.0), 2.0).decide(&t);
+        assert_eq!(strong.0, Action::Warn, "rules below warn cannot divert: {strong:?}");
+        assert!(strong.1 < t.divert);
+        // Without any rule the model alone never warns, but it can lower.
+        let none = Combined::new(&[], Some(9.0), 2.0).decide(&t);
+        assert_eq!(none.0, Action::Allow);
+        assert!(none.1 < t.warn);
+        // A confident "legitimate" pulls a warning down.
+        let calmed = Combined::new(&claim_and_ask, Some(-6.0), 0.5).decide(&t);
+        assert_eq!(calmed.0, Action::Allow, "{calmed:?}");
     }
 
     #[test]

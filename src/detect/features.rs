@@ -1,0 +1,119 @@
+//! Text → hashed n-gram features for the learned second opinion ([`super::linear`]).
+//!
+//! Features are counted over the folded tokens of [`super::normalize`]: word unigrams and
+//! bigrams (what was said) and character 3–5-grams inside each word with boundary marks (how
+//! it sounds when a recogniser garbles it: "team newer" still shares "<te", "ewer>"...). Each
+//! feature name is hashed (FNV-1a, 64 bit) into `2^bits` buckets; the vector is scaled to unit
+//! length so a long monologue and a short opening weigh alike.
+
+use super::normalize::Token;
+
+/// Buckets of the hashed feature space (2^18).
+pub const DEFAULT_BITS: u32 = 18;
+const CHAR_NGRAMS: std::ops::RangeInclusive<usize> = 3..=5;
+
+/// One feature of a text: its bucket, its (normalised) value and, for word features, the words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    pub bucket: u32,
+    pub value: f32,
+    /// The words for word features ("press one"); `None` for character n-grams.
+    pub words: Option<String>,
+}
+
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in *p {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn bucket(bits: u32, parts: &[&[u8]]) -> u32 {
+    (fnv1a(parts) & ((1u64 << bits) - 1)) as u32
+}
+
+/// The feature vector of `tokens`, sorted by bucket, duplicates summed.
+pub fn extract(tokens: &[Token], bits: u32) -> Vec<Feature> {
+    let mut raw: Vec<(u32, f32, Option<String>)> = Vec::with_capacity(tokens.len() * 12);
+    for (i, t) in tokens.iter().enumerate() {
+        let w = t.text.as_bytes();
+        raw.push((bucket(bits, &[b"w:", w]), 1.0, Some(t.text.clone())));
+        if let Some(next) = tokens.get(i + 1) {
+            raw.push((
+                bucket(bits, &[b"b:", w, b" ", next.text.as_bytes()]),
+                1.0,
+                Some(format!("{} {}", t.text, next.text)),
+            ));
+        }
+        let chars: Vec<char> = std::iter::once('<')
+            .chain(t.text.chars())
+            .chain(std::iter::once('>'))
+            .collect();
+        let mut buf = String::new();
+        for n in CHAR_NGRAMS {
+            for win in chars.windows(n) {
+                buf.clear();
+                buf.extend(win);
+                raw.push((bucket(bits, &[b"c:", buf.as_bytes()]), 1.0, None));
+            }
+        }
+    }
+    raw.sort_by_key(|f| f.0);
+    let mut out: Vec<Feature> = Vec::with_capacity(raw.len());
+    for (b, v, words) in raw {
+        match out.last_mut() {
+            Some(last) if last.bucket == b => {
+                last.value += v;
+                if last.words.is_none() {
+                    last.words = words;
+                }
+            }
+            _ => out.push(Feature {
+                bucket: b,
+                value: v,
+                words,
+            }),
+        }
+    }
+    let norm = out.iter().map(|f| f.value * f.value).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for f in &mut out {
+            f.value /= norm;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::normalize::tokenize;
+    use super::*;
+
+    #[test]
+    fn features_are_unit_length_sorted_and_name_their_words() {
+        let f = extract(&tokenize("Press one, press ONE now"), 18);
+        let norm: f32 = f.iter().map(|x| x.value * x.value).sum();
+        assert!((norm - 1.0).abs() < 1e-5);
+        assert!(f.windows(2).all(|w| w[0].bucket < w[1].bucket));
+        assert!(f
+            .iter()
+            .any(|x| x.words.as_deref() == Some("press one")));
+        assert!(f.iter().all(|x| x.bucket < 1 << 18));
+        assert!(extract(&[], 18).is_empty());
+    }
+
+    #[test]
+    fn garbled_names_share_character_features() {
+        let a = extract(&tokenize("teamviewer"), 18);
+        let b = extract(&tokenize("teamnewer"), 18);
+        let shared = a
+            .iter()
+            .filter(|x| b.iter().any(|y| y.bucket == x.bucket))
+            .count();
+        assert!(shared >= 5, "{shared}");
+    }
+}
