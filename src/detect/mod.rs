@@ -359,11 +359,32 @@ pub fn more_speech(
     }
 }
 
-/// Is there a negation word among the few tokens before `start`?
+/// Verbs that carry a negation over a list when they follow it closely: "we will never ask
+/// you for your PIN, passwords or a one-time code".
+const NEGATION_CARRIERS: &[&str] = &["ask", "asks", "asking", "fragen", "fragt"];
+/// A negation right after one of these belongs to a condition ("if you did not make this
+/// purchase, press 1"), not to what follows it.
+const CONDITIONALS: &[&str] = &["if", "unless", "wenn", "falls", "sofern"];
+
+/// Is a match at `start` negated? A negation word among the 4 tokens before it, or among the
+/// 9 before it when "ask" follows the negation within 3 words ("we will never ask you for
+/// your PIN or a code"); a negation inside a condition ("if you did not …") does not count.
 pub(crate) fn negated(tokens: &[Token], start: usize, negations: &[String]) -> bool {
-    tokens[start.saturating_sub(4)..start]
-        .iter()
-        .any(|t| negations.contains(&t.text))
+    let is_negation = |i: usize| {
+        negations.contains(&tokens[i].text)
+            && !tokens[i.saturating_sub(3)..i]
+                .iter()
+                .any(|t| CONDITIONALS.contains(&t.text.as_str()))
+    };
+    if (start.saturating_sub(4)..start).any(is_negation) {
+        return true;
+    }
+    (start.saturating_sub(9)..start).any(|n| {
+        is_negation(n)
+            && tokens[n + 1..start.min(n + 4)]
+                .iter()
+                .any(|t| NEGATION_CARRIERS.contains(&t.text.as_str()))
+    })
 }
 
 /// The strongest reason of each scam category, in category order, as one sentence.
