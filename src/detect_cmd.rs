@@ -24,6 +24,9 @@ pub struct RuleArgs {
     /// Score at or above which the call is diverted.
     #[arg(long, default_value_t = DEFAULT_DIVERT_THRESHOLD)]
     pub divert_threshold: f64,
+    /// How much the learned model counts beside the rules (0 = rules only).
+    #[arg(long, default_value_t = scamscreen::detect::score::DEFAULT_MODEL_WEIGHT)]
+    pub model_weight: f64,
 }
 
 impl RuleArgs {
@@ -32,7 +35,7 @@ impl RuleArgs {
             warn: self.warn_threshold,
             divert: self.divert_threshold,
         };
-        Ok(Detector::load_dir(&self.rules, t)?)
+        Ok(Detector::load_dir(&self.rules, t)?.with_model_weight(self.model_weight)?)
     }
 }
 
@@ -79,6 +82,17 @@ fn print_verdict(id: &serde_json::Value, v: &Verdict, json: bool) -> anyhow::Res
     println!("{label}{} (score {:.2})", v.action.name(), v.score);
     if !v.warning.is_empty() {
         println!("  {}", v.warning);
+    }
+    if let Some(m) = v.model_score {
+        let phrases = if v.model_phrases.is_empty() {
+            String::new()
+        } else {
+            format!(", strongest words: \"{}\"", v.model_phrases.join("\", \""))
+        };
+        println!("  rules {:.2}, learned model {m:.2}{phrases}", v.rule_score);
+    }
+    if v.more_speech_could_change {
+        println!("  more speech could change this: {}", v.more_speech_reason);
     }
     for r in &v.reasons {
         println!(
@@ -378,6 +392,18 @@ pub struct TrainArgs {
     /// L2 penalty.
     #[arg(long, default_value_t = TrainParams::default().l2)]
     l2: f64,
+    /// Weights smaller than this are dropped from the file.
+    #[arg(long, default_value_t = TrainParams::default().prune)]
+    prune: f64,
+    /// Instead of writing a model: leave-one-author-out cross-validation on the train split
+    /// (each train author scored by a model trained on the others), for model-only and
+    /// combined scoring at several model weights. This is how the model weight and the
+    /// training parameters are chosen without looking at held-out authors.
+    #[arg(long)]
+    cv: bool,
+    /// Folder of rule packs for --cv's combined scores.
+    #[arg(long, default_value = "models/rules", env = "SCAMSCREEN_RULES")]
+    rules: PathBuf,
 }
 
 /// The train-split examples of a corpus, in corpus order.
@@ -401,8 +427,12 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let params = TrainParams {
         iterations: args.iterations,
         l2: args.l2,
+        prune: args.prune,
         ..TrainParams::default()
     };
+    if args.cv {
+        return cross_validate(&items, params, &args.rules);
+    }
     let corpus_hash = {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
@@ -431,5 +461,73 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         args.out.display(),
         bytes.len()
     );
+    Ok(())
+}
+
+/// Leave-one-author-out cross-validation over the train split (see `TrainArgs::cv`).
+fn cross_validate(items: &[CorpusItem], params: TrainParams, rules: &std::path::Path) -> anyhow::Result<()> {
+    let train_items: Vec<&CorpusItem> = items
+        .iter()
+        .filter(|i| i.split.as_deref() != Some("test"))
+        .collect();
+    let mut authors: Vec<&str> = train_items.iter().map(|i| i.author.as_str()).collect();
+    authors.sort_unstable();
+    authors.dedup();
+    if authors.len() < 2 {
+        bail!("cross-validation needs at least two train authors");
+    }
+    let base = Detector::load_dir(rules, Thresholds::default())?.with_model(None);
+    let weights = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5];
+    // (weight → outcomes), plus the model alone.
+    let mut by_weight: Vec<Vec<Outcome>> = vec![Vec::new(); weights.len()];
+    let mut model_only = Vec::new();
+    for author in &authors {
+        let examples: Vec<Example> = train_items
+            .iter()
+            .filter(|i| i.author != *author)
+            .map(|i| Example {
+                text: &i.text,
+                scam: i.label == Label::Scam,
+            })
+            .collect();
+        let model = train(&examples, params, serde_json::json!({}));
+        for (k, w) in weights.iter().enumerate() {
+            let det = base.clone().with_model(Some(model.clone())).with_model_weight(*w)?;
+            for item in train_items.iter().filter(|i| i.author == *author) {
+                let v = det.score_text(&item.text, item.lang.as_deref())?;
+                if k == 0 {
+                    let p = v.model_score.unwrap_or(0.0);
+                    model_only.push(Outcome {
+                        item: (*item).clone(),
+                        action: det.thresholds().action(p),
+                        score: p,
+                        heard: item.text.clone(),
+                        condition: author.to_string(),
+                    });
+                }
+                by_weight[k].push(Outcome {
+                    item: (*item).clone(),
+                    action: v.action,
+                    score: v.score,
+                    heard: item.text.clone(),
+                    condition: author.to_string(),
+                });
+            }
+        }
+        eprintln!("fold {author}: done");
+    }
+    println!("leave-one-author-out over {} train authors ({})", authors.len(), authors.join(", "));
+    let names: Vec<String> = std::iter::once("model".to_string())
+        .chain(weights.iter().map(|w| format!("w={w}")))
+        .collect();
+    let reports: Vec<scamscreen::detect::eval::Report> = std::iter::once(report(&model_only))
+        .chain(by_weight.iter().map(|o| report(o)))
+        .collect();
+    let refs: Vec<(&str, &scamscreen::detect::eval::Report)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(reports.iter())
+        .collect();
+    print!("{}", render_comparison(&refs));
     Ok(())
 }

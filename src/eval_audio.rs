@@ -11,9 +11,11 @@ use scamscreen::asr::whisper::{WhisperConfig, WhisperPool};
 use scamscreen::asr::Transcriber;
 use scamscreen::detect::eval::CorpusItem;
 
-/// Default rotation of espeak-ng `voice:words-per-minute`: the three clear voices of the ASR
-/// test set and two harder ones (male, no word gap in tiny.en's ears).
-pub const DEFAULT_VOICES: &str = "en-us+f2:140,en-us+f3:140,en-us+f5:150,en-us+m1:130,en-us:150";
+/// Default rotation of `voice:words-per-minute`: two espeak-ng voices (a clear female one, a
+/// male one) and two MBROLA diphone voices through espeak-ng (`mb-us1` female, `mb-us2` male;
+/// Debian's contrib/non-free `mbrola-us1`/`-us2`, installed by `make deps-bench`), which sound
+/// more like people.
+pub const DEFAULT_VOICES: &str = "en-us+f2:140,mb-us1:140,en-us+m1:140,mb-us2:140";
 
 /// Parse `voice:wpm,voice:wpm`.
 pub fn parse_voices(spec: &str) -> anyhow::Result<Vec<(String, String)>> {

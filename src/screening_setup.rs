@@ -65,6 +65,7 @@ pub fn resources(
     wcfg.queue_depth = cfg.screening.asr_queue_depth;
     let pool = WhisperPool::start(&wcfg).context("cannot load the whisper model")?;
     let detector = Detector::load_dir(&cfg.screening.rules_dir, cfg.screening.thresholds())
+        .and_then(|d| d.with_model_weight(cfg.screening.model_weight))
         .with_context(|| format!("rule packs in {}", cfg.screening.rules_dir.display()))?;
     let prompts = &cfg.media.prompts_dir;
     let greeting = ensure_prompt(prompts, "greeting.wav", GREETING_TEXT)?;

@@ -316,6 +316,9 @@ pub struct ScreeningConfig {
     pub listen_secs: u32,
     pub warn_threshold: f64,
     pub divert_threshold: f64,
+    /// How much the learned model (`linear.model` in the rules folder) counts beside the
+    /// rules: 0 = rules only, 1 = default (see `detect::score::Combined`).
+    pub model_weight: f64,
     pub rules_dir: PathBuf,
     /// ggml whisper model; `None` for the installed default.
     pub model: Option<PathBuf>,
@@ -349,6 +352,7 @@ impl Default for ScreeningConfig {
             listen_secs: DEFAULT_LISTEN_SECS,
             warn_threshold: DEFAULT_WARN_THRESHOLD,
             divert_threshold: DEFAULT_DIVERT_THRESHOLD,
+            model_weight: crate::detect::score::DEFAULT_MODEL_WEIGHT,
             rules_dir: PathBuf::from(DEFAULT_RULES_DIR),
             model: None,
             fail_open: DEFAULT_FAIL_OPEN,

@@ -109,6 +109,7 @@ fn example_mentions_every_option() {
         "listen_secs",
         "warn_threshold",
         "divert_threshold",
+        "model_weight",
         "rules_dir",
         "model",
         "fail_open",

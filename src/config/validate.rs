@@ -254,6 +254,12 @@ impl Config {
                 ),
             );
         }
+        if !(0.0..=2.0).contains(&s.model_weight) {
+            p.push(
+                "screening.model_weight",
+                format!("{} is outside 0..=2 (0 = rules only)", s.model_weight),
+            );
+        }
         if s.rules_dir.as_os_str().is_empty() {
             p.push(
                 "screening.rules_dir",

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use super::features::{extract, Feature};
 use super::normalize::Token;
+use super::pattern::is_function_word;
 
 const MAGIC: &[u8; 4] = b"SSLM";
 const VERSION: u32 = 1;
@@ -74,7 +75,14 @@ impl LinearModel {
             .iter()
             .filter_map(|f| {
                 let c = self.weights[f.bucket as usize] * f.value;
-                f.words.as_deref().filter(|_| c > 0.02).map(|w| (c, w))
+                // Function words say nothing a listener could check ("a", "the").
+                let telling = |w: &&str| {
+                    w.split(' ').any(|x| x.len() > 2 && !is_function_word(x))
+                };
+                f.words
+                    .as_deref()
+                    .filter(|w| c > 0.02 && telling(w))
+                    .map(|w| (c, w))
             })
             .collect();
         words.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));

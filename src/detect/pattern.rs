@@ -120,7 +120,7 @@ const FUNCTION_WORDS: &[&str] = &[
     "von", "vor", "war", "was", "wie", "wir", "wird", "zu", "zum", "zur",
 ];
 
-fn is_function_word(t: &str) -> bool {
+pub fn is_function_word(t: &str) -> bool {
     FUNCTION_WORDS.contains(&t)
 }
 

@@ -85,7 +85,7 @@ impl Thresholds {
 }
 
 /// How much the learned model's log-odds count beside the rules' by default.
-pub const DEFAULT_MODEL_WEIGHT: f64 = 0.5;
+pub const DEFAULT_MODEL_WEIGHT: f64 = 1.0;
 /// The model's log-odds are clamped to ±this before weighting: a second opinion, never a veto.
 pub const MODEL_LOGIT_CLAMP: f64 = 4.0;
 
@@ -97,8 +97,10 @@ pub fn sigmoid(z: f64) -> f64 {
 ///
 /// `z = z_rules + model_weight · clamp(model_logit, ±4)`; the model may only lower the score
 /// when no rule has fired. Actions:
-/// - **divert** when `σ(z) ≥ divert` and the rules alone reach `warn` (converging evidence the
-///   rules can explain);
+/// - **divert** when the rules alone reach `divert` and `σ(z)` still does (converging evidence
+///   the rules explain; the model can hold a divert back to a warning, never make one: a
+///   look-alike whose legitimate words the recogniser garbled is not diverted on the model's
+///   word);
 /// - **warn** when `σ(z) ≥ warn` and at least one rule fired (every warning has a reason);
 /// - **allow** otherwise. The score reported is clamped into the action's band so the two
 ///   never disagree.
@@ -134,7 +136,7 @@ impl Combined {
     pub fn decide(&self, t: &Thresholds) -> (Action, f64) {
         let s = sigmoid(self.z);
         const BELOW: f64 = 1e-3;
-        if s >= t.divert && self.rules_only() >= t.warn {
+        if s >= t.divert && self.rules_only() >= t.divert {
             (Action::Divert, s)
         } else if s >= t.warn && self.any_rule {
             (Action::Warn, s.min(t.divert - BELOW))
@@ -228,8 +230,14 @@ mod tests {
         let lifted = Combined::new(&claim, Some(9.0), 0.5).decide(&t);
         assert_eq!(lifted.0, Action::Warn, "{lifted:?}");
         let strong = Combined::new(&claim, Some(9.0), 2.0).decide(&t);
-        assert_eq!(strong.0, Action::Warn, "rules below warn cannot divert: {strong:?}");
+        assert_eq!(strong.0, Action::Warn, "the model never makes a divert: {strong:?}");
         assert!(strong.1 < t.divert);
+        let two_kinds = Combined::new(&claim_and_ask, Some(9.0), 2.0).decide(&t);
+        assert_eq!(two_kinds.0, Action::Warn, "{two_kinds:?}");
+        // Rules that divert, and a model that disagrees strongly, make a warning.
+        let full = [(Impersonation, 2.0), (Problem, 2.0), (RemoteAccess, 3.6)];
+        assert_eq!(Combined::new(&full, Some(0.0), 1.0).decide(&t).0, Action::Divert);
+        assert_eq!(Combined::new(&full, Some(-4.0), 1.0).decide(&t).0, Action::Warn);
         // Without any rule the model alone never warns, but it can lower.
         let none = Combined::new(&[], Some(9.0), 2.0).decide(&t);
         assert_eq!(none.0, Action::Allow);

@@ -25,7 +25,7 @@ impl Default for TrainParams {
             bits: super::features::DEFAULT_BITS,
             iterations: 300,
             learning_rate: 0.3,
-            l2: 1e-4,
+            l2: 1e-5,
             prune: 2e-3,
         }
     }
