@@ -4,6 +4,7 @@
 #   make run    run the SIP edge with scamscreen.toml (see scamscreen.example.toml)
 #   make fuzz   fuzz the SIP parser and proxy core for FUZZ_SECS seconds per target
 #   make bench  speed and quality benchmarks, written to BENCHMARKS.md
+#   make train  retrain the learned second opinion (models/rules/linear.model) from the corpus
 # Every target is idempotent: a second run only does what is missing.
 
 SHELL        := /bin/bash
@@ -18,13 +19,15 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # as real SIP peers in the tests.
 APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 python3-pip \
                 espeak-ng sox libsox-fmt-all sip-tester baresip time
-# Only for make bench: Festival voices for the audio evaluation of the detector, kamailio as
-# the reference SIP proxy.
-BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k kamailio
+# Only for make bench: MBROLA and Festival voices for the audio evaluation of the detector
+# (mbrola* are in Debian's contrib/non-free: scripts/enable-contrib.sh), kamailio as the
+# reference SIP proxy.
+BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k kamailio mbrola mbrola-us1 \
+                  mbrola-us2 mbrola-us3 mbrola-en1 mbrola-de2 mbrola-de6
 FUZZ_SECS ?= 60
 CONFIG    ?= scamscreen.toml
 
-.PHONY: all deps deps-bench build model demo test bench lint fmt clean help run check-config fuzz
+.PHONY: all deps deps-bench build model demo test bench lint fmt clean help run check-config fuzz train
 
 all: build
 
@@ -34,6 +37,7 @@ help:
 deps: PACKAGES = $(APT_PACKAGES)
 deps-bench: PACKAGES = $(BENCH_PACKAGES)
 deps deps-bench:
+	@if [ "$@" = deps-bench ]; then scripts/enable-contrib.sh; fi
 	@missing=$$(for p in $(PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; \
 	  done); \
@@ -69,6 +73,13 @@ lint: deps
 
 test: model lint
 	$(CARGO) test --release --locked
+
+# The learned second opinion: trained on the corpus's train split only (held-out authors never),
+# deterministic (the same corpus gives the same bytes; tests/detect_corpus.rs checks the shipped
+# file). Run after changing tests/corpus/parts/ (then python3 tests/corpus/build_corpus.py).
+train: build
+	python3 tests/corpus/build_corpus.py
+	$(BIN) train
 
 bench: model deps-bench
 	python3 bench/asr_bench.py --bin $(BIN) --models $(MODELS) --out BENCHMARKS.md

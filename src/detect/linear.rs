@@ -247,7 +247,7 @@ mod tests {
             }
         }
         let o = m.opinion(&toks, 3);
-        assert!(o.logit > 0.5, "{o:?}");
+        assert!(o.logit > 0.3, "{o:?}");
         assert_eq!(o.phrases, vec!["press one".to_string()]);
     }
 }

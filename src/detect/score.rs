@@ -86,6 +86,10 @@ impl Thresholds {
 
 /// How much the learned model's log-odds count beside the rules' by default.
 pub const DEFAULT_MODEL_WEIGHT: f64 = 1.0;
+/// The model cancels a warning the rules make on their own only when it is this sure the call
+/// is legitimate (log-odds −2: p < 0.12) or a legitimacy cue fired: two kinds of scam evidence
+/// are policy, and a second opinion that merely leans the other way does not silence them.
+pub const MODEL_VETO_LOGIT: f64 = -2.0;
 /// The model's log-odds are clamped to ±this before weighting: a second opinion, never a veto.
 pub const MODEL_LOGIT_CLAMP: f64 = 4.0;
 
@@ -101,20 +105,25 @@ pub fn sigmoid(z: f64) -> f64 {
 ///   the rules explain; the model can hold a divert back to a warning, never make one: a
 ///   look-alike whose legitimate words the recogniser garbled is not diverted on the model's
 ///   word);
-/// - **warn** when `σ(z) ≥ warn` and at least one rule fired (every warning has a reason);
+/// - **warn** when `σ(z) ≥ warn` and at least one rule fired (every warning has a reason), or
+///   when the rules alone warn, no legitimacy cue fired and the model is not sure the call is
+///   legitimate ([`MODEL_VETO_LOGIT`]);
 /// - **allow** otherwise. The score reported is clamped into the action's band so the two
 ///   never disagree.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Combined {
+    model: f64,
     z_rules: f64,
     z: f64,
     any_rule: bool,
+    any_cue: bool,
 }
 
 impl Combined {
     pub fn new(evidence: &[(Category, f64)], model_logit: Option<f64>, model_weight: f64) -> Self {
         let z_rules = logit(evidence);
         let any_rule = evidence.iter().any(|(_, w)| *w > 0.0);
+        let any_cue = evidence.iter().any(|(_, w)| *w < 0.0);
         let mut m = model_logit.map_or(0.0, |l| {
             model_weight * l.clamp(-MODEL_LOGIT_CLAMP, MODEL_LOGIT_CLAMP)
         });
@@ -122,9 +131,11 @@ impl Combined {
             m = m.min(0.0);
         }
         Combined {
+            model: model_logit.unwrap_or(f64::INFINITY),
             z_rules,
             z: z_rules + m,
             any_rule,
+            any_cue,
         }
     }
 
@@ -138,8 +149,10 @@ impl Combined {
         const BELOW: f64 = 1e-3;
         if s >= t.divert && self.rules_only() >= t.divert {
             (Action::Divert, s)
-        } else if s >= t.warn && self.any_rule {
-            (Action::Warn, s.min(t.divert - BELOW))
+        } else if (s >= t.warn && self.any_rule)
+            || (self.rules_only() >= t.warn && !self.any_cue && self.model > MODEL_VETO_LOGIT)
+        {
+            (Action::Warn, s.clamp(t.warn, t.divert - BELOW))
         } else {
             (Action::Allow, s.min(t.warn - BELOW))
         }
@@ -242,9 +255,15 @@ mod tests {
         let none = Combined::new(&[], Some(9.0), 2.0).decide(&t);
         assert_eq!(none.0, Action::Allow);
         assert!(none.1 < t.warn);
-        // A confident "legitimate" pulls a warning down.
+        // A confident "legitimate" pulls a warning down; a leaning one does not.
         let calmed = Combined::new(&claim_and_ask, Some(-6.0), 0.5).decide(&t);
         assert_eq!(calmed.0, Action::Allow, "{calmed:?}");
+        let leaning = Combined::new(&claim_and_ask, Some(-1.5), 1.0).decide(&t);
+        assert_eq!(leaning.0, Action::Warn, "{leaning:?}");
+        // With a legitimacy cue among the evidence, leaning is enough.
+        let cued = [(Impersonation, 2.0), (Request, 2.5), (LegitCue, -0.3)];
+        assert_eq!(Combined::new(&cued, None, 1.0).decide(&t).0, Action::Warn);
+        assert_eq!(Combined::new(&cued, Some(-1.5), 1.0).decide(&t).0, Action::Allow);
     }
 
     #[test]
