@@ -7,9 +7,9 @@ use scamscreen::detect::baseline::KeywordBaseline;
 use scamscreen::detect::eval::{
     by_condition, misclassified, render, render_comparison, report, CorpusItem, Label, Outcome,
 };
+use scamscreen::detect::score::{DEFAULT_DIVERT_THRESHOLD, DEFAULT_WARN_THRESHOLD};
 use scamscreen::detect::train::{train, Example, TrainParams};
 use scamscreen::detect::Action;
-use scamscreen::detect::score::{DEFAULT_DIVERT_THRESHOLD, DEFAULT_WARN_THRESHOLD};
 use scamscreen::detect::{Detector, Thresholds, Verdict};
 
 /// Where the rules are and how strict to be.
@@ -228,7 +228,12 @@ impl Scorers {
     }
 
     /// (action, score) of scorer `name` on `text`.
-    pub fn score(&self, name: &str, text: &str, lang: Option<&str>) -> anyhow::Result<(Action, f64)> {
+    pub fn score(
+        &self,
+        name: &str,
+        text: &str,
+        lang: Option<&str>,
+    ) -> anyhow::Result<(Action, f64)> {
         Ok(match name {
             "baseline" => {
                 let (a, n) = self.baseline.action(text, lang);
@@ -440,7 +445,10 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             h.update(e.text.as_bytes());
             h.update([u8::from(e.scam), b'\n']);
         }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     };
     let model = train(
         &examples,
@@ -465,7 +473,11 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<()> {
 }
 
 /// Leave-one-author-out cross-validation over the train split (see `TrainArgs::cv`).
-fn cross_validate(items: &[CorpusItem], params: TrainParams, rules: &std::path::Path) -> anyhow::Result<()> {
+fn cross_validate(
+    items: &[CorpusItem],
+    params: TrainParams,
+    rules: &std::path::Path,
+) -> anyhow::Result<()> {
     let train_items: Vec<&CorpusItem> = items
         .iter()
         .filter(|i| i.split.as_deref() != Some("test"))
@@ -492,7 +504,10 @@ fn cross_validate(items: &[CorpusItem], params: TrainParams, rules: &std::path::
             .collect();
         let model = train(&examples, params, serde_json::json!({}));
         for (k, w) in weights.iter().enumerate() {
-            let det = base.clone().with_model(Some(model.clone())).with_model_weight(*w)?;
+            let det = base
+                .clone()
+                .with_model(Some(model.clone()))
+                .with_model_weight(*w)?;
             for item in train_items.iter().filter(|i| i.author == *author) {
                 let v = det.score_text(&item.text, item.lang.as_deref())?;
                 if k == 0 {
@@ -516,7 +531,11 @@ fn cross_validate(items: &[CorpusItem], params: TrainParams, rules: &std::path::
         }
         eprintln!("fold {author}: done");
     }
-    println!("leave-one-author-out over {} train authors ({})", authors.len(), authors.join(", "));
+    println!(
+        "leave-one-author-out over {} train authors ({})",
+        authors.len(),
+        authors.join(", ")
+    );
     let names: Vec<String> = std::iter::once("model".to_string())
         .chain(weights.iter().map(|w| format!("w={w}")))
         .collect();

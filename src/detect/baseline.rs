@@ -24,10 +24,7 @@ impl KeywordBaseline {
         let b: KeywordBaseline =
             toml::from_str(&src).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if b.warn_at == 0 || b.divert_at < b.warn_at {
-            anyhow::bail!(
-                "{}: need 0 < warn_at ≤ divert_at",
-                path.display()
-            );
+            anyhow::bail!("{}: need 0 < warn_at ≤ divert_at", path.display());
         }
         Ok(b)
     }
@@ -91,9 +88,15 @@ mod tests {
             en: vec!["gift card*".into(), "press one".into(), "virus".into()],
             de: vec!["polizei".into()],
         };
-        assert_eq!(b.action("buy gift cards, press one", Some("en")).0, Action::Warn);
+        assert_eq!(
+            b.action("buy gift cards, press one", Some("en")).0,
+            Action::Warn
+        );
         assert_eq!(b.action("virus virus virus", None).1, 1);
-        assert_eq!(b.action("Polizei! gift cards, virus", Some("de")).0, Action::Divert);
+        assert_eq!(
+            b.action("Polizei! gift cards, virus", Some("de")).0,
+            Action::Divert
+        );
         assert_eq!(b.action("Polizei", Some("en")).1, 0);
     }
 }

@@ -172,7 +172,10 @@ pub fn render_comparison(reports: &[(&str, &Report)]) -> String {
     let head: String = reports.iter().map(|(n, _)| format!("{n:>10}")).collect();
     s += &format!("{:<34}{head}\n", "");
     let row = |s: &mut String, name: &str, f: &dyn Fn(&Report) -> String| {
-        let cells: String = reports.iter().map(|(_, r)| format!("{:>10}", f(r))).collect();
+        let cells: String = reports
+            .iter()
+            .map(|(_, r)| format!("{:>10}", f(r)))
+            .collect();
         *s += &format!("{name:<34}{cells}\n");
     };
     row(&mut s, "scam caught (warn or divert)", &|r| pct(r.recall));

@@ -99,9 +99,7 @@ mod tests {
         let norm: f32 = f.iter().map(|x| x.value * x.value).sum();
         assert!((norm - 1.0).abs() < 1e-5);
         assert!(f.windows(2).all(|w| w[0].bucket < w[1].bucket));
-        assert!(f
-            .iter()
-            .any(|x| x.words.as_deref() == Some("press one")));
+        assert!(f.iter().any(|x| x.words.as_deref() == Some("press one")));
         assert!(f.iter().all(|x| x.bucket < 1 << 18));
         assert!(extract(&[], 18).is_empty());
     }

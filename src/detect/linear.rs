@@ -76,9 +76,7 @@ impl LinearModel {
             .filter_map(|f| {
                 let c = self.weights[f.bucket as usize] * f.value;
                 // Function words say nothing a listener could check ("a", "the").
-                let telling = |w: &&str| {
-                    w.split(' ').any(|x| x.len() > 2 && !is_function_word(x))
-                };
+                let telling = |w: &&str| w.split(' ').any(|x| x.len() > 2 && !is_function_word(x));
                 f.words
                     .as_deref()
                     .filter(|w| c > 0.02 && telling(w))
@@ -89,7 +87,10 @@ impl LinearModel {
         let mut phrases: Vec<String> = Vec::new();
         for (_, w) in words {
             // A bigram covers its words: do not list "press" after "press one".
-            if phrases.iter().any(|p| p.contains(w) || w.contains(p.as_str())) {
+            if phrases
+                .iter()
+                .any(|p| p.contains(w) || w.contains(p.as_str()))
+            {
                 continue;
             }
             phrases.push(w.to_string());
@@ -226,7 +227,10 @@ mod tests {
         let bytes = m.to_bytes();
         assert_eq!(LinearModel::from_bytes(&bytes, "m").expect("parses"), m);
         for cut in [0, 3, 10, 20, bytes.len() - 1] {
-            assert!(LinearModel::from_bytes(&bytes[..cut], "m").is_err(), "{cut}");
+            assert!(
+                LinearModel::from_bytes(&bytes[..cut], "m").is_err(),
+                "{cut}"
+            );
         }
         let mut extra = bytes.clone();
         extra.push(0);

@@ -111,13 +111,13 @@ const FUNCTION_WORDS: &[&str] = &[
     "has", "have", "he", "her", "here", "him", "his", "how", "i", "if", "in", "into", "is", "it",
     "its", "just", "me", "my", "no", "not", "now", "of", "off", "on", "one", "or", "our", "out",
     "over", "she", "so", "some", "than", "that", "the", "their", "them", "then", "there", "these",
-    "they", "this", "those", "to", "too", "up", "us", "very", "was", "we", "were", "what",
-    "when", "where", "which", "who", "will", "with", "would", "you", "your", "yours", "aber",
-    "als", "am", "an", "auch", "auf", "aus", "bei", "bin", "bis", "das", "dass", "dem", "den",
-    "der", "des", "die", "doch", "du", "ein", "eine", "einem", "einen", "einer", "er", "es",
-    "fuer", "hat", "haben", "ich", "ihr", "ihre", "ihnen", "im", "in", "ist", "ja", "kann",
-    "mit", "nach", "nicht", "noch", "nur", "oder", "sie", "sind", "so", "um", "und", "uns",
-    "von", "vor", "war", "was", "wie", "wir", "wird", "zu", "zum", "zur",
+    "they", "this", "those", "to", "too", "up", "us", "very", "was", "we", "were", "what", "when",
+    "where", "which", "who", "will", "with", "would", "you", "your", "yours", "aber", "als", "am",
+    "an", "auch", "auf", "aus", "bei", "bin", "bis", "das", "dass", "dem", "den", "der", "des",
+    "die", "doch", "du", "ein", "eine", "einem", "einen", "einer", "er", "es", "fuer", "hat",
+    "haben", "ich", "ihr", "ihre", "ihnen", "im", "in", "ist", "ja", "kann", "mit", "nach",
+    "nicht", "noch", "nur", "oder", "sie", "sind", "so", "um", "und", "uns", "von", "vor", "war",
+    "was", "wie", "wir", "wird", "zu", "zum", "zur",
 ];
 
 pub fn is_function_word(t: &str) -> bool {
@@ -455,7 +455,9 @@ mod tests {
         let (mut s, idx) = sets();
         s[0].phrases.push(Phrase::new("ConnectWise"));
         let p = Pattern::compile("@tool", &idx).expect("compiles");
-        assert!(p.find(&tokenize("we want to connect with you"), &s).is_none());
+        assert!(p
+            .find(&tokenize("we want to connect with you"), &s)
+            .is_none());
         assert!(p.find(&tokenize("open connect wise"), &s).is_some());
         assert_eq!(
             find("@brand support", "windows support")

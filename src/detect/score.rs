@@ -213,19 +213,11 @@ mod tests {
             (Impersonation, 2.0),
             (Impersonation, 1.5),
         ]);
-        let full = combine(&[
-            (Impersonation, 2.0),
-            (Problem, 2.0),
-            (RemoteAccess, 3.0),
-        ]);
+        let full = combine(&[(Impersonation, 2.0), (Problem, 2.0), (RemoteAccess, 3.0)]);
         assert!(brand < 0.2, "{brand}");
         assert!(many_brands < 0.5, "{many_brands}");
         assert!(full > 0.95, "{full}");
-        let cued = combine(&[
-            (Impersonation, 2.0),
-            (Problem, 2.0),
-            (LegitCue, -3.0),
-        ]);
+        let cued = combine(&[(Impersonation, 2.0), (Problem, 2.0), (LegitCue, -3.0)]);
         assert!(cued < brand, "{cued}");
         // Monotone: more positive evidence never lowers the score.
         assert!(combine(&[(Impersonation, 2.0), (Payment, 0.5)]) > brand);
@@ -238,19 +230,32 @@ mod tests {
         let claim_and_ask = [(Impersonation, 2.0), (Request, 2.0)];
         // Rules alone.
         assert_eq!(Combined::new(&claim, None, 0.5).decide(&t).0, Action::Allow);
-        assert_eq!(Combined::new(&claim_and_ask, None, 0.5).decide(&t).0, Action::Warn);
+        assert_eq!(
+            Combined::new(&claim_and_ask, None, 0.5).decide(&t).0,
+            Action::Warn
+        );
         // A confident model lifts a lone claim to a warning, never to a divert.
         let lifted = Combined::new(&claim, Some(9.0), 0.5).decide(&t);
         assert_eq!(lifted.0, Action::Warn, "{lifted:?}");
         let strong = Combined::new(&claim, Some(9.0), 2.0).decide(&t);
-        assert_eq!(strong.0, Action::Warn, "the model never makes a divert: {strong:?}");
+        assert_eq!(
+            strong.0,
+            Action::Warn,
+            "the model never makes a divert: {strong:?}"
+        );
         assert!(strong.1 < t.divert);
         let two_kinds = Combined::new(&claim_and_ask, Some(9.0), 2.0).decide(&t);
         assert_eq!(two_kinds.0, Action::Warn, "{two_kinds:?}");
         // Rules that divert, and a model that disagrees strongly, make a warning.
         let full = [(Impersonation, 2.0), (Problem, 2.0), (RemoteAccess, 3.6)];
-        assert_eq!(Combined::new(&full, Some(0.0), 1.0).decide(&t).0, Action::Divert);
-        assert_eq!(Combined::new(&full, Some(-4.0), 1.0).decide(&t).0, Action::Warn);
+        assert_eq!(
+            Combined::new(&full, Some(0.0), 1.0).decide(&t).0,
+            Action::Divert
+        );
+        assert_eq!(
+            Combined::new(&full, Some(-4.0), 1.0).decide(&t).0,
+            Action::Warn
+        );
         // Without any rule the model alone never warns, but it can lower.
         let none = Combined::new(&[], Some(9.0), 2.0).decide(&t);
         assert_eq!(none.0, Action::Allow);
@@ -263,7 +268,10 @@ mod tests {
         // With a legitimacy cue among the evidence, leaning is enough.
         let cued = [(Impersonation, 2.0), (Request, 2.5), (LegitCue, -0.3)];
         assert_eq!(Combined::new(&cued, None, 1.0).decide(&t).0, Action::Warn);
-        assert_eq!(Combined::new(&cued, Some(-1.5), 1.0).decide(&t).0, Action::Allow);
+        assert_eq!(
+            Combined::new(&cued, Some(-1.5), 1.0).decide(&t).0,
+            Action::Allow
+        );
     }
 
     #[test]

@@ -44,7 +44,11 @@ fn sigmoid(z: f64) -> f64 {
 
 /// Train on `examples`; `metadata` (JSON object text) is stored with the model, with the
 /// parameters added.
-pub fn train(examples: &[Example], params: TrainParams, metadata: serde_json::Value) -> LinearModel {
+pub fn train(
+    examples: &[Example],
+    params: TrainParams,
+    metadata: serde_json::Value,
+) -> LinearModel {
     let feats: Vec<Vec<Feature>> = examples
         .iter()
         .map(|e| extract(&tokenize(e.text), params.bits))
@@ -52,13 +56,15 @@ pub fn train(examples: &[Example], params: TrainParams, metadata: serde_json::Va
     let n = examples.len().max(1) as f64;
     let pos = examples.iter().filter(|e| e.scam).count().max(1) as f64;
     let neg = (examples.len() as f64 - pos).max(1.0);
-    let class_w = |scam: bool| if scam { n / (2.0 * pos) } else { n / (2.0 * neg) };
+    let class_w = |scam: bool| {
+        if scam {
+            n / (2.0 * pos)
+        } else {
+            n / (2.0 * neg)
+        }
+    };
     let dim = 1usize << params.bits;
-    let mut touched: Vec<usize> = feats
-        .iter()
-        .flatten()
-        .map(|f| f.bucket as usize)
-        .collect();
+    let mut touched: Vec<usize> = feats.iter().flatten().map(|f| f.bucket as usize).collect();
     touched.sort_unstable();
     touched.dedup();
     let mut w = vec![0.0f64; dim];
@@ -71,7 +77,10 @@ pub fn train(examples: &[Example], params: TrainParams, metadata: serde_json::Va
         }
         let mut bias_grad = 0.0;
         for (e, fs) in examples.iter().zip(&feats) {
-            let z = bias + fs.iter().map(|f| w[f.bucket as usize] * f64::from(f.value)).sum::<f64>();
+            let z = bias
+                + fs.iter()
+                    .map(|f| w[f.bucket as usize] * f64::from(f.value))
+                    .sum::<f64>();
             let err = class_w(e.scam) * (sigmoid(z) - f64::from(u8::from(e.scam))) / n;
             bias_grad += err;
             for f in fs {
@@ -100,7 +109,13 @@ pub fn train(examples: &[Example], params: TrainParams, metadata: serde_json::Va
         bias: bias as f32,
         weights: w
             .iter()
-            .map(|x| if x.abs() < params.prune { 0.0 } else { *x as f32 })
+            .map(|x| {
+                if x.abs() < params.prune {
+                    0.0
+                } else {
+                    *x as f32
+                }
+            })
             .collect(),
         metadata: serde_json::Value::Object(meta).to_string(),
     }
@@ -124,8 +139,14 @@ mod tests {
             "your appointment with doctor smith is confirmed",
         ];
         scam.iter()
-            .map(|t| Example { text: t, scam: true })
-            .chain(legit.iter().map(|t| Example { text: t, scam: false }))
+            .map(|t| Example {
+                text: t,
+                scam: true,
+            })
+            .chain(legit.iter().map(|t| Example {
+                text: t,
+                scam: false,
+            }))
             .collect()
     }
 
