@@ -36,45 +36,77 @@ fn bucket(bits: u32, parts: &[&[u8]]) -> u32 {
     (fnv1a(parts) & ((1u64 << bits) - 1)) as u32
 }
 
-/// The feature vector of `tokens`, sorted by bucket, duplicates summed.
-pub fn extract(tokens: &[Token], bits: u32) -> Vec<Feature> {
-    let mut raw: Vec<(u32, f32, Option<String>)> = Vec::with_capacity(tokens.len() * 12);
-    for (i, t) in tokens.iter().enumerate() {
+/// Calls `f(bucket, words)` for every feature occurrence of `tokens`, where `prev` is the word
+/// before them (for the bigram across an update's boundary). `words` names word features
+/// ("press", "press one"); character n-grams get `None`. The one definition of the features,
+/// used by training ([`extract`]) and by incremental scoring ([`super::linear::Accumulator`]).
+pub fn for_each_feature(
+    prev: Option<&str>,
+    tokens: &[Token],
+    bits: u32,
+    mut f: impl FnMut(u32, Option<WordFeature<'_>>),
+) {
+    let mut before = prev;
+    let mut buf = String::new();
+    for t in tokens {
         let w = t.text.as_bytes();
-        raw.push((bucket(bits, &[b"w:", w]), 1.0, Some(t.text.clone())));
-        if let Some(next) = tokens.get(i + 1) {
-            raw.push((
-                bucket(bits, &[b"b:", w, b" ", next.text.as_bytes()]),
-                1.0,
-                Some(format!("{} {}", t.text, next.text)),
-            ));
+        f(bucket(bits, &[b"w:", w]), Some(WordFeature::One(&t.text)));
+        if let Some(p) = before {
+            f(
+                bucket(bits, &[b"b:", p.as_bytes(), b" ", w]),
+                Some(WordFeature::Two(p, &t.text)),
+            );
         }
+        before = Some(&t.text);
         let chars: Vec<char> = std::iter::once('<')
             .chain(t.text.chars())
             .chain(std::iter::once('>'))
             .collect();
-        let mut buf = String::new();
         for n in CHAR_NGRAMS {
             for win in chars.windows(n) {
                 buf.clear();
                 buf.extend(win);
-                raw.push((bucket(bits, &[b"c:", buf.as_bytes()]), 1.0, None));
+                f(bucket(bits, &[b"c:", buf.as_bytes()]), None);
             }
         }
     }
+}
+
+/// The words of a word feature.
+#[derive(Debug, Clone, Copy)]
+pub enum WordFeature<'a> {
+    One(&'a str),
+    Two(&'a str, &'a str),
+}
+
+impl WordFeature<'_> {
+    pub fn text(&self) -> String {
+        match self {
+            WordFeature::One(a) => (*a).to_string(),
+            WordFeature::Two(a, b) => format!("{a} {b}"),
+        }
+    }
+}
+
+/// The feature vector of `tokens`, sorted by bucket, duplicates summed, unit length.
+pub fn extract(tokens: &[Token], bits: u32) -> Vec<Feature> {
+    let mut raw: Vec<(u32, Option<String>)> = Vec::with_capacity(tokens.len() * 12);
+    for_each_feature(None, tokens, bits, |b, w| {
+        raw.push((b, w.map(|w| w.text())))
+    });
     raw.sort_by_key(|f| f.0);
     let mut out: Vec<Feature> = Vec::with_capacity(raw.len());
-    for (b, v, words) in raw {
+    for (b, words) in raw {
         match out.last_mut() {
             Some(last) if last.bucket == b => {
-                last.value += v;
+                last.value += 1.0;
                 if last.words.is_none() {
                     last.words = words;
                 }
             }
             _ => out.push(Feature {
                 bucket: b,
-                value: v,
+                value: 1.0,
                 words,
             }),
         }

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::features::{extract, Feature};
+use super::features::{for_each_feature, Feature};
 use super::normalize::Token;
 use super::pattern::is_function_word;
 
@@ -33,6 +33,20 @@ pub struct ModelOpinion {
     pub logit: f64,
     /// The words of the text that pushed hardest towards "scam", strongest first.
     pub phrases: Vec<String>,
+}
+
+/// The model's running sums over a growing transcript (see [`LinearModel::accumulate`]).
+#[derive(Debug, Clone, Default)]
+pub struct Accumulator {
+    /// Feature counts by bucket.
+    counts: std::collections::HashMap<u32, f64>,
+    /// The words of word features, for explanations.
+    words: std::collections::HashMap<u32, String>,
+    /// Σ weight·count and Σ count² (the vector is scaled to unit length when read).
+    dot: f64,
+    sumsq: f64,
+    /// The last word so far (the next update's first bigram starts with it).
+    last: Option<String>,
 }
 
 /// Errors reading a model file.
@@ -69,18 +83,46 @@ impl LinearModel {
 
     /// The opinion on `tokens`, with up to `top` phrases that count most towards "scam".
     pub fn opinion(&self, tokens: &[Token], top: usize) -> ModelOpinion {
-        let features = extract(tokens, self.bits);
-        let logit = self.logit_of(&features);
-        let mut words: Vec<(f32, &str)> = features
+        let mut acc = Accumulator::default();
+        self.accumulate(&mut acc, tokens);
+        self.opinion_of(&acc, top)
+    }
+
+    /// Add the features of `tokens`, which follow the ones already in `acc` (a transcript that
+    /// grows: each update costs only its own words).
+    pub fn accumulate(&self, acc: &mut Accumulator, tokens: &[Token]) {
+        let prev = acc.last.take();
+        for_each_feature(prev.as_deref(), tokens, self.bits, |b, words| {
+            let c = acc.counts.entry(b).or_insert(0.0);
+            // (c+1)² − c² = 2c + 1
+            acc.sumsq += 2.0 * *c + 1.0;
+            *c += 1.0;
+            acc.dot += f64::from(self.weights[b as usize]);
+            if let Some(w) = words {
+                acc.words.entry(b).or_insert_with(|| w.text());
+            }
+        });
+        acc.last = tokens.last().map(|t| t.text.clone()).or(prev);
+    }
+
+    /// The opinion on everything accumulated so far.
+    pub fn opinion_of(&self, acc: &Accumulator, top: usize) -> ModelOpinion {
+        let norm = acc.sumsq.sqrt();
+        if norm == 0.0 {
+            return ModelOpinion {
+                logit: f64::from(self.bias),
+                phrases: Vec::new(),
+            };
+        }
+        let logit = f64::from(self.bias) + acc.dot / norm;
+        // Function words say nothing a listener could check ("a", "the").
+        let telling = |w: &str| w.split(' ').any(|x| x.len() > 2 && !is_function_word(x));
+        let mut words: Vec<(f64, &str)> = acc
+            .words
             .iter()
-            .filter_map(|f| {
-                let c = self.weights[f.bucket as usize] * f.value;
-                // Function words say nothing a listener could check ("a", "the").
-                let telling = |w: &&str| w.split(' ').any(|x| x.len() > 2 && !is_function_word(x));
-                f.words
-                    .as_deref()
-                    .filter(|w| c > 0.02 && telling(w))
-                    .map(|w| (c, w))
+            .filter_map(|(b, w)| {
+                let c = f64::from(self.weights[*b as usize]) * acc.counts[b] / norm;
+                (c > 0.02 && telling(w)).then_some((c, w.as_str()))
             })
             .collect();
         words.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
@@ -214,6 +256,7 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::features::extract;
     use super::super::normalize::tokenize;
     use super::*;
 
@@ -239,6 +282,34 @@ mod tests {
         magic[0] = b'X';
         let e = LinearModel::from_bytes(&magic, "m.bin").expect_err("magic");
         assert!(e.to_string().contains("m.bin"), "{e}");
+    }
+
+    #[test]
+    fn incremental_opinion_equals_the_whole_transcript() {
+        let mut m = LinearModel::zeros(16);
+        for (i, w) in m.weights.iter_mut().enumerate() {
+            *w = ((i % 7) as f32 - 3.0) * 0.1;
+        }
+        m.bias = -0.5;
+        let toks = tokenize("hello this is the tax office press one now to speak to an officer");
+        let whole = m.opinion(&toks, 3);
+        let mut acc = Accumulator::default();
+        for chunk in toks.chunks(3) {
+            m.accumulate(&mut acc, chunk);
+        }
+        let parts = m.opinion_of(&acc, 3);
+        assert!(
+            (whole.logit - parts.logit).abs() < 1e-9,
+            "{whole:?} {parts:?}"
+        );
+        assert_eq!(whole.phrases, parts.phrases);
+        // And both equal the training-side computation.
+        let direct = m.logit_of(&extract(&toks, 16));
+        assert!(
+            (whole.logit - direct).abs() < 1e-5,
+            "{} {direct}",
+            whole.logit
+        );
     }
 
     #[test]

@@ -222,59 +222,32 @@ impl Detector {
         tokens: &[Token],
         lang: Option<&str>,
     ) -> Result<Verdict, DetectError> {
-        let mut packs = self.packs_for(lang)?;
-        // Ties go to the call's language (English when unknown), not to load order.
-        let preferred = lang.unwrap_or(FALLBACK_LANG);
-        packs.sort_by_key(|p| p.lang != preferred);
+        let packs = self.ordered_packs(lang)?;
         let opinion = self.model.as_ref().map(|m| m.opinion(tokens, 3));
-        let mut best: Option<Verdict> = None;
-        for pack in packs {
-            let v = self.score_with(pack, tokens, opinion.as_ref());
-            if best.as_ref().is_none_or(|b| v.score > b.score) {
-                best = Some(v);
-            }
-        }
-        best.ok_or_else(|| DetectError::UnknownLanguage(lang.unwrap_or("").into()))
+        let verdicts = packs.into_iter().map(|pack| {
+            let reasons = find_reasons(pack, tokens, 0, &[]);
+            self.verdict(pack, tokens.len(), reasons, opinion.as_ref())
+        });
+        strongest(verdicts).ok_or_else(|| DetectError::UnknownLanguage(lang.unwrap_or("").into()))
     }
 
-    fn score_with(
+    /// The packs for `lang`, the call's own language first (ties go to it, English when
+    /// unknown, not to load order).
+    fn ordered_packs(&self, lang: Option<&str>) -> Result<Vec<&RulePack>, DetectError> {
+        let mut packs = self.packs_for(lang)?;
+        let preferred = lang.unwrap_or(FALLBACK_LANG);
+        packs.sort_by_key(|p| p.lang != preferred);
+        Ok(packs)
+    }
+
+    /// The verdict of one pack's reasons and the model's opinion.
+    fn verdict(
         &self,
         pack: &RulePack,
-        tokens: &[Token],
+        words: usize,
+        mut reasons: Vec<Reason>,
         opinion: Option<&linear::ModelOpinion>,
     ) -> Verdict {
-        let mut reasons = Vec::new();
-        for rule in &pack.rules {
-            let found = rule.patterns.iter().filter_map(|p| {
-                let m = p.find(tokens, &pack.sets)?;
-                if rule.negatable && negated(tokens, m.start, &pack.negations) {
-                    return None;
-                }
-                Some(m)
-            });
-            // The earliest match of any pattern is the rule's evidence.
-            let Some(m) = found.min_by_key(|m| (m.end, m.start)) else {
-                continue;
-            };
-            let mut explanation = rule.explain.clone();
-            for (set, phrase) in &m.captures {
-                explanation = explanation.replace(&format!("{{{set}}}"), phrase);
-            }
-            let matched = tokens[m.start..m.end]
-                .iter()
-                .map(|t| t.text.as_str())
-                .collect::<Vec<_>>()
-                .join(" ");
-            let at_ms = tokens.get(m.end.saturating_sub(1)).map_or(0, |t| t.at_ms);
-            reasons.push(Reason {
-                rule: rule.id.clone(),
-                category: rule.category,
-                weight: rule.weight,
-                explanation,
-                matched,
-                at_ms,
-            });
-        }
         reasons.sort_by_key(|r| r.at_ms);
         let evidence: Vec<(Category, f64)> =
             reasons.iter().map(|r| (r.category, r.weight)).collect();
@@ -303,7 +276,7 @@ impl Detector {
         } else {
             warning_sentence(pack, &reasons)
         };
-        let (more, why) = more_speech(tokens.len(), action, score, &reasons, &self.thresholds);
+        let (more, why) = more_speech(words, action, score, &reasons, &self.thresholds);
         Verdict {
             action,
             score,
@@ -318,6 +291,75 @@ impl Detector {
             more_speech_reason: why.to_string(),
         }
     }
+}
+
+/// The highest-scoring verdict; the first wins ties.
+fn strongest(verdicts: impl Iterator<Item = Verdict>) -> Option<Verdict> {
+    let mut best: Option<Verdict> = None;
+    for v in verdicts {
+        if best.as_ref().is_none_or(|b| v.score > b.score) {
+            best = Some(v);
+        }
+    }
+    best
+}
+
+/// The reasons of the rules of `pack` that fire in `tokens` and are not among `known`, looking
+/// only at matches that end after the first `scanned` tokens (those before were searched by an
+/// earlier call; rules that fired then are in `known`). Each rule counts once: its earliest
+/// match that is not negated.
+fn find_reasons(
+    pack: &RulePack,
+    tokens: &[Token],
+    scanned: usize,
+    known: &[Reason],
+) -> Vec<Reason> {
+    let set_matches = pattern::SetMatches::new(tokens, &pack.sets);
+    let mut reasons = Vec::new();
+    for rule in &pack.rules {
+        if known.iter().any(|r| r.rule == rule.id) {
+            continue;
+        }
+        let not_negated =
+            |m: &pattern::Match| !(rule.negatable && negated(tokens, m.start, &pack.negations));
+        let found = rule
+            .patterns
+            .iter()
+            .zip(&rule.spans)
+            .filter_map(|(p, span)| {
+                let from = if scanned == 0 {
+                    0
+                } else {
+                    scanned.saturating_sub(*span)
+                };
+                p.find_from(tokens, &set_matches, from, |m| {
+                    m.end > scanned && not_negated(m)
+                })
+            });
+        // The earliest match of any pattern is the rule's evidence.
+        let Some(m) = found.min_by_key(|m| (m.end, m.start)) else {
+            continue;
+        };
+        let mut explanation = rule.explain.clone();
+        for (set, phrase) in &m.captures {
+            explanation = explanation.replace(&format!("{{{set}}}"), phrase);
+        }
+        let matched = tokens[m.start..m.end]
+            .iter()
+            .map(|t| t.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let at_ms = tokens.get(m.end.saturating_sub(1)).map_or(0, |t| t.at_ms);
+        reasons.push(Reason {
+            rule: rule.id.clone(),
+            category: rule.category,
+            weight: rule.weight,
+            explanation,
+            matched,
+            at_ms,
+        });
+    }
+    reasons
 }
 
 /// Fewer words than this and any verdict is premature.
@@ -403,12 +445,17 @@ fn warning_sentence(pack: &RulePack, reasons: &[Reason]) -> String {
         .replace("{reasons}", &score::join_reasons(&parts, &pack.joiner))
 }
 
-/// A transcript that grows while the caller speaks.
+/// A transcript that grows while the caller speaks. Each update costs only its own words:
+/// rules that fired keep their evidence, the others are searched only where the new words can
+/// complete a match, and the model keeps running sums.
 #[derive(Debug, Clone)]
 pub struct Screening<'a> {
     detector: &'a Detector,
     lang: Option<String>,
     tokens: Vec<Token>,
+    /// Per pack (in [`Detector::ordered_packs`] order): the reasons found so far.
+    found: Vec<Vec<Reason>>,
+    model: linear::Accumulator,
 }
 
 impl<'a> Screening<'a> {
@@ -417,6 +464,8 @@ impl<'a> Screening<'a> {
             detector,
             lang: lang.map(str::to_string),
             tokens: Vec::new(),
+            found: Vec::new(),
+            model: linear::Accumulator::default(),
         }
     }
 
@@ -427,8 +476,68 @@ impl<'a> Screening<'a> {
         start_ms: u64,
         end_ms: u64,
     ) -> Result<Verdict, DetectError> {
-        self.tokens.extend(tokenize_timed(text, start_ms, end_ms));
-        self.detector
-            .score_tokens(&self.tokens, self.lang.as_deref())
+        let det = self.detector;
+        let packs = det.ordered_packs(self.lang.as_deref())?;
+        let scanned = self.tokens.len();
+        let new = tokenize_timed(text, start_ms, end_ms);
+        if let Some(m) = det.model.as_deref() {
+            m.accumulate(&mut self.model, &new);
+        }
+        self.tokens.extend(new);
+        self.found.resize(packs.len(), Vec::new());
+        for (pack, found) in packs.iter().zip(self.found.iter_mut()) {
+            let more = find_reasons(pack, &self.tokens, scanned, found);
+            found.extend(more);
+        }
+        let opinion = det.model.as_deref().map(|m| m.opinion_of(&self.model, 3));
+        let verdicts = packs.iter().zip(&self.found).map(|(pack, found)| {
+            det.verdict(pack, self.tokens.len(), found.clone(), opinion.as_ref())
+        });
+        strongest(verdicts)
+            .ok_or_else(|| DetectError::UnknownLanguage(self.lang.clone().unwrap_or_default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scoring a transcript update by update gives the verdict of scoring it whole.
+    #[test]
+    fn incremental_screening_equals_scoring_the_whole_transcript() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/rules");
+        let det = Detector::load_dir(&dir, Thresholds::default()).expect("packs");
+        let corpus = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/openings.jsonl"),
+        )
+        .expect("corpus");
+        for line in corpus.lines().step_by(7) {
+            let item: eval::CorpusItem = serde_json::from_str(line).expect("item");
+            let lang = item.lang.as_deref();
+            let mut s = Screening::new(&det, lang);
+            let words: Vec<&str> = item.text.split_whitespace().collect();
+            let mut last = None;
+            for (i, chunk) in words.chunks(3).enumerate() {
+                let t = (i * 1000) as u64;
+                last = Some(
+                    s.push_segment(&chunk.join(" "), t, t + 1000)
+                        .expect("scores"),
+                );
+            }
+            let inc = last.expect("words");
+            let whole = det.score_text(&item.text, lang).expect("scores");
+            assert_eq!(
+                inc.action, whole.action,
+                "{}: {inc:?} vs {whole:?}",
+                item.id
+            );
+            assert!((inc.score - whole.score).abs() < 1e-6, "{}", item.id);
+            let rules = |v: &Verdict| {
+                let mut r: Vec<String> = v.reasons.iter().map(|r| r.rule.clone()).collect();
+                r.sort();
+                r
+            };
+            assert_eq!(rules(&inc), rules(&whole), "{}", item.id);
+        }
     }
 }

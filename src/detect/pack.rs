@@ -70,6 +70,8 @@ pub struct Rule {
     pub weight: f64,
     pub explain: String,
     pub patterns: Vec<Pattern>,
+    /// [`Pattern::max_span`] of each pattern.
+    pub spans: Vec<usize>,
     /// Discard a match preceded by a negation ("we will never ask for your PIN").
     pub negatable: bool,
     /// 1-based line of the rule in its pack, for messages.
@@ -316,6 +318,7 @@ impl RulePack {
                     category,
                     weight: w,
                     explain: r.explain.clone(),
+                    spans: patterns.iter().map(|p| p.max_span(&sets)).collect(),
                     patterns,
                     negatable: r.negatable,
                     line,

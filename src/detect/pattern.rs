@@ -263,7 +263,26 @@ impl Pattern {
 
     /// The earliest match in `tokens`.
     pub fn find(&self, tokens: &[Token], sets: &[PhraseSet]) -> Option<Match> {
-        (0..tokens.len()).find_map(|start| {
+        self.find_with(tokens, &SetMatches::new(tokens, sets))
+    }
+
+    /// The earliest match in `tokens`, with set matches shared with other patterns (one
+    /// [`SetMatches`] per transcript and pack: a set such as `@authority` is used by many
+    /// rules, and matching its phrases, fuzzily, at every word is most of the work).
+    pub fn find_with(&self, tokens: &[Token], sets: &SetMatches) -> Option<Match> {
+        self.find_from(tokens, sets, 0, |_| true)
+    }
+
+    /// The earliest match starting at or after `from` that `accept` takes (a negated match
+    /// does not hide a later one).
+    pub fn find_from(
+        &self,
+        tokens: &[Token],
+        sets: &SetMatches,
+        from: usize,
+        accept: impl Fn(&Match) -> bool,
+    ) -> Option<Match> {
+        (from..tokens.len()).find_map(|start| {
             let mut captures = Vec::new();
             self.match_at(0, start, tokens, sets, &mut captures)
                 .map(|end| Match {
@@ -271,7 +290,28 @@ impl Pattern {
                     end,
                     captures,
                 })
+                .filter(&accept)
         })
+    }
+
+    /// The most words a match can span: a transcript that grows by some words can only gain
+    /// matches that start fewer than this many words before its old end.
+    pub fn max_span(&self, sets: &[PhraseSet]) -> usize {
+        self.elems
+            .iter()
+            .map(|e| match e {
+                Elem::Word { alts, .. } => alts.iter().map(|a| a.words.len()).max().unwrap_or(1),
+                Elem::Gap(n) => *n,
+                Elem::Number => 1,
+                Elem::Set(i) => sets.get(*i).map_or(3, |s| {
+                    s.phrases
+                        .iter()
+                        .map(|p| p.tokens.len().max(3))
+                        .max()
+                        .unwrap_or(3)
+                }),
+            })
+            .sum()
     }
 
     fn match_at(
@@ -279,7 +319,7 @@ impl Pattern {
         ei: usize,
         ti: usize,
         tokens: &[Token],
-        sets: &[PhraseSet],
+        sets: &SetMatches,
         caps: &mut Vec<(String, String)>,
     ) -> Option<usize> {
         let Some(elem) = self.elems.get(ei) else {
@@ -312,25 +352,57 @@ impl Pattern {
                 }
             }
             Elem::Set(idx) => {
-                let set = sets.get(*idx)?;
-                for phrase in &set.phrases {
-                    for len in phrase_spans(phrase) {
-                        if ti + len > tokens.len() {
-                            continue;
-                        }
-                        if phrase_matches(phrase, &tokens[ti..ti + len], set.fuzzy || phrase.fuzzy)
-                        {
-                            caps.push((set.name.clone(), phrase.display.clone()));
-                            if let Some(end) = self.match_at(ei + 1, ti + len, tokens, sets, caps) {
-                                return Some(end);
-                            }
-                            caps.pop();
-                        }
+                let set = sets.sets.get(*idx)?;
+                for (phrase, len) in sets.at(*idx, ti).iter() {
+                    let phrase = &set.phrases[*phrase];
+                    caps.push((set.name.clone(), phrase.display.clone()));
+                    if let Some(end) = self.match_at(ei + 1, ti + len, tokens, sets, caps) {
+                        return Some(end);
                     }
+                    caps.pop();
                 }
                 None
             }
         }
+    }
+}
+
+/// Which phrases of which set match at which word of one transcript, computed on first use.
+pub struct SetMatches<'a> {
+    sets: &'a [PhraseSet],
+    tokens: &'a [Token],
+    /// `[set * (tokens + 1) + position]` → (phrase index, words spanned), in phrase order.
+    memo: std::cell::RefCell<Vec<Option<std::rc::Rc<[(usize, usize)]>>>>,
+}
+
+impl<'a> SetMatches<'a> {
+    pub fn new(tokens: &'a [Token], sets: &'a [PhraseSet]) -> Self {
+        SetMatches {
+            sets,
+            tokens,
+            memo: std::cell::RefCell::new(vec![None; sets.len() * (tokens.len() + 1)]),
+        }
+    }
+
+    fn at(&self, set: usize, ti: usize) -> std::rc::Rc<[(usize, usize)]> {
+        let slot = set * (self.tokens.len() + 1) + ti.min(self.tokens.len());
+        if let Some(hit) = &self.memo.borrow()[slot] {
+            return hit.clone();
+        }
+        let s = &self.sets[set];
+        let mut found = Vec::new();
+        for (pi, phrase) in s.phrases.iter().enumerate() {
+            for len in phrase_spans(phrase) {
+                if ti + len <= self.tokens.len()
+                    && phrase_matches(phrase, &self.tokens[ti..ti + len], s.fuzzy || phrase.fuzzy)
+                {
+                    found.push((pi, len));
+                }
+            }
+        }
+        let found: std::rc::Rc<[(usize, usize)]> = found.into();
+        self.memo.borrow_mut()[slot] = Some(found.clone());
+        found
     }
 }
 
