@@ -367,12 +367,15 @@ impl Pattern {
     }
 }
 
+/// (phrase index, words spanned) of the phrases of a set that match at one word.
+type PhraseHits = std::rc::Rc<[(usize, usize)]>;
+
 /// Which phrases of which set match at which word of one transcript, computed on first use.
 pub struct SetMatches<'a> {
     sets: &'a [PhraseSet],
     tokens: &'a [Token],
     /// `[set * (tokens + 1) + position]` → (phrase index, words spanned), in phrase order.
-    memo: std::cell::RefCell<Vec<Option<std::rc::Rc<[(usize, usize)]>>>>,
+    memo: std::cell::RefCell<Vec<Option<PhraseHits>>>,
 }
 
 impl<'a> SetMatches<'a> {
@@ -384,7 +387,7 @@ impl<'a> SetMatches<'a> {
         }
     }
 
-    fn at(&self, set: usize, ti: usize) -> std::rc::Rc<[(usize, usize)]> {
+    fn at(&self, set: usize, ti: usize) -> PhraseHits {
         let slot = set * (self.tokens.len() + 1) + ti.min(self.tokens.len());
         if let Some(hit) = &self.memo.borrow()[slot] {
             return hit.clone();
@@ -400,7 +403,7 @@ impl<'a> SetMatches<'a> {
                 }
             }
         }
-        let found: std::rc::Rc<[(usize, usize)]> = found.into();
+        let found: PhraseHits = found.into();
         self.memo.borrow_mut()[slot] = Some(found.clone());
         found
     }
