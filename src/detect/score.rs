@@ -146,7 +146,7 @@ impl Combined {
     /// The action and the score that goes with it.
     pub fn decide(&self, t: &Thresholds) -> (Action, f64) {
         let s = sigmoid(self.z);
-        const BELOW: f64 = 1e-3;
+        const BELOW: f64 = 0.01;
         if s >= t.divert && self.rules_only() >= t.divert {
             (Action::Divert, s)
         } else if (s >= t.warn && self.any_rule)
