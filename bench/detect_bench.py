@@ -111,8 +111,9 @@ def main():
     lines += per_type_table(audio[0][1], "scam_recall_by_category", "scam type")
     lines += ["", "### Scoring time", "",
               f"- `scamscreen bench detect {CORPUS}`: {speed['updates']} incremental updates of "
-              f"{speed['words_per_update']} words (rules + model, whole transcript rescored each "
-              f"time, longest {speed['longest_transcript_words']} words): p50 "
+              f"{speed['words_per_update']} words (rules + model, incremental: each update scores "
+              f"only its own words; transcripts up to {speed['longest_transcript_words']} "
+              f"words): p50 "
               f"{speed['p50_us']:.0f} µs, p99 {speed['p99_us']:.0f} µs, max {speed['max_us']:.0f} µs.",
               END]
     section = "\n".join(lines) + "\n"

@@ -36,6 +36,21 @@ fn tech_support_scam_is_blocked_and_the_callee_never_rings() {
     );
     let ttv = rec["time_to_verdict_ms"].as_u64().unwrap();
     assert!(ttv < 5_000, "time to verdict {ttv} ms");
+    // Each reason carries the time in the call it was said at: "TeamViewer" comes seconds
+    // after "Microsoft".
+    let at = |rule: &str| {
+        rec["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == rule)
+            .and_then(|r| r["at_ms"].as_u64())
+    };
+    let (claim, tool) = (at("claims-tech-company"), at("remote-tool"));
+    assert!(
+        matches!((claim, tool), (Some(c), Some(t)) if t >= c + 1000),
+        "{rec}"
+    );
     // Every port is back: the RTP range can be bound again.
     ss.assert_ports_free();
 }

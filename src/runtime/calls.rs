@@ -743,7 +743,7 @@ fn submit_screening(
     let (lang, timeout) = (res.language.clone(), res.call.screening_timeout);
     tokio::task::spawn_blocking(move || {
         let result = match pending.wait_timeout(timeout) {
-            Ok(t) => score(&detector, &t.text, lang.as_deref()),
+            Ok(t) => score(&detector, &t, lang.as_deref()),
             Err(e) => Err(asr_failure(&e)),
         };
         let _ = events.blocking_send(event(call, result));
@@ -789,14 +789,16 @@ fn asr_failure(e: &AsrError) -> String {
     }
 }
 
-/// Score a transcript: the verdict the call acts on.
+/// Score a transcript: the verdict the call acts on. Scored from its timed segments, so every
+/// reason carries the time in the call at which it was said (ms from the start of listening).
 pub fn score(
     detector: &Detector,
-    transcript: &str,
+    t: &crate::asr::Transcript,
     lang: Option<&str>,
 ) -> Result<ScreeningResult, String> {
+    let transcript = t.text.as_str();
     let v = detector
-        .score_text(transcript, lang)
+        .score_segments(&t.segments, lang)
         .map_err(|e| format!("scoring failed: {e}"))?;
     let action = match v.action {
         DetectAction::Allow => ScreeningAction::Allow,
