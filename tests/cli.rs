@@ -334,3 +334,42 @@ fn run_refuses_a_port_in_use_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_damaged_learned_model_is_named_in_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for pack in ["en.toml", "de.toml"] {
+        std::fs::copy(
+            common::root().join("models/rules").join(pack),
+            dir.path().join(pack),
+        )
+        .expect("copy pack");
+    }
+    std::fs::write(dir.path().join("linear.model"), b"not a model").expect("write");
+    let out = scamscreen()
+        .args(["detect", "hello"])
+        .arg("--rules")
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("linear.model") && err.contains("not a scamscreen linear model"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // Without the model file the rules alone still work.
+    std::fs::remove_file(dir.path().join("linear.model")).expect("rm");
+    let out = scamscreen()
+        .args(["detect", "hello"])
+        .arg("--rules")
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

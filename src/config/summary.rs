@@ -104,10 +104,11 @@ impl fmt::Display for Config {
         )?;
         writeln!(
             f,
-            "verdicts    listen {} s; warn at {}, divert at {}; {}",
+            "verdicts    listen {} s; warn at {}, divert at {}, learned model weight {}; {}",
             s.listen_secs,
             s.warn_threshold,
             s.divert_threshold,
+            s.model_weight,
             if s.fail_open {
                 "fail open (unscreened calls ring)"
             } else {
