@@ -227,32 +227,19 @@ impl Scorers {
         }
     }
 
-    /// (action, score) of scorer `name` on `text`.
-    pub fn score(
-        &self,
-        name: &str,
-        text: &str,
-        lang: Option<&str>,
-    ) -> anyhow::Result<(Action, f64)> {
-        Ok(match name {
-            "baseline" => {
-                let (a, n) = self.baseline.action(text, lang);
-                (a, n as f64)
-            }
-            "rules" => {
-                let v = self.rules.score_text(text, lang)?;
-                (v.action, v.score)
-            }
-            "model" => {
-                let v = self.combined.score_text(text, lang)?;
-                let p = v.model_score.unwrap_or(0.0);
-                (self.combined.thresholds().action(p), p)
-            }
-            _ => {
-                let v = self.combined.score_text(text, lang)?;
-                (v.action, v.score)
-            }
-        })
+    /// (action, score) of every scorer of [`Scorers::names`] on `text`, in that order. The model
+    /// alone and the combined scorer read one verdict.
+    pub fn score(&self, text: &str, lang: Option<&str>) -> anyhow::Result<Vec<(Action, f64)>> {
+        let (b, hits) = self.baseline.action(text, lang);
+        let rules = self.rules.score_text(text, lang)?;
+        let mut out = vec![(b, hits as f64), (rules.action, rules.score)];
+        if self.combined.model().is_some() {
+            let v = self.combined.score_text(text, lang)?;
+            let p = v.model_score.unwrap_or(0.0);
+            out.push((self.combined.thresholds().action(p), p));
+            out.push((v.action, v.score));
+        }
+        Ok(out)
     }
 }
 
@@ -309,25 +296,29 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             })
             .collect()
     };
-    let mut reports = Vec::new();
-    let mut combined_outcomes = Vec::new();
-    for name in scorers.names() {
-        let outcomes = heard
-            .iter()
-            .map(|(item, text, cond)| {
-                let (action, score) = scorers.score(name, text, item.lang.as_deref())?;
-                Ok(Outcome {
-                    item: item.clone(),
-                    action,
-                    score,
-                    heard: text.clone(),
-                    condition: cond.clone(),
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        reports.push((name, report(&outcomes)));
-        combined_outcomes = outcomes;
+    let names = scorers.names();
+    let mut outcomes: Vec<Vec<Outcome>> = vec![Vec::new(); names.len()];
+    for (item, text, cond) in &heard {
+        for (k, (action, score)) in scorers
+            .score(text, item.lang.as_deref())?
+            .into_iter()
+            .enumerate()
+        {
+            outcomes[k].push(Outcome {
+                item: item.clone(),
+                action,
+                score,
+                heard: text.clone(),
+                condition: cond.clone(),
+            });
+        }
     }
+    let reports: Vec<(&str, scamscreen::detect::eval::Report)> = names
+        .iter()
+        .zip(&outcomes)
+        .map(|(n, o)| (*n, report(o)))
+        .collect();
+    let combined_outcomes = outcomes.pop().unwrap_or_default();
     if args.json {
         let obj: serde_json::Map<String, serde_json::Value> = reports
             .iter()

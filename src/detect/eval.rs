@@ -187,21 +187,23 @@ pub fn render_comparison(reports: &[(&str, &Report)]) -> String {
     let Some((_, first)) = reports.first() else {
         return s;
     };
-    s += "scam caught by type\n";
-    for (c, (_, total)) in &first.scam_recall_by_category {
-        row(&mut s, &format!("  {c} ({total})"), &|r| {
-            r.scam_recall_by_category
-                .get(c)
-                .map_or("-".into(), |(k, t)| pct(ratio(*k, *t)))
-        });
-    }
-    s += "legitimate flagged by type\n";
-    for (c, (_, total)) in &first.legit_flagged_by_category {
-        row(&mut s, &format!("  {c} ({total})"), &|r| {
-            r.legit_flagged_by_category
-                .get(c)
-                .map_or("-".into(), |(k, t)| pct(ratio(*k, *t)))
-        });
+    type PerType = BTreeMap<String, (usize, usize)>;
+    type Table = fn(&Report) -> &PerType;
+    let tables: [(&str, Table); 2] = [
+        ("scam caught by type", |r| &r.scam_recall_by_category),
+        ("legitimate flagged by type", |r| {
+            &r.legit_flagged_by_category
+        }),
+    ];
+    for (title, table) in tables {
+        s += &format!("{title}\n");
+        for (c, (_, total)) in table(first) {
+            row(&mut s, &format!("  {c} ({total})"), &|r| {
+                table(r)
+                    .get(c)
+                    .map_or("-".into(), |(k, t)| pct(ratio(*k, *t)))
+            });
+        }
     }
     s
 }

@@ -12,13 +12,11 @@ use super::normalize::Token;
 pub const DEFAULT_BITS: u32 = 18;
 const CHAR_NGRAMS: std::ops::RangeInclusive<usize> = 3..=5;
 
-/// One feature of a text: its bucket, its (normalised) value and, for word features, the words.
+/// One feature of a text: its bucket and its (normalised) value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Feature {
     pub bucket: u32,
     pub value: f32,
-    /// The words for word features ("press one"); `None` for character n-grams.
-    pub words: Option<String>,
 }
 
 fn fnv1a(parts: &[&[u8]]) -> u64 {
@@ -88,26 +86,19 @@ impl WordFeature<'_> {
     }
 }
 
-/// The feature vector of `tokens`, sorted by bucket, duplicates summed, unit length.
+/// The feature vector of `tokens`, sorted by bucket, duplicates summed, unit length (what the
+/// model is trained on).
 pub fn extract(tokens: &[Token], bits: u32) -> Vec<Feature> {
-    let mut raw: Vec<(u32, Option<String>)> = Vec::with_capacity(tokens.len() * 12);
-    for_each_feature(None, tokens, bits, |b, w| {
-        raw.push((b, w.map(|w| w.text())))
-    });
-    raw.sort_by_key(|f| f.0);
+    let mut raw: Vec<u32> = Vec::with_capacity(tokens.len() * 12);
+    for_each_feature(None, tokens, bits, |b, _| raw.push(b));
+    raw.sort_unstable();
     let mut out: Vec<Feature> = Vec::with_capacity(raw.len());
-    for (b, words) in raw {
+    for b in raw {
         match out.last_mut() {
-            Some(last) if last.bucket == b => {
-                last.value += 1.0;
-                if last.words.is_none() {
-                    last.words = words;
-                }
-            }
+            Some(last) if last.bucket == b => last.value += 1.0,
             _ => out.push(Feature {
                 bucket: b,
                 value: 1.0,
-                words,
             }),
         }
     }
@@ -127,11 +118,22 @@ mod tests {
 
     #[test]
     fn features_are_unit_length_sorted_and_name_their_words() {
-        let f = extract(&tokenize("Press one, press ONE now"), 18);
+        let toks = tokenize("Press one, press ONE now");
+        let f = extract(&toks, 18);
         let norm: f32 = f.iter().map(|x| x.value * x.value).sum();
         assert!((norm - 1.0).abs() < 1e-5);
         assert!(f.windows(2).all(|w| w[0].bucket < w[1].bucket));
-        assert!(f.iter().any(|x| x.words.as_deref() == Some("press one")));
+        let mut named = Vec::new();
+        for_each_feature(None, &toks, 18, |b, w| {
+            if let Some(w) = w {
+                named.push((b, w.text()));
+            }
+        });
+        let (bigram, _) = named
+            .iter()
+            .find(|(_, w)| w == "press one")
+            .expect("the bigram is named");
+        assert!(f.iter().any(|x| x.bucket == *bigram));
         assert!(f.iter().all(|x| x.bucket < 1 << 18));
         assert!(extract(&[], 18).is_empty());
     }

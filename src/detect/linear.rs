@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::features::{for_each_feature, Feature};
+use super::features::for_each_feature;
 use super::normalize::Token;
 use super::pattern::is_function_word;
 
@@ -70,15 +70,6 @@ impl LinearModel {
             weights: vec![0.0; 1 << bits],
             metadata: "{}".into(),
         }
-    }
-
-    /// Log-odds for already extracted features.
-    pub fn logit_of(&self, features: &[Feature]) -> f64 {
-        f64::from(self.bias)
-            + features
-                .iter()
-                .map(|f| f64::from(self.weights[f.bucket as usize] * f.value))
-                .sum::<f64>()
     }
 
     /// The opinion on `tokens`, with up to `top` phrases that count most towards "scam".
@@ -304,7 +295,11 @@ mod tests {
         );
         assert_eq!(whole.phrases, parts.phrases);
         // And both equal the training-side computation.
-        let direct = m.logit_of(&extract(&toks, 16));
+        let direct = f64::from(m.bias)
+            + extract(&toks, 16)
+                .iter()
+                .map(|f| f64::from(m.weights[f.bucket as usize] * f.value))
+                .sum::<f64>();
         assert!(
             (whole.logit - direct).abs() < 1e-5,
             "{} {direct}",
@@ -316,11 +311,11 @@ mod tests {
     fn opinion_names_the_words_that_count() {
         let mut m = LinearModel::zeros(18);
         let toks = tokenize("please press one now");
-        for f in extract(&toks, 18) {
-            if f.words.as_deref() == Some("press one") {
-                m.weights[f.bucket as usize] = 3.0;
+        for_each_feature(None, &toks, 18, |b, w| {
+            if w.is_some_and(|w| w.text() == "press one") {
+                m.weights[b as usize] = 3.0;
             }
-        }
+        });
         let o = m.opinion(&toks, 3);
         assert!(o.logit > 0.3, "{o:?}");
         assert_eq!(o.phrases, vec!["press one".to_string()]);
