@@ -263,18 +263,13 @@ impl Pattern {
 
     /// The earliest match in `tokens`.
     pub fn find(&self, tokens: &[Token], sets: &[PhraseSet]) -> Option<Match> {
-        self.find_with(tokens, &SetMatches::new(tokens, sets))
-    }
-
-    /// The earliest match in `tokens`, with set matches shared with other patterns (one
-    /// [`SetMatches`] per transcript and pack: a set such as `@authority` is used by many
-    /// rules, and matching its phrases, fuzzily, at every word is most of the work).
-    pub fn find_with(&self, tokens: &[Token], sets: &SetMatches) -> Option<Match> {
-        self.find_from(tokens, sets, 0, |_| true)
+        self.find_from(tokens, &SetMatches::new(tokens, sets), 0, |_| true)
     }
 
     /// The earliest match starting at or after `from` that `accept` takes (a negated match
-    /// does not hide a later one).
+    /// does not hide a later one). Set matches come from `sets`, shared with other patterns
+    /// (one [`SetMatches`] per transcript and pack: a set such as `@authority` is used by many
+    /// rules, and matching its phrases, fuzzily, at every word is most of the work).
     pub fn find_from(
         &self,
         tokens: &[Token],
