@@ -7,17 +7,7 @@ use scamscreen::model::fetch::{fetch, FetchOutcome, Pip};
 use scamscreen::model::install::{convert_model, ConvertOutcome};
 use scamscreen::model::{ModelPaths, WeightFormat};
 
-mod bench_cmd;
-mod bench_relay;
-mod bench_screening;
-mod calls_cmd;
-mod demo_cmd;
-mod detect_cmd;
-mod eval_audio;
-mod run_cmd;
-mod screening_setup;
-mod transcribe_cmd;
-mod wer_cmd;
+mod cli;
 
 /// scamscreen: screens withheld SIP callers with a local speech model.
 #[derive(Parser, Debug)]
@@ -30,28 +20,28 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the SIP edge: proxy calls to the PBX, mark or screen withheld callers.
-    Run(run_cmd::ConfigArgs),
+    Run(cli::run::ConfigArgs),
     /// Check a configuration (file and flags) and print the effective settings.
-    CheckConfig(run_cmd::ConfigArgs),
+    CheckConfig(cli::run::ConfigArgs),
     /// List recently screened calls from the call database (--json: one object per line).
-    Calls(calls_cmd::CallsArgs),
+    Calls(cli::calls::CallsArgs),
     /// Show screening on loopback: a scam call and a legitimate call through `scamscreen run`.
-    Demo(demo_cmd::DemoArgs),
+    Demo(cli::demo::DemoArgs),
     /// Transcribe WAV files (PCM, µ-law or A-law, any rate, mono or stereo).
-    Transcribe(transcribe_cmd::TranscribeArgs),
+    Transcribe(cli::transcribe::TranscribeArgs),
     /// Score a transcript for scam phrases: allow, warn or divert, with reasons.
-    Detect(detect_cmd::DetectArgs),
+    Detect(cli::detect::DetectArgs),
     /// Evaluate the rules on a labelled corpus (text, or --audio through the real model).
-    Eval(detect_cmd::EvalArgs),
+    Eval(cli::detect::EvalArgs),
     /// Train the learned second opinion on the corpus's train split (`make train`).
-    Train(detect_cmd::TrainArgs),
+    Train(cli::detect::TrainArgs),
     /// Benchmarks of single components.
     Bench {
         #[command(subcommand)]
-        what: bench_cmd::BenchCommand,
+        what: cli::bench::BenchCommand,
     },
     /// Word error rate of transcripts (JSON lines) against references (TSV).
-    Wer(wer_cmd::WerArgs),
+    Wer(cli::wer::WerArgs),
     /// Fetch and convert the local whisper model.
     Model {
         #[command(subcommand)]
@@ -93,7 +83,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Run(args) = cli.command {
         // `run` sets up logging from its configuration ([log]).
-        return match run_cmd::run(args) {
+        return match cli::run::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -120,16 +110,16 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     match cli.command {
-        Command::Run(args) => return run_cmd::run(args),
-        Command::CheckConfig(args) => return run_cmd::check_config(args),
-        Command::Calls(args) => return calls_cmd::run(args),
-        Command::Transcribe(args) => return transcribe_cmd::run(args),
-        Command::Demo(args) => return demo_cmd::run(args),
-        Command::Wer(args) => return wer_cmd::run(args),
-        Command::Detect(args) => return detect_cmd::run_detect(args),
-        Command::Bench { what } => return bench_cmd::run(what),
-        Command::Eval(args) => return detect_cmd::run_eval(args),
-        Command::Train(args) => return detect_cmd::run_train(args),
+        Command::Run(args) => return cli::run::run(args),
+        Command::CheckConfig(args) => return cli::run::check_config(args),
+        Command::Calls(args) => return cli::calls::run(args),
+        Command::Transcribe(args) => return cli::transcribe::run(args),
+        Command::Demo(args) => return cli::demo::run(args),
+        Command::Wer(args) => return cli::wer::run(args),
+        Command::Detect(args) => return cli::detect::run_detect(args),
+        Command::Bench { what } => return cli::bench::run(what),
+        Command::Eval(args) => return cli::detect::run_eval(args),
+        Command::Train(args) => return cli::detect::run_train(args),
         Command::Model { action } => match action {
             ModelCommand::Fetch { models_dir, python } => {
                 let paths = ModelPaths::new(models_dir);

@@ -172,7 +172,7 @@ pub struct EvalArgs {
     models_dir: PathBuf,
     /// Voices for --audio, rotated over the items: VOICE:WPM,… (espeak-ng voice names such as
     /// en-us+f2 or mb-us1 for MBROLA, or festival/NAME for a Festival voice)
-    #[arg(long, default_value = crate::eval_audio::DEFAULT_VOICES)]
+    #[arg(long, default_value = crate::cli::eval_audio::DEFAULT_VOICES)]
     voices: String,
     /// Beam width for --audio (1 = greedy).
     #[arg(long, default_value_t = 1)]
@@ -275,7 +275,7 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         let mut cfg = scamscreen::asr::whisper::WhisperConfig::new(model);
         cfg.beam_size = args.beam;
         cfg.initial_prompt = args.asr_prompt.clone();
-        let voices = crate::eval_audio::parse_voices(&args.voices)?;
+        let voices = crate::cli::eval_audio::parse_voices(&args.voices)?;
         let mut english: Vec<CorpusItem> = items
             .into_iter()
             .filter(|i| i.lang.as_deref().unwrap_or("en") == "en")
@@ -286,7 +286,7 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
                 .map(|k| english[(k as f64 * step) as usize].clone())
                 .collect();
         }
-        crate::eval_audio::transcripts(&english, &cfg, &voices, args.listen_secs)?
+        crate::cli::eval_audio::transcripts(&english, &cfg, &voices, args.listen_secs)?
     } else {
         items
             .into_iter()

@@ -17,7 +17,7 @@
 //! below 0.1 % and the p99 delay is below 20 ms (far inside a phone's jitter buffer).
 //! The phones run in this process and share the two cores; their CPU is reported too.
 
-use crate::demo_cmd::Scamscreen;
+use crate::cli::demo::Scamscreen;
 use anyhow::{bail, Context};
 use clap::Args;
 use scamscreen::demo::{free_sip_port, write_wav};
@@ -558,7 +558,7 @@ async fn bench(args: RelayBenchArgs) -> anyhow::Result<()> {
     let section = report(&args, &levels, idle_rss, failed_setups, byes);
     print!("{section}");
     if let Some(out) = &args.out {
-        crate::bench_screening::write_section(out, BEGIN, END, &section)?;
+        crate::cli::bench_screening::write_section(out, BEGIN, END, &section)?;
     }
     Ok(())
 }
@@ -575,7 +575,7 @@ fn report(
     let per_call_kb = levels.iter().max_by_key(|l| l.calls).map_or(0, |l| {
         (l.rss.saturating_sub(idle_rss) * 1024) / l.calls.max(1) as u64
     });
-    let (cpu, cores) = crate::bench_screening::machine();
+    let (cpu, cores) = crate::cli::bench_screening::machine();
     format!(
         "{BEGIN}\n## RTP relay: bridged calls (issue 5)\n\n\
          - Command: `make bench` (`scamscreen bench relay --levels {} --seconds {}`), {}\n\
@@ -596,7 +596,7 @@ fn report(
             .collect::<Vec<_>>()
             .join(","),
         args.seconds,
-        crate::bench_screening::chrono_date(),
+        crate::cli::bench_screening::chrono_date(),
         best.map_or("none".to_string(), |b| b.to_string()),
     )
 }

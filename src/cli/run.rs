@@ -217,7 +217,8 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
                 t4: cfg.sip.timer_t4(),
             },
         };
-        let (res, writer) = crate::screening_setup::resources(&cfg, &models_dir, media_ip, call)?;
+        let (res, writer) =
+            crate::cli::screening_setup::resources(&cfg, &models_dir, media_ip, call)?;
         recorder = writer;
         server = server.with_screening(res);
     }

@@ -2,7 +2,7 @@
 //! one call at a time and for N concurrent screened calls, and scamscreen's memory, with the
 //! real model, real UDP SIP/RTP on loopback and espeak-ng speech (the demo's caller/callee).
 
-use crate::demo_cmd::Scamscreen;
+use crate::cli::demo::Scamscreen;
 use anyhow::Context;
 use clap::Args;
 use scamscreen::demo::{espeak, DemoCallee, DemoCaller};
@@ -92,7 +92,7 @@ pub fn run(args: ScreeningBenchArgs) -> anyhow::Result<()> {
     let ports = u16::try_from(4 * most.max(1) + 8).context("too many calls")?;
     let ss = Scamscreen::start_with_ports(&args.models_dir, callee.addr(), dir.path(), ports)?;
     let pid = ss.child.id();
-    let greeting_ms = crate::demo_cmd::greeting_ms();
+    let greeting_ms = crate::cli::demo::greeting_ms();
     let idle_rss = vm_kb(pid, "VmRSS:").unwrap_or(0);
 
     let started = Instant::now();

@@ -26,12 +26,12 @@ pub enum BenchCommand {
         #[arg(long, default_value = "tests/corpus/baseline_keywords.toml")]
         baseline: PathBuf,
         #[command(flatten)]
-        rules: crate::detect_cmd::RuleArgs,
+        rules: crate::cli::detect::RuleArgs,
     },
     /// Time to verdict of screened calls, one at a time and concurrent (real model, loopback).
-    Screening(crate::bench_screening::ScreeningBenchArgs),
+    Screening(crate::cli::bench_screening::ScreeningBenchArgs),
     /// Bridged calls relayed: loss, added delay, CPU per call (real scamscreen, loopback).
-    Relay(crate::bench_relay::RelayBenchArgs),
+    Relay(crate::cli::bench_relay::RelayBenchArgs),
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -88,12 +88,12 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             baseline,
             rules,
         } => (corpus, words, passes, baseline, rules),
-        BenchCommand::Screening(args) => return crate::bench_screening::run(args),
-        BenchCommand::Relay(args) => return crate::bench_relay::run(args),
+        BenchCommand::Screening(args) => return crate::cli::bench_screening::run(args),
+        BenchCommand::Relay(args) => return crate::cli::bench_relay::run(args),
     };
     let det = rules.detector()?;
     let reference = KeywordBaseline::load(&baseline)?;
-    let items = crate::detect_cmd::load_corpus(&corpus)?;
+    let items = crate::cli::detect::load_corpus(&corpus)?;
     let (mut ours, mut theirs) = (Timings::default(), Timings::default());
     let mut longest_words = 0;
     for _ in 0..passes {

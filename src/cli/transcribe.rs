@@ -30,7 +30,7 @@ pub struct TranscribeArgs {
     #[arg(long)]
     detect: bool,
     #[command(flatten)]
-    rules: crate::detect_cmd::RuleArgs,
+    rules: crate::cli::detect::RuleArgs,
 }
 
 /// The verdict on a transcript (the model is English-only).
