@@ -120,6 +120,7 @@ fn full_queue_is_an_error_not_a_block_and_cancel_works() {
     let started = std::time::Instant::now();
     for _ in 0..5 {
         match pool.submit(AsrRequest {
+            pcm_8k: None,
             pcm_16k: clip.clone(),
             deadline: None,
         }) {
@@ -175,6 +176,7 @@ fn cancel_during_decode_stops_early() {
     }
     let p = pool
         .submit(AsrRequest {
+            pcm_8k: None,
             pcm_16k: long.clone(),
             deadline: None,
         })
@@ -190,6 +192,7 @@ fn cancel_during_decode_stops_early() {
     // Timeout cancels too.
     let p = pool
         .submit(AsrRequest {
+            pcm_8k: None,
             pcm_16k: long.clone(),
             deadline: None,
         })
@@ -208,6 +211,7 @@ fn cancel_during_decode_stops_early() {
     let started = std::time::Instant::now();
     let p = pool
         .submit(AsrRequest {
+            pcm_8k: None,
             pcm_16k: long,
             deadline: Some(std::time::Instant::now() + Duration::from_millis(20)),
         })

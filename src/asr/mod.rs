@@ -67,11 +67,36 @@ pub struct Transcript {
 #[derive(Debug, Clone)]
 pub struct AsrRequest {
     pub pcm_16k: Vec<f32>,
+    /// Telephone audio (8 kHz mono) instead of `pcm_16k`: the worker resamples it, so the
+    /// caller's thread (the SIP core) never does.
+    pub pcm_8k: Option<Vec<i16>>,
     /// When the answer is no longer wanted (the screening timeout). A worker skips a job
     /// it cannot finish by then (answering [`AsrError::TimedOut`] at once) instead of
     /// spending the model on it: under overload, the model's time goes to calls that can
     /// still get a verdict.
     pub deadline: Option<std::time::Instant>,
+}
+
+impl AsrRequest {
+    /// 8 kHz telephone audio, resampled by the worker.
+    pub fn telephone(pcm_8k: Vec<i16>, deadline: Option<std::time::Instant>) -> AsrRequest {
+        AsrRequest {
+            pcm_16k: Vec::new(),
+            pcm_8k: Some(pcm_8k),
+            deadline,
+        }
+    }
+
+    /// The audio at 16 kHz (resampling telephone audio).
+    pub fn into_16k(self) -> Result<Vec<f32>, AsrError> {
+        match self.pcm_8k {
+            Some(pcm) => {
+                let f: Vec<f32> = pcm.iter().map(|&s| f32::from(s) / 32768.0).collect();
+                resample::resample(&f, 8_000, audio::WHISPER_RATE)
+            }
+            None => Ok(self.pcm_16k),
+        }
+    }
 }
 
 /// A flag shared between the requester and the worker.
@@ -191,6 +216,7 @@ pub trait Transcriber: Send + Sync {
     fn transcribe(&self, pcm_16k: Vec<f32>) -> Result<Transcript, AsrError> {
         self.submit(AsrRequest {
             pcm_16k,
+            pcm_8k: None,
             deadline: None,
         })?
         .wait()

@@ -75,7 +75,7 @@ impl WhisperConfig {
 }
 
 struct Job {
-    pcm: Vec<f32>,
+    request: AsrRequest,
     deadline: Option<Instant>,
     cancel: CancelToken,
     reply: tokio::sync::oneshot::Sender<Result<Transcript, AsrError>>,
@@ -180,8 +180,8 @@ impl Transcriber for WhisperPool {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let cancel = CancelToken::default();
         let job = Job {
-            pcm: request.pcm_16k,
             deadline: request.deadline,
+            request,
             cancel: cancel.clone(),
             reply,
             _slot: Slot::take(&self.in_flight),
@@ -234,7 +234,10 @@ impl Worker {
             } else if too_late {
                 Err(AsrError::TimedOut)
             } else {
-                let r = self.transcribe(&job.pcm, &job.cancel);
+                let r = job
+                    .request
+                    .into_16k()
+                    .and_then(|pcm| self.transcribe(&pcm, &job.cancel));
                 if let Ok(t) = &r {
                     if t.speech.has_speech() && !t.text.is_empty() {
                         let took = std::time::Duration::from_millis(t.elapsed_ms);

@@ -162,7 +162,7 @@ pub fn bad_extension(req: &SipMessage) -> Option<Refusal> {
 
 /// Whether a new INVITE must be refused before a call is set up for it (only a `Require`
 /// we cannot honour, §8.2.2.3, today). Pure: the runtime may call it before it allocates
-/// ports or an ASR slot; [`super::ScreenedCall::answer`] applies it too.
+/// ports or an ASR slot; [`super::CallSession::answer`] applies it too.
 pub fn refusal_for_invite(invite: &SipMessage) -> Option<Refusal> {
     bad_extension(invite)
 }

@@ -31,7 +31,7 @@
 //! timers (RFC 4028) are accepted with the caller as refresher.
 //!
 //! Files:
-//! - `stage.rs`: [`ScreenedCall`]'s stages, the verdict → action logic, timers and the
+//! - `stage.rs`: [`CallSession`]'s stages, the verdict → action logic, timers and the
 //!   call record; the [`CallInput`] / [`CallAction`] types the runtime speaks.
 //! - `uas.rs`: the requests the peers send us, on either leg: the checks in RFC 3261
 //!   order, retransmitted requests, the answers to BYE, re-INVITE / UPDATE (session
@@ -42,15 +42,19 @@
 //!   transactions, 2xx retransmission, session-timer values).
 
 pub mod dialog;
+mod keys;
+mod listen;
 mod stage;
 mod uac;
 mod uas;
 
 pub use dialog::{refusal_for_invite, Refusal};
 
+pub use listen::{AFTERWARDS_WAIT, PARTIAL_FIRST_MS, PARTIAL_STEP_MS};
 pub use stage::{
-    Action as ScreeningAction, CallAction, CallConfig, CallInput, CallOutcome, CallRecordDraft,
-    Leg, Prompt, ScreenedCall, ScreeningResult, Stage,
+    Action as ScreeningAction, AsrFailure, CallAction, CallConfig, CallInput, CallOutcome,
+    CallRecordDraft, CallSession, JobKind, Leg, Prompt, ScreeningResult, SilentAction, Stage,
+    CHOICE_TEXT,
 };
 
 #[cfg(test)]

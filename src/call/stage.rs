@@ -1,4 +1,4 @@
-//! `ScreenedCall`: one screened call's stages, the verdict → action logic, and the types
+//! `CallSession`: one screened call's stages, the verdict → action logic, and the types
 //! the runtime speaks to it with ([`CallInput`], [`CallAction`]).
 //!
 //! ```text
@@ -21,7 +21,10 @@ use super::dialog::{
     session_timer_headers, top_branch, Dialog, PendingAnswers, ServedRequests, ALLOWED_METHODS,
     SUPPORTED_EXTENSIONS,
 };
+use super::keys::MessageRecorder;
+use super::listen::Listener;
 use super::uac::SentRequest;
+use crate::media::dtmf::DigitBuffer;
 use crate::sip::msg::SipMessage;
 use crate::sip::proxy::Peer;
 use crate::sip::transaction::{ClientInvite, Reliability, TimerConfig, TxEvent};
@@ -38,7 +41,8 @@ pub enum Leg {
     B,
 }
 
-/// What the screening decided (mirrors `detect::score::Action`, plus the failure case).
+/// What the screening decided (mirrors `detect::score::Action`, plus the cases without a
+/// transcript to score).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Allow,
@@ -46,6 +50,10 @@ pub enum Action {
     Divert,
     /// ASR failed, was overloaded or timed out: `fail_open` decides.
     Unscreened,
+    /// The caller said nothing, even after the re-prompt: `silent_action` decides.
+    Silent,
+    /// The caller keyed the bypass code: put through at once.
+    Bypass,
 }
 
 impl Action {
@@ -55,18 +63,77 @@ impl Action {
             Action::Warn => "warn",
             Action::Divert => "divert",
             Action::Unscreened => "unscreened",
+            Action::Silent => "silent",
+            Action::Bypass => "bypass",
         }
     }
+}
+
+/// What a silent caller gets (`screening.silent_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SilentAction {
+    /// To `divert_uri` when set, else the block announcement.
+    Divert,
+    /// The block announcement (and the message offer), whatever `divert_uri` says.
+    Block,
+    /// Ring the callee, marked `X-Scamscreen-Verdict: silent`.
+    Allow,
+}
+
+/// Why a transcription brought no transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AsrFailure {
+    /// A partial look the runtime did not run because the model was busy.
+    Skipped,
+    /// The speech model's queue was full.
+    Overloaded,
+    /// No transcript within `screening_timeout`.
+    TimedOut,
+    /// The model or the scoring failed.
+    Failed(String),
+}
+
+impl std::fmt::Display for AsrFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AsrFailure::Skipped => f.write_str("skipped (model busy)"),
+            AsrFailure::Overloaded => f.write_str("ASR overloaded (queue full)"),
+            AsrFailure::TimedOut => f.write_str("ASR timed out"),
+            AsrFailure::Failed(why) => write!(f, "ASR failed: {why}"),
+        }
+    }
+}
+
+/// What a transcription is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// What the caller said so far, while they still talk (only run on an idle model).
+    Partial,
+    /// At the end of the `listen` window with the caller still talking: is the verdict clear?
+    Checkpoint,
+    /// Everything the caller said: the verdict.
+    Full,
+    /// After an unscreened verdict, for the record only (no deadline).
+    Afterwards,
 }
 
 /// A prompt to play on a leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prompt {
     Greeting,
-    /// The warning sentence for the callee (synthesized by the runtime).
+    /// "I did not hear you…": once, when the caller said nothing after the greeting.
+    Reprompt,
+    /// The follow-up question when the first answer left the verdict open (`follow_up`).
+    FollowUp,
+    /// The warning sentence for the callee, then "press 1 / 2" (synthesized by the runtime).
     Warning(String),
     Block,
+    /// The block announcement that offers to leave a message, ending with a tone.
+    BlockMessage,
 }
+
+/// The sentence after the warning that asks the callee to choose.
+pub const CHOICE_TEXT: &str = "Press 1 to accept the call, or 2 to refuse it.";
 
 /// The verdict on what the caller said.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,8 +145,26 @@ pub struct ScreeningResult {
     pub reason: String,
     /// The sentence the callee hears when warned.
     pub warning: Option<String>,
-    /// The rules that fired, with the words they matched and when.
+    /// The rules that fired, with the words they matched and when (`at_ms`: ms into the
+    /// transcribed audio as the runtime scores it; the call turns it into time in the call).
     pub reasons: Vec<crate::detect::Reason>,
+    /// The detector says more speech could still change the action.
+    pub more_speech: bool,
+}
+
+impl ScreeningResult {
+    /// A verdict without a transcript (silent caller, bypass code, failure).
+    pub fn without_transcript(action: Action, reason: String) -> ScreeningResult {
+        ScreeningResult {
+            action,
+            score: 0.0,
+            transcript: String::new(),
+            reason,
+            warning: None,
+            reasons: Vec::new(),
+            more_speech: false,
+        }
+    }
 }
 
 /// Configuration of screened calls.
@@ -92,7 +177,26 @@ pub struct CallConfig {
     pub divert_uri: Option<String>,
     /// `host:port` for our Via and Contact.
     pub local_host: String,
+    /// The listening window when the verdict is clear (`listen_secs`).
     pub listen: Duration,
+    /// Most listening while the caller keeps talking and more speech could change the
+    /// action (`max_listen_secs`).
+    pub max_listen: Duration,
+    /// No speech this long after the greeting: re-prompt once, then `silent`.
+    pub no_speech: Duration,
+    /// Transcribe partial speech while the caller talks (divert early, stop when clear).
+    pub early_verdict: bool,
+    /// Ask one follow-up question when the first answer leaves the verdict open.
+    pub follow_up: bool,
+    pub silent_action: SilentAction,
+    /// Longest message a blocked caller may leave; zero: no message offer.
+    pub message: Duration,
+    /// How long the warned callee has to press 1 or 2 after the warning.
+    pub callee_choice: Duration,
+    /// No key from the warned callee: accept (true) or refuse.
+    pub callee_default_accept: bool,
+    /// Digits that put a caller through at once when keyed during the greeting or listening.
+    pub bypass_code: Option<String>,
     /// Most time from the end of the caller's speech to a verdict before `fail_open` applies.
     pub screening_timeout: Duration,
     pub fail_open: bool,
@@ -113,20 +217,28 @@ pub enum CallAction {
         leg: Leg,
         prompt: Prompt,
     },
-    /// Record the caller until end of speech or `max`; answer with `SpeechCaptured`.
-    StartListening {
-        max: Duration,
+    /// Stop a prompt playing on a leg (a key was pressed).
+    StopPrompt(Leg),
+    /// Transcribe the caller's audio (8 kHz mono) and score it; answer with
+    /// [`CallInput::Transcribed`] carrying the same `job`.
+    Transcribe {
+        job: u64,
+        kind: JobKind,
+        pcm: Vec<i16>,
     },
-    /// Transcribe what was captured and score it; answer with `Screened`.
-    Screen,
+    /// The job's answer is no longer wanted.
+    CancelTranscription(u64),
     /// Ringback towards the caller while the callee rings (on/off).
     Ringback(bool),
     /// The callee's SDP answer (for leg B's media).
     CalleeSdp(Bytes),
     /// Relay media between the legs from now on.
     Bridge,
-    /// The call is over: free its ports and ASR slot, store the record.
-    Finished(CallRecordDraft),
+    /// Signalling and media are over: free the call's ports and sockets.
+    ReleaseMedia,
+    /// The call is over: store the record (after `ReleaseMedia`; later when a transcript
+    /// was still being made for an unscreened call).
+    Finished(Box<CallRecordDraft>),
 }
 
 /// What happened to a call, for the call record.
@@ -142,6 +254,9 @@ pub enum CallOutcome {
     CallerHungUp,
     /// The callee did not answer, was busy or failed.
     CalleeFailed(u16),
+    /// The warned callee pressed 2 (or let the choice time out with `callee_default`
+    /// "refuse").
+    CalleeRefused,
     /// Something timed out or failed in signalling.
     Failed,
 }
@@ -160,6 +275,10 @@ pub struct CallRecordDraft {
     pub screening: Option<Duration>,
     /// Whole call.
     pub total: Duration,
+    /// The message a blocked caller left (8 kHz mono), when they said something.
+    pub message: Option<Vec<i16>>,
+    /// For an unscreened call: the transcript and score made afterwards, if it came in time.
+    pub afterwards: Option<ScreeningResult>,
 }
 
 /// Input to the call.
@@ -170,9 +289,18 @@ pub enum CallInput {
     /// A SIP message on leg B.
     FromCallee(SipMessage),
     PromptFinished(Leg),
-    /// Listening ended (end of speech, or `listen` reached).
-    SpeechCaptured,
-    Screened(Result<ScreeningResult, String>),
+    /// The caller's decoded audio (leg A), while [`CallSession::wants_audio`] is true.
+    CallerAudio(crate::media::tap::AudioFrame),
+    /// A key pressed on a leg (RFC 4733 telephone-event; SIP INFO is read by the call).
+    Dtmf {
+        leg: Leg,
+        digit: char,
+    },
+    /// The answer to [`CallAction::Transcribe`].
+    Transcribed {
+        job: u64,
+        result: Result<ScreeningResult, AsrFailure>,
+    },
     /// No RTP on a leg for too long.
     MediaTimeout(Leg),
 }
@@ -182,11 +310,17 @@ pub enum CallInput {
 pub enum Stage {
     Greeting,
     Listening,
+    /// The re-prompt or the follow-up question plays to the caller.
+    Prompting,
     Screening,
     CallingCallee,
     Warning,
+    /// The warned callee heard the warning; waiting for 1 (accept) or 2 (refuse).
+    CalleeChoice,
     Bridged,
     Blocking,
+    /// The blocked caller leaves a message.
+    Message,
     Ending,
     Ended,
 }
@@ -194,7 +328,7 @@ pub enum Stage {
 /// One screened call: leg A's dialog (we are the caller's UAS) and leg B's (we are the
 /// callee's UAC), the stage, and the actions waiting for the runtime. Its fields are shared
 /// with `uas.rs` and `uac.rs`.
-pub struct ScreenedCall {
+pub struct CallSession {
     pub(super) id: u64,
     pub(super) cfg: CallConfig,
     pub(super) stage: Stage,
@@ -241,9 +375,27 @@ pub struct ScreenedCall {
     pub(super) deadline: Option<Instant>,
     pub(super) branch_seq: u32,
     pub(super) actions: VecDeque<CallAction>,
+    /// Turns, transcription jobs and partial verdicts (`listen.rs`).
+    pub(super) listener: Listener,
+    /// Keys the caller pressed (bypass code).
+    pub(super) digits: DigitBuffer,
+    /// The blocked caller's message while it is recorded (`keys.rs`).
+    pub(super) message: Option<MessageRecorder>,
+    /// What the message recorder kept, for the record.
+    pub(super) message_pcm: Option<Vec<i16>>,
+    /// Leg B goes to `divert_uri`, not the callee.
+    pub(super) diverted: bool,
+    /// `ReleaseMedia` was sent; the record may still wait for `afterwards`.
+    pub(super) media_released: bool,
+    pub(super) finished: bool,
+    /// Until when the record waits for the afterwards transcript of an unscreened call.
+    pub(super) afterwards_until: Option<Instant>,
+    pub(super) afterwards: Option<ScreeningResult>,
+    /// When signalling ended (the record's `total`).
+    pub(super) ended_at: Option<Instant>,
 }
 
-impl ScreenedCall {
+impl CallSession {
     /// Answer a screened INVITE: 200 with `local_sdp_a` (the runtime's RFC 3264 answer for
     /// the caller's offer), then the greeting. `local_sdp_b` is the offer leg B will carry.
     ///
@@ -263,7 +415,7 @@ impl ScreenedCall {
         cfg: CallConfig,
         local_sdp_a: Bytes,
         local_sdp_b: Bytes,
-    ) -> ScreenedCall {
+    ) -> CallSession {
         let contact = format!("<sip:scamscreen@{}>", cfg.local_host);
         let a = Dialog::from_invite(
             invite,
@@ -283,7 +435,7 @@ impl ScreenedCall {
         ok.set_body(local_sdp_a);
         let bytes = ok.to_bytes();
         let invite_cseq = cseq_of(invite).map(|c| c.0).unwrap_or(0);
-        let mut call = ScreenedCall {
+        let mut call = CallSession {
             id,
             stage: Stage::Greeting,
             b: None,
@@ -319,6 +471,16 @@ impl ScreenedCall {
             deadline: None,
             branch_seq: 0,
             actions: VecDeque::new(),
+            listener: Listener::default(),
+            digits: DigitBuffer::new(),
+            message: None,
+            message_pcm: None,
+            diverted: false,
+            media_released: false,
+            finished: false,
+            afterwards_until: None,
+            afterwards: None,
+            ended_at: None,
             a,
             cfg,
         };
@@ -391,6 +553,10 @@ impl ScreenedCall {
         if let Some(d) = self.deadline {
             t.push(d);
         }
+        t.extend(self.listening_deadline());
+        if !self.finished {
+            t.extend(self.afterwards_until);
+        }
         if !matches!(self.stage, Stage::Ending | Stage::Ended) {
             t.extend(self.session_bye.iter().flatten());
         }
@@ -416,18 +582,27 @@ impl ScreenedCall {
             self.session_bye = [None, None];
             self.hang_up(now, CallOutcome::Failed);
         }
+        if self.listening_deadline().is_some_and(|d| now >= d) {
+            self.listening_timeout(now);
+        }
         if self.deadline.is_some_and(|d| now >= d) {
             self.deadline = None;
             match self.stage {
-                Stage::Listening => self.listening_done(now),
-                Stage::Screening => self.screened(now, Err("screening timed out".into())),
+                Stage::Screening => self.screening_timed_out(now),
                 Stage::CallingCallee => {
                     // The callee rang too long: stop ringing it, end the call.
                     self.cancel_b(now);
                     self.hang_up(now, CallOutcome::CalleeFailed(408));
                 }
+                Stage::CalleeChoice => self.callee_chose(now, self.cfg.callee_default_accept),
+                Stage::Message => self.message_done(now),
                 _ => {}
             }
+        }
+        if self.afterwards_until.is_some_and(|d| now >= d) {
+            // The transcript for the record did not come in time: store the record without.
+            self.afterwards_until = None;
+            self.listener.drop_afterwards(&mut self.actions);
         }
         if let Some(tx) = &mut self.b_invite {
             tx.handle_timeout(now);
@@ -481,16 +656,9 @@ impl ScreenedCall {
             CallInput::FromCaller(msg) => self.on_caller_message(now, msg),
             CallInput::FromCallee(msg) => self.on_callee_message(now, msg),
             CallInput::PromptFinished(leg) => self.prompt_finished(now, leg),
-            CallInput::SpeechCaptured => {
-                if self.stage == Stage::Listening {
-                    self.listening_done(now);
-                }
-            }
-            CallInput::Screened(r) => {
-                if self.stage == Stage::Screening {
-                    self.screened(now, r);
-                }
-            }
+            CallInput::CallerAudio(frame) => self.on_caller_audio(now, &frame),
+            CallInput::Dtmf { leg, digit } => self.on_dtmf(now, leg, digit),
+            CallInput::Transcribed { job, result } => self.on_transcribed(now, job, result),
             CallInput::MediaTimeout(_) => {
                 if !matches!(self.stage, Stage::Ending | Stage::Ended) {
                     self.cancel_b(now);
@@ -503,66 +671,82 @@ impl ScreenedCall {
 
     fn prompt_finished(&mut self, now: Instant, leg: Leg) {
         match (self.stage, leg) {
-            (Stage::Greeting, Leg::A) => {
-                self.stage = Stage::Listening;
-                self.listen_started = Some(now);
-                self.deadline = Some(now + self.cfg.listen);
-                self.actions.push_back(CallAction::StartListening {
-                    max: self.cfg.listen,
-                });
-            }
+            (Stage::Greeting, Leg::A) => self.start_turn(now),
+            (Stage::Prompting, Leg::A) => self.start_turn(now),
             (Stage::Warning, Leg::B) => {
-                self.stage = Stage::Bridged;
-                self.actions.push_back(CallAction::Bridge);
+                // The warning and "press 1 / 2" were heard: the callee's turn to choose.
+                self.stage = Stage::CalleeChoice;
+                self.deadline = Some(now + self.cfg.callee_choice);
             }
             (Stage::Blocking, Leg::A) => {
-                self.outcome = Some(CallOutcome::Blocked);
-                self.hang_up(now, CallOutcome::Blocked);
+                if self.refused_by_callee() {
+                    self.hang_up(now, CallOutcome::CalleeRefused);
+                } else if self.cfg.message.is_zero() {
+                    self.hang_up(now, CallOutcome::Blocked);
+                } else {
+                    self.outcome = Some(CallOutcome::Blocked);
+                    self.start_message(now);
+                }
             }
             _ => {}
         }
     }
 
-    fn listening_done(&mut self, now: Instant) {
-        self.speech_ended = Some(now);
-        self.stage = Stage::Screening;
-        self.deadline = Some(now + self.cfg.screening_timeout);
-        self.actions.push_back(CallAction::Screen);
-    }
-
-    fn screened(&mut self, now: Instant, r: Result<ScreeningResult, String>) {
+    /// Act on the verdict: ring the callee (allow, warn, bypass, fail-open), divert, or
+    /// block; `silent` and `unscreened` map through `silent_action` and `fail_open`.
+    pub(super) fn decide(&mut self, now: Instant, result: ScreeningResult) {
         self.deadline = None;
         self.verdict_at = Some(now);
-        let result = r.unwrap_or_else(|reason| ScreeningResult {
-            action: Action::Unscreened,
-            score: 0.0,
-            transcript: String::new(),
-            reason: format!("unscreened: {reason}"),
-            warning: None,
-            reasons: Vec::new(),
-        });
-        let action = match result.action {
-            Action::Unscreened if self.cfg.fail_open => Action::Allow,
-            Action::Unscreened => Action::Divert,
-            a => a,
+        if self.speech_ended.is_none() {
+            self.speech_ended = Some(now);
+        }
+        enum To {
+            Callee,
+            DivertUri,
+            Block,
+        }
+        let divert = |uri: &Option<String>| {
+            if uri.is_some() {
+                To::DivertUri
+            } else {
+                To::Block
+            }
+        };
+        let to = match result.action {
+            Action::Allow | Action::Warn | Action::Bypass => To::Callee,
+            Action::Divert => divert(&self.cfg.divert_uri),
+            Action::Unscreened if self.cfg.fail_open => To::Callee,
+            Action::Unscreened => divert(&self.cfg.divert_uri),
+            Action::Silent => match self.cfg.silent_action {
+                SilentAction::Allow => To::Callee,
+                SilentAction::Block => To::Block,
+                SilentAction::Divert => divert(&self.cfg.divert_uri),
+            },
         };
         let verdict_header = result.action.as_str();
         let score = result.score;
-        let reason = result.reason.clone();
+        let reason = header_reason(&result);
         self.result = Some(result);
-        match action {
-            Action::Divert if self.cfg.divert_uri.is_none() => {
+        match to {
+            To::Block => {
                 self.stage = Stage::Blocking;
+                let prompt = if self.cfg.message.is_zero() {
+                    Prompt::Block
+                } else {
+                    Prompt::BlockMessage
+                };
                 self.actions.push_back(CallAction::PlayPrompt {
                     leg: Leg::A,
-                    prompt: Prompt::Block,
+                    prompt,
                 });
             }
-            _ => {
-                let uri = match action {
-                    Action::Divert => self.cfg.divert_uri.clone().unwrap_or_default(),
-                    _ => self.original_uri.clone(),
-                };
+            To::DivertUri => {
+                self.diverted = true;
+                let uri = self.cfg.divert_uri.clone().unwrap_or_default();
+                self.call_b(now, &uri, verdict_header, score, &reason);
+            }
+            To::Callee => {
+                let uri = self.original_uri.clone();
                 self.call_b(now, &uri, verdict_header, score, &reason);
             }
         }
@@ -572,14 +756,8 @@ impl ScreenedCall {
     /// it: stop the ringback, give the runtime the callee's SDP, and warn the callee first
     /// when the verdict says so.
     pub(super) fn callee_answered(&mut self, sdp: Bytes) {
-        if self.b_ringing {
-            self.actions.push_back(CallAction::Ringback(false));
-        }
         self.actions.push_back(CallAction::CalleeSdp(sdp));
-        let diverted = self
-            .result
-            .as_ref()
-            .is_some_and(|r| r.action == Action::Divert);
+        let diverted = self.diverted;
         self.outcome = Some(if diverted {
             CallOutcome::Diverted
         } else {
@@ -592,17 +770,29 @@ impl ScreenedCall {
             .and_then(|r| r.warning.clone());
         match warning {
             Some(text) => {
+                // The caller hears ringback while the callee hears the warning and chooses.
+                if !self.b_ringing {
+                    self.b_ringing = true;
+                    self.actions.push_back(CallAction::Ringback(true));
+                }
                 self.stage = Stage::Warning;
                 self.actions.push_back(CallAction::PlayPrompt {
                     leg: Leg::B,
-                    prompt: Prompt::Warning(text),
+                    prompt: Prompt::Warning(format!("{text} {CHOICE_TEXT}")),
                 });
             }
-            None => {
-                self.stage = Stage::Bridged;
-                self.actions.push_back(CallAction::Bridge);
-            }
+            None => self.bridge(),
         }
+    }
+
+    /// Join the legs: ringback off, media relayed from now on.
+    pub(super) fn bridge(&mut self) {
+        if self.b_ringing {
+            self.b_ringing = false;
+            self.actions.push_back(CallAction::Ringback(false));
+        }
+        self.stage = Stage::Bridged;
+        self.actions.push_back(CallAction::Bridge);
     }
 
     /// The caller left: end leg B, whatever its state.
@@ -611,11 +801,18 @@ impl ScreenedCall {
             return;
         }
         self.answers.clear();
-        let outcome = if self.stage == Stage::Bridged || self.stage == Stage::Warning {
-            self.outcome.unwrap_or(CallOutcome::Connected)
-        } else {
-            CallOutcome::CallerHungUp
+        let outcome = match self.stage {
+            Stage::Bridged | Stage::Warning | Stage::CalleeChoice => {
+                self.outcome.unwrap_or(CallOutcome::Connected)
+            }
+            // Hanging up after the announcement (or the message) is how a blocked call ends.
+            Stage::Blocking | Stage::Message => {
+                self.keep_message();
+                self.outcome.unwrap_or(CallOutcome::Blocked)
+            }
+            _ => CallOutcome::CallerHungUp,
         };
+        self.listener.cancel_all(&mut self.actions);
         self.outcome = Some(outcome);
         self.end_b(now);
         self.stage = Stage::Ending;
@@ -631,6 +828,8 @@ impl ScreenedCall {
         if self.outcome == Some(CallOutcome::Connected) && outcome != CallOutcome::Connected {
             self.outcome = Some(outcome);
         }
+        self.listener.cancel_all(&mut self.actions);
+        self.keep_message();
         self.end_b(now);
         if !self.a_hung_up {
             let branch = self.branch();
@@ -659,14 +858,30 @@ impl ScreenedCall {
     /// transactions linger up to 64*T1 after their answer (UDP) so retransmitted requests
     /// (a BYE whose 200 was lost) are answered again.
     pub fn is_done(&self) -> bool {
-        self.stage == Stage::Ended && self.poll_timeout().is_none()
+        self.stage == Stage::Ended && self.finished && self.poll_timeout().is_none()
     }
 
-    fn maybe_finish(&mut self, now: Instant) {
-        if self.stage != Stage::Ending || self.awaiting_final() {
+    /// Does the call want the caller's decoded audio now ([`CallInput::CallerAudio`])?
+    pub fn wants_audio(&self) -> bool {
+        matches!(self.stage, Stage::Listening | Stage::Message)
+    }
+
+    pub(super) fn maybe_finish(&mut self, now: Instant) {
+        if self.stage == Stage::Ending && !self.awaiting_final() {
+            self.stage = Stage::Ended;
+            self.ended_at = Some(now);
+        }
+        if self.stage != Stage::Ended || self.finished {
             return;
         }
-        self.stage = Stage::Ended;
+        if !self.media_released {
+            self.media_released = true;
+            self.actions.push_back(CallAction::ReleaseMedia);
+        }
+        if self.listener.afterwards_pending() && self.afterwards_until.is_some() {
+            return; // the record waits for the transcript of an unscreened call
+        }
+        self.finished = true;
         let record = CallRecordDraft {
             call_id: self.a.call_id.clone(),
             result: self.result.clone(),
@@ -682,9 +897,14 @@ impl ScreenedCall {
             screening: self
                 .verdict_at
                 .map(|v| v.saturating_duration_since(self.started)),
-            total: now.saturating_duration_since(self.started),
+            total: self
+                .ended_at
+                .unwrap_or(now)
+                .saturating_duration_since(self.started),
+            message: self.message_pcm.take(),
+            afterwards: self.afterwards.take(),
         };
-        self.actions.push_back(CallAction::Finished(record));
+        self.actions.push_back(CallAction::Finished(Box::new(record)));
     }
 }
 
@@ -692,5 +912,26 @@ fn reliability_of(peer: Peer) -> Reliability {
     match peer.transport {
         crate::sip::proxy::Transport::Udp => Reliability::Unreliable,
         crate::sip::proxy::Transport::Tcp => Reliability::Reliable,
+    }
+}
+
+/// The `X-Scamscreen-Reason` value: each rule with the time in the call it was heard
+/// (`claims-company@4.2s,remote-tool@15.1s`), or the verdict's one-line reason.
+pub(super) fn header_reason(r: &ScreeningResult) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    let hits: Vec<String> = r
+        .reasons
+        .iter()
+        .filter(|h| {
+            let new = !seen.contains(&h.rule.as_str());
+            seen.push(&h.rule);
+            new
+        })
+        .map(|h| format!("{}@{:.1}s", h.rule, h.at_ms as f64 / 1000.0))
+        .collect();
+    if hits.is_empty() {
+        r.reason.clone()
+    } else {
+        hits.join(",")
     }
 }

@@ -16,6 +16,15 @@ fn cfg() -> CallConfig {
         divert_uri: None,
         local_host: "192.0.2.1:5060".into(),
         listen: Duration::from_secs(8),
+        max_listen: Duration::from_secs(30),
+        no_speech: Duration::from_secs(5),
+        early_verdict: false,
+        follow_up: false,
+        silent_action: SilentAction::Divert,
+        message: Duration::ZERO,
+        callee_choice: Duration::from_secs(8),
+        callee_default_accept: true,
+        bypass_code: None,
         screening_timeout: Duration::from_secs(3),
         fail_open: true,
         ring_timeout: Duration::from_secs(60),
@@ -32,9 +41,27 @@ const INVITE: &str = "INVITE sip:100@pbx.example SIP/2.0\r\n\
     Content-Type: application/sdp\r\nContent-Length: 3\r\n\r\nv=0";
 
 struct T {
-    call: ScreenedCall,
+    call: CallSession,
     t0: Instant,
     now: Instant,
+    /// RTP timestamp of the caller's next audio frame.
+    ts: u32,
+    /// When the last `talk_until_screened` saw the end of speech (ms).
+    speech_end_ms: u64,
+}
+
+/// A vowel-like buzz (120 Hz with decaying harmonics) at 8 kHz, from sample `from`: voiced
+/// for the tap's voice detector.
+pub(super) fn vowel(from: usize, n: usize) -> Vec<i16> {
+    (from..from + n)
+        .map(|i| {
+            let t = i as f32 / 8000.0;
+            let v: f32 = (1..15)
+                .map(|h| (2.0 * std::f32::consts::PI * 120.0 * h as f32 * t).sin() / h as f32)
+                .sum();
+            (v * 3000.0) as i16
+        })
+        .collect()
 }
 
 /// [`INVITE`] with extra header lines (each ending in CRLF).
@@ -50,7 +77,7 @@ impl T {
     fn with_invite(cfg: CallConfig, invite: &str) -> T {
         let t0 = Instant::now();
         let invite = SipMessage::parse(invite.as_bytes()).unwrap();
-        let call = ScreenedCall::answer(
+        let call = CallSession::answer(
             t0,
             7,
             &invite,
@@ -59,7 +86,67 @@ impl T {
             Bytes::from_static(b"v=0 (answer for the caller)"),
             Bytes::from_static(b"v=0 (offer for the callee)"),
         );
-        T { call, t0, now: t0 }
+        T {
+            call,
+            t0,
+            now: t0,
+            ts: 1000,
+            speech_end_ms: 0,
+        }
+    }
+
+    fn ms(&self) -> u64 {
+        self.now.saturating_duration_since(self.t0).as_millis() as u64
+    }
+
+    /// `ms` of the caller's audio, voiced or silent, one 20 ms frame at a time on the
+    /// virtual clock (timers fire as they come due); what the call did meanwhile.
+    fn audio(&mut self, voiced: bool, ms: u64) -> Vec<CallAction> {
+        let mut out = Vec::new();
+        for _ in 0..ms / 20 {
+            let from = self.ts as usize;
+            let samples = if voiced {
+                vowel(from, 160)
+            } else {
+                vec![0; 160]
+            };
+            self.ts = self.ts.wrapping_add(160);
+            self.now += Duration::from_millis(20);
+            out.extend(self.fire_timers());
+            let frame = crate::media::tap::AudioFrame {
+                samples,
+                rtp_timestamp: self.ts,
+                received: self.now,
+            };
+            if self.call.wants_audio() {
+                out.extend(self.input(CallInput::CallerAudio(frame)));
+            }
+        }
+        out
+    }
+
+    fn fire_timers(&mut self) -> Vec<CallAction> {
+        let mut out = Vec::new();
+        while let Some(t) = self.call.poll_timeout() {
+            if t > self.now {
+                break;
+            }
+            self.call.handle_timeout(self.now);
+            out.extend(self.actions());
+        }
+        out
+    }
+
+    /// Silence until the call asks for a transcription (end of speech); its job and kind.
+    fn until_transcribe(&mut self) -> (u64, JobKind, Vec<CallAction>) {
+        for _ in 0..1000 {
+            let a = self.audio(false, 20);
+            if let Some((job, kind)) = transcribe_of(&a) {
+                self.speech_end_ms = self.ms();
+                return (job, kind, a);
+            }
+        }
+        panic!("no transcription asked for");
     }
 
     fn actions(&mut self) -> Vec<CallAction> {
@@ -90,6 +177,18 @@ impl T {
         self.now = end;
         out
     }
+}
+
+/// The job and kind of the (last) `Transcribe` among `actions`.
+fn transcribe_of(actions: &[CallAction]) -> Option<(u64, JobKind)> {
+    actions.iter().rev().find_map(|a| match a {
+        CallAction::Transcribe { job, kind, .. } => Some((*job, *kind)),
+        _ => None,
+    })
+}
+
+fn transcribed(job: u64, r: ScreeningResult) -> CallInput {
+    CallInput::Transcribed { job, result: Ok(r) }
 }
 
 fn sent(actions: &[CallAction]) -> Vec<(String, SipMessage)> {
@@ -221,6 +320,7 @@ fn verdict(action: ScreeningAction) -> ScreeningResult {
         warning: (action == ScreeningAction::Warn)
             .then(|| "Warning: the caller claims to be Microsoft.".to_string()),
         reasons: Vec::new(),
+        more_speech: false,
     }
 }
 
@@ -245,16 +345,19 @@ fn screen(t: &mut T, action: ScreeningAction) -> Vec<CallAction> {
         .is_empty());
     t.at(3000);
     let a = t.input(CallInput::PromptFinished(Leg::A));
-    assert_eq!(
-        a,
-        vec![CallAction::StartListening {
-            max: Duration::from_secs(8)
-        }]
+    assert!(a.is_empty(), "{a:?}");
+    assert!(t.call.wants_audio());
+    // Two seconds of speech, then silence until the end of speech.
+    assert!(transcribe_of(&t.audio(true, 2000)).is_none());
+    let (job, kind, _) = t.until_transcribe();
+    assert_eq!(kind, JobKind::Full);
+    assert!(
+        (5_900..=6_200).contains(&t.speech_end_ms),
+        "{}",
+        t.speech_end_ms
     );
-    t.at(7000);
-    assert_eq!(t.input(CallInput::SpeechCaptured), vec![CallAction::Screen]);
-    t.at(7400);
-    t.input(CallInput::Screened(Ok(verdict(action))))
+    t.at(t.speech_end_ms + 400);
+    t.input(transcribed(job, verdict(action)))
 }
 
 #[test]
@@ -282,9 +385,15 @@ fn scam_is_blocked_and_the_callee_never_rings() {
         Some(CallAction::Finished(r)) => {
             assert_eq!(r.outcome, CallOutcome::Blocked);
             assert_eq!(r.time_to_verdict, Some(Duration::from_millis(400)));
-            assert_eq!(r.listen, Some(Duration::from_secs(4)));
+            assert_eq!(
+                r.listen,
+                Some(Duration::from_millis(t.speech_end_ms - 3000))
+            );
             // Answer → verdict includes the 3 s greeting.
-            assert_eq!(r.screening, Some(Duration::from_millis(7400)));
+            assert_eq!(
+                r.screening,
+                Some(Duration::from_millis(t.speech_end_ms + 400))
+            );
             assert_eq!(r.result.as_ref().unwrap().action, ScreeningAction::Divert);
         }
         other => panic!("{other:?}"),
@@ -357,12 +466,22 @@ fn warned_call_plays_the_warning_to_the_callee_first() {
         a.last(),
         Some(&CallAction::PlayPrompt {
             leg: Leg::B,
-            prompt: Prompt::Warning("Warning: the caller claims to be Microsoft.".into())
+            prompt: Prompt::Warning(format!(
+                "Warning: the caller claims to be Microsoft. {CHOICE_TEXT}"
+            ))
         })
     );
+    // The caller hears ringback while the callee hears the warning and chooses.
+    assert!(a.contains(&CallAction::Ringback(true)));
     assert_eq!(t.call.stage(), Stage::Warning);
     let a = t.input(CallInput::PromptFinished(Leg::B));
-    assert_eq!(a, vec![CallAction::Bridge]);
+    assert!(a.is_empty());
+    assert_eq!(t.call.stage(), Stage::CalleeChoice);
+    let a = t.input(CallInput::Dtmf {
+        leg: Leg::B,
+        digit: '1',
+    });
+    assert_eq!(a, vec![CallAction::Ringback(false), CallAction::Bridge]);
 }
 
 #[test]
@@ -386,7 +505,7 @@ fn caller_hangs_up_while_listening_nothing_reaches_the_callee() {
     }
     // A late verdict is ignored.
     assert!(t
-        .input(CallInput::Screened(Ok(verdict(ScreeningAction::Allow))))
+        .input(transcribed(1, verdict(ScreeningAction::Allow)))
         .is_empty());
 }
 
@@ -458,14 +577,51 @@ fn screening_timeout_fails_open_with_unscreened_verdict() {
     t.actions();
     t.input(CallInput::FromCaller(caller_request("ACK", 1)));
     t.input(CallInput::PromptFinished(Leg::A));
-    t.at(5000);
-    t.input(CallInput::SpeechCaptured);
-    let a = t.run_until(9000);
+    t.audio(true, 2000);
+    let (job, _, _) = t.until_transcribe();
+    let end = t.speech_end_ms;
+    let a = t.run_until(end + 3_100);
+    // The late job is cancelled and the audio queued again, without a deadline, for the
+    // record.
+    assert!(a.contains(&CallAction::CancelTranscription(job)));
+    let (late, kind) = transcribe_of(&a).expect("transcribed afterwards");
+    assert_eq!(kind, JobKind::Afterwards);
     let inv = sent(&a)
         .into_iter()
         .find(|(_, m)| m.method() == Some("INVITE"))
         .expect("callee rung");
     assert_eq!(inv.1.header("x-scamscreen-verdict"), Some("unscreened"));
+    assert_eq!(
+        inv.1.header("x-scamscreen-reason"),
+        Some("unscreened: ASR timed out")
+    );
+    // The callee is busy and the call ends before the afterwards transcript: media is
+    // released at once, the record waits for the transcript.
+    let a = t.input(CallInput::FromCallee(pbx_response(&inv.1, 486)));
+    let bye = sent(&a)
+        .into_iter()
+        .find(|(_, m)| m.method() == Some("BYE"))
+        .expect("BYE to the caller");
+    let a = t.input(CallInput::FromCaller(pbx_response(&bye.1, 200)));
+    assert!(a.contains(&CallAction::ReleaseMedia), "{a:?}");
+    assert!(!a.iter().any(|x| matches!(x, CallAction::Finished(_))));
+    assert!(t.call.poll_timeout().is_some());
+    let mut heard = verdict(ScreeningAction::Warn);
+    heard.transcript = "this is microsoft support".into();
+    let a = t.input(transcribed(late, heard));
+    match a.last() {
+        Some(CallAction::Finished(r)) => {
+            assert_eq!(
+                r.result.as_ref().unwrap().action,
+                ScreeningAction::Unscreened
+            );
+            assert_eq!(
+                r.afterwards.as_ref().unwrap().transcript,
+                "this is microsoft support"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 
     // fail_open = false: the same call is blocked instead.
     let mut c = cfg();
@@ -474,15 +630,20 @@ fn screening_timeout_fails_open_with_unscreened_verdict() {
     t.actions();
     t.input(CallInput::FromCaller(caller_request("ACK", 1)));
     t.input(CallInput::PromptFinished(Leg::A));
-    t.input(CallInput::SpeechCaptured);
-    let a = t.input(CallInput::Screened(Err("ASR queue full".into())));
+    t.audio(true, 2000);
+    let (job, _, _) = t.until_transcribe();
+    let a = t.input(CallInput::Transcribed {
+        job,
+        result: Err(AsrFailure::Overloaded),
+    });
     assert_eq!(
-        a,
-        vec![CallAction::PlayPrompt {
+        a.last(),
+        Some(&CallAction::PlayPrompt {
             leg: Leg::A,
             prompt: Prompt::Block
-        }]
+        })
     );
+    assert_eq!(transcribe_of(&a).map(|j| j.1), Some(JobKind::Afterwards));
 }
 
 #[test]
@@ -750,7 +911,8 @@ fn cancel_after_the_answer_has_no_effect() {
     assert_eq!(only(&a).1.status(), Some(200));
     t.input(CallInput::FromCaller(caller_request("ACK", 1)));
     let a = t.input(CallInput::PromptFinished(Leg::A));
-    assert!(matches!(a[..], [CallAction::StartListening { .. }]));
+    assert!(a.is_empty());
+    assert_eq!(t.call.stage(), Stage::Listening);
 }
 
 #[test]
@@ -978,3 +1140,5 @@ fn a_require_we_do_not_understand_gets_420() {
     assert!(t.run_until(40_000).is_empty());
     assert_eq!(t.call.stage(), Stage::Greeting);
 }
+
+mod flows;

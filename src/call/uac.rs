@@ -15,7 +15,7 @@
 //! INVITE by its branch, CSeq and From tag; a BYE or CANCEL by its branch and CSeq method.
 
 use super::dialog::{cseq_of, tag_of, top_branch, Dialog};
-use super::stage::{CallAction, CallOutcome, Leg, ScreenedCall, Stage};
+use super::stage::{CallAction, CallOutcome, CallSession, Leg, Stage};
 use crate::sip::msg::SipMessage;
 use crate::sip::transaction::{ClientInvite, ClientNonInvite};
 use bytes::Bytes;
@@ -30,7 +30,7 @@ pub(super) struct SentRequest {
     pub(super) tx: ClientNonInvite,
 }
 
-impl ScreenedCall {
+impl CallSession {
     pub(super) fn call_b(
         &mut self,
         now: Instant,

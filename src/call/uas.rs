@@ -32,12 +32,12 @@ use super::dialog::{
     session_timer_headers, tag_of, top_branch, Dialog, Refusal, ALLOWED_METHODS,
     SUPPORTED_EXTENSIONS,
 };
-use super::stage::{CallOutcome, Leg, ScreenedCall, Stage};
+use super::stage::{CallOutcome, CallSession, Leg, Stage};
 use crate::sip::msg::SipMessage;
 use bytes::Bytes;
 use std::time::Instant;
 
-impl ScreenedCall {
+impl CallSession {
     pub(super) fn on_caller_message(&mut self, now: Instant, msg: SipMessage) {
         if msg.is_request() {
             self.on_request(now, Leg::A, msg);
@@ -182,6 +182,15 @@ impl ScreenedCall {
                     response_to(msg, 200, "OK", &local_tag)
                 };
                 self.reply(now, leg, msg, resp);
+                // Legacy DTMF over INFO (application/dtmf-relay, application/dtmf).
+                let content_type = msg.header("content-type").unwrap_or_default();
+                if msg.header("info-package").is_none() {
+                    if let Some(digit) =
+                        crate::media::dtmf::parse_info_dtmf(content_type, msg.body())
+                    {
+                        self.on_dtmf(now, leg, digit);
+                    }
+                }
             }
         }
     }

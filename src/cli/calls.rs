@@ -1,19 +1,23 @@
 //! `scamscreen calls`: the latest screened calls from the call database.
 //!
 //! Text mode prints one line per call, newest first; `--json` prints one JSON object per call
-//! and line (the fields of [`CallRecord`] plus `started_at` in RFC 3339, UTC). The output holds
-//! transcripts, which are personal data.
+//! and line (the fields of [`CallRecord`] plus `started_at` in RFC 3339, UTC; `message_ms` is
+//! the length of the message the caller left, or null). `--message CALL_ID --out FILE.wav`
+//! writes that message as a WAV file (16-bit PCM, 8 kHz, mono) instead of listing. The output
+//! holds transcripts and voice messages, which are personal data.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
-use scamscreen::store::{parse_age, CallRecord, CallStore};
+use anyhow::{bail, Context};
+use scamscreen::store::{parse_age, CallRecord, CallStore, VoiceMessage};
 
 /// Words of the transcript shown in text mode.
 const TRANSCRIPT_WORDS: usize = 10;
 /// Characters of the withheld reason shown in text mode.
 const WITHHELD_CHARS: usize = 22;
+/// Width of the message column in text mode ("msg 60.0s").
+const MESSAGE_CHARS: usize = 9;
 
 #[derive(clap::Args, Debug)]
 pub struct CallsArgs {
@@ -29,9 +33,15 @@ pub struct CallsArgs {
     /// One JSON object per call and line.
     #[arg(long)]
     pub json: bool,
-    /// First delete calls (and their transcripts) older than this many days.
+    /// First delete calls (and their transcripts and messages) older than this many days.
     #[arg(long, value_name = "DAYS")]
     pub purge_days: Option<u32>,
+    /// Write the message the caller of this call left to --out instead of listing calls.
+    #[arg(long, value_name = "CALL_ID", requires = "out")]
+    pub message: Option<String>,
+    /// The WAV file (16-bit PCM, 8 kHz, mono) that --message writes; replaced if it exists.
+    #[arg(long, value_name = "FILE.wav", requires = "message")]
+    pub out: Option<PathBuf>,
 }
 
 pub fn run(args: CallsArgs) -> anyhow::Result<()> {
@@ -44,6 +54,16 @@ pub fn run(args: CallsArgs) -> anyhow::Result<()> {
             "deleted {deleted} call(s) older than {days} day(s) from {}",
             args.db.display()
         );
+    }
+    if let (Some(call_id), Some(out)) = (&args.message, &args.out) {
+        let message = export_message(&store, call_id, out)?;
+        println!(
+            "wrote the message of call {} ({}) to {}",
+            printable(call_id, usize::MAX),
+            seconds(message.duration_ms()),
+            out.display()
+        );
+        return Ok(());
     }
     let since = args.since.and_then(|age| now.checked_sub(age));
     let calls = store.recent(args.limit, since)?;
@@ -62,13 +82,56 @@ pub fn run(args: CallsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<19}  {:<14} {:>5}  {:>8}  {:<WITHHELD_CHARS$}  {:<28}  transcript",
-        "time", "action", "score", "verdict", "withheld because", "rules"
+        "{:<19}  {:<14} {:>5}  {:>8}  {:<WITHHELD_CHARS$}  {:<28}  {:<MESSAGE_CHARS$}  transcript",
+        "time", "action", "score", "verdict", "withheld because", "rules", "message"
     );
     for call in &calls {
         println!("{}", text_line(call));
     }
     Ok(())
+}
+
+/// Writes the message of `call_id` to `out` as a WAV file and returns it.
+fn export_message(store: &CallStore, call_id: &str, out: &Path) -> anyhow::Result<VoiceMessage> {
+    let call = store.get(call_id)?.with_context(|| {
+        format!(
+            "no call with Call-ID {:?} in {} (`scamscreen calls` lists them)",
+            printable(call_id, usize::MAX),
+            store.path().display()
+        )
+    })?;
+    let Some(message) = call.message else {
+        bail!(
+            "call {:?} in {} has no message: the caller left none, or it was not recorded",
+            printable(call_id, usize::MAX),
+            store.path().display()
+        );
+    };
+    write_wav(out, &message).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(message)
+}
+
+/// 16-bit PCM, 8 kHz, mono.
+fn write_wav(out: &Path, message: &VoiceMessage) -> anyhow::Result<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: VoiceMessage::SAMPLE_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(out, spec)?;
+    let mut samples = wav.get_i16_writer(message.pcm_8k.len() as u32);
+    for &s in &message.pcm_8k {
+        samples.write_sample(s);
+    }
+    samples.flush()?;
+    wav.finalize()?;
+    Ok(())
+}
+
+/// "12.3 s".
+fn seconds(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
 }
 
 /// The record as JSON, with `started_at` added as a readable UTC time.
@@ -120,8 +183,13 @@ fn text_line(call: &CallRecord) -> String {
     } else {
         format!("\"{}\"", printable(&transcript, usize::MAX))
     };
+    let message = match call.message_ms {
+        Some(ms) => format!("msg {:.1}s", ms as f64 / 1000.0),
+        None => "-".into(),
+    };
     format!(
-        "{time:<19}  {:<14} {:>5.2}  {verdict:>8}  {:<WITHHELD_CHARS$}  {:<28}  {transcript}",
+        "{time:<19}  {:<14} {:>5.2}  {verdict:>8}  {:<WITHHELD_CHARS$}  {:<28}  \
+         {message:<MESSAGE_CHARS$}  {transcript}",
         printable(&call.action, 14),
         call.score,
         printable(&call.withheld_reason, WITHHELD_CHARS),
@@ -214,6 +282,8 @@ mod tests {
             screening_ms: 7000,
             total_ms: None,
             outcome: "diverted".into(),
+            message: None,
+            message_ms: None,
         }
     }
 
@@ -252,8 +322,82 @@ mod tests {
             ..call()
         });
         assert!(
-            silent.ends_with("-                             (no speech)"),
+            silent.ends_with("-                             -          (no speech)"),
             "{silent}"
         );
+    }
+
+    #[test]
+    fn a_message_shows_in_the_table_and_as_message_ms_in_json() {
+        let with = CallRecord {
+            action: "silent".into(),
+            outcome: "refused".into(),
+            message_ms: Some(12_345),
+            ..call()
+        };
+        let line = text_line(&with);
+        assert!(line.contains("  msg 12.3s  \"hello"), "{line}");
+        assert!(line.contains("silent"), "{line}");
+        assert!(text_line(&CallRecord {
+            action: "bypass".into(),
+            ..call()
+        })
+        .contains(" bypass "));
+        assert_eq!(json_line(&with).unwrap()["message_ms"], 12_345);
+        let v = json_line(&call()).unwrap();
+        assert!(v["message_ms"].is_null(), "{v}");
+        assert!(v.get("message").is_none(), "{v}");
+    }
+
+    #[test]
+    fn a_message_is_exported_as_an_8_khz_mono_wav() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CallStore::open(dir.path().join("calls.db")).unwrap();
+        let pcm_8k: Vec<i16> = (0..8000 * 3)
+            .map(|i| ((i as f64 * 0.3).sin() * 12_000.0) as i16)
+            .collect();
+        store
+            .insert(&CallRecord {
+                message: Some(VoiceMessage { pcm_8k }),
+                ..call()
+            })
+            .unwrap();
+        store
+            .insert(&CallRecord {
+                call_id: "quiet".into(),
+                ..call()
+            })
+            .unwrap();
+
+        let out = dir.path().join("message.wav");
+        let message = export_message(&store, "abc@10.0.0.1", &out).unwrap();
+        assert_eq!(message.duration_ms(), 3000);
+        let mut wav = hound::WavReader::open(&out).unwrap();
+        let spec = wav.spec();
+        assert_eq!(
+            (spec.channels, spec.sample_rate, spec.bits_per_sample),
+            (1, 8000, 16)
+        );
+        assert_eq!(spec.sample_format, hound::SampleFormat::Int);
+        let samples: Vec<i16> = wav.samples::<i16>().map(Result::unwrap).collect();
+        assert_eq!(samples, message.pcm_8k);
+        // A canonical 44-byte header and two bytes per sample.
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), 44 + 2 * 8000 * 3);
+
+        let e = export_message(&store, "quiet", &out)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"quiet\"") && e.contains("has no message"),
+            "{e}"
+        );
+        let e = export_message(&store, "nobody", &out)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no call with Call-ID \"nobody\""), "{e}");
+        assert!(e.contains("calls.db"), "{e}");
+        let e = export_message(&store, "abc@10.0.0.1", &dir.path().join("no/such/dir.wav"))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("cannot write"), "{e:#}");
     }
 }

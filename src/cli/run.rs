@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use ipnet::IpNet;
-use scamscreen::call::CallConfig;
+use scamscreen::call::{CallConfig, SilentAction};
 use scamscreen::config::{
     self, Config, ConfigError, Host, HostPort, LogFormat, Overrides, ScreeningMode,
 };
@@ -196,6 +196,7 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
             .media_ip
             .or_else(|| host.trim_matches(['[', ']']).parse().ok())
             .context("media.media_ip is needed when sip.advertised_host is a name")?;
+        let secs = |s: u32| std::time::Duration::from_secs(u64::from(s));
         let call = CallConfig {
             upstream: Peer {
                 addr: upstream,
@@ -211,6 +212,19 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
             screening_timeout: std::time::Duration::from_millis(cfg.screening.screening_timeout_ms),
             fail_open: cfg.screening.fail_open,
             ring_timeout: std::time::Duration::from_secs(cfg.screening.ring_secs),
+            max_listen: secs(cfg.screening.max_listen_secs),
+            no_speech: secs(cfg.screening.no_speech_secs),
+            early_verdict: cfg.screening.early_verdict,
+            follow_up: cfg.screening.follow_up,
+            silent_action: match cfg.screening.silent_action {
+                config::SilentAction::Divert => SilentAction::Divert,
+                config::SilentAction::Block => SilentAction::Block,
+                config::SilentAction::Allow => SilentAction::Allow,
+            },
+            message: secs(cfg.screening.message_secs),
+            callee_choice: secs(cfg.screening.callee_choice_secs),
+            callee_default_accept: cfg.screening.callee_default == config::CalleeDefault::Accept,
+            bypass_code: cfg.screening.bypass_code.clone(),
             timers: TimerConfig {
                 t1: cfg.sip.timer_t1(),
                 t2: cfg.sip.timer_t2(),
@@ -312,5 +326,6 @@ fn proxy_config(
         classify,
         // Screened calls are marked and forwarded until the call layer runs in `run`.
         screen_calls: false,
+        skip_screening_from: cfg.screening.skip_from.clone(),
     }
 }

@@ -7,7 +7,7 @@ use scamscreen::config::Config;
 use scamscreen::detect::Detector;
 use scamscreen::media::ports::PortPool;
 use scamscreen::model::ModelPaths;
-use scamscreen::runtime::calls::{load_prompt, ScreeningResources};
+use scamscreen::runtime::calls::{load_prompt, Prompts, ScreeningResources};
 use scamscreen::store::CallStore;
 use scamscreen::store::{StoreWriter, WriterOptions};
 use std::net::IpAddr;
@@ -19,6 +19,12 @@ pub const GREETING_TEXT: &str =
     "This call is being screened. Please say your name and why you are calling.";
 pub const BLOCK_TEXT: &str =
     "This call cannot be connected. The person you are calling does not accept this call. Goodbye.";
+pub const REPROMPT_TEXT: &str =
+    "Sorry, I did not hear you. Please say your name and why you are calling.";
+pub const FOLLOW_UP_TEXT: &str =
+    "Which company are you calling from, and what would you like us to do?";
+pub const BLOCK_MESSAGE_TEXT: &str = "This call cannot be connected. \
+    If you think this is a mistake, please leave a message with your name and number after the tone.";
 
 /// Make `dir/name` with espeak-ng if it does not exist yet, then load it as 8 kHz PCM.
 pub fn ensure_prompt(dir: &Path, name: &str, text: &str) -> anyhow::Result<Arc<[i16]>> {
@@ -68,8 +74,15 @@ pub fn resources(
         .and_then(|d| d.with_model_weight(cfg.screening.model_weight))
         .with_context(|| format!("rule packs in {}", cfg.screening.rules_dir.display()))?;
     let prompts = &cfg.media.prompts_dir;
-    let greeting = ensure_prompt(prompts, "greeting.wav", GREETING_TEXT)?;
-    let block = ensure_prompt(prompts, "block.wav", BLOCK_TEXT)?;
+    let block_message = ensure_prompt(prompts, "block-message.wav", BLOCK_MESSAGE_TEXT)?;
+    let prompts = Prompts {
+        greeting: ensure_prompt(prompts, "greeting.wav", GREETING_TEXT)?,
+        reprompt: ensure_prompt(prompts, "reprompt.wav", REPROMPT_TEXT)?,
+        follow_up: ensure_prompt(prompts, "follow-up.wav", FOLLOW_UP_TEXT)?,
+        block: ensure_prompt(prompts, "block.wav", BLOCK_TEXT)?,
+        // The tone that says "speak now" (a recorded WAV may bring its own).
+        block_message: with_tone(&block_message),
+    };
     let range = cfg
         .media
         .port_range()
@@ -89,10 +102,8 @@ pub fn resources(
     let res = ScreeningResources {
         transcriber: Arc::new(pool),
         detector: Arc::new(detector),
-        greeting,
-        block,
+        prompts,
         ringback: cfg.media.ringback.pcm(),
-        early_verdict: cfg.screening.early_verdict,
         ports,
         media_ip,
         call,
@@ -103,4 +114,15 @@ pub fn resources(
         })),
     };
     Ok((res, Some(writer)))
+}
+
+/// `pcm` followed by 300 ms of quiet and a 400 ms 1 kHz tone (8 kHz).
+fn with_tone(pcm: &[i16]) -> Arc<[i16]> {
+    let mut out = pcm.to_vec();
+    out.extend(std::iter::repeat_n(0, 2_400));
+    out.extend((0..3_200).map(|i| {
+        let t = i as f32 / 8_000.0;
+        ((2.0 * std::f32::consts::PI * 1_000.0 * t).sin() * 8_000.0) as i16
+    }));
+    Arc::from(out)
 }

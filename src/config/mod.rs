@@ -106,6 +106,43 @@ pub const DEFAULT_RING_SECS: u64 = 60;
 /// are skipped unrun, so a deep queue costs no CPU, only a later "unscreened".
 pub const DEFAULT_ASR_QUEUE_DEPTH: usize = 16;
 pub const DEFAULT_EARLY_VERDICT: bool = true;
+pub const DEFAULT_MAX_LISTEN_SECS: u32 = 30;
+pub const DEFAULT_NO_SPEECH_SECS: u32 = 5;
+pub const DEFAULT_FOLLOW_UP: bool = false;
+pub const DEFAULT_SILENT_ACTION: SilentAction = SilentAction::Divert;
+pub const DEFAULT_MESSAGE_SECS: u32 = 60;
+pub const DEFAULT_CALLEE_CHOICE_SECS: u32 = 8;
+pub const DEFAULT_CALLEE_DEFAULT: CalleeDefault = CalleeDefault::Accept;
+
+/// `screening.silent_action`: what a caller who says nothing gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SilentAction {
+    /// To `divert_uri` when set, else the block announcement.
+    Divert,
+    /// The block announcement (and the message offer).
+    Block,
+    /// Ring the callee, marked `X-Scamscreen-Verdict: silent`.
+    Allow,
+}
+
+impl SilentAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SilentAction::Divert => "divert",
+            SilentAction::Block => "block",
+            SilentAction::Allow => "allow",
+        }
+    }
+}
+
+/// `screening.callee_default`: a warned callee who presses no key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CalleeDefault {
+    Accept,
+    Refuse,
+}
 /// Upper bound for `screening.asr_queue_depth`.
 pub const MAX_ASR_QUEUE_DEPTH: usize = 1_024;
 
@@ -340,6 +377,24 @@ pub struct ScreeningConfig {
     /// While the caller still speaks, transcribe what they said so far (only when the
     /// model is idle) and divert at once if that is already a confident scam verdict.
     pub early_verdict: bool,
+    /// Most seconds of listening while the caller keeps talking and more speech could
+    /// change the action (a recorded message is heard to its point).
+    pub max_listen_secs: u32,
+    /// Seconds without any speech after the greeting before the re-prompt (then `silent`).
+    pub no_speech_secs: u32,
+    /// Ask one follow-up question when the first answer leaves the verdict open.
+    pub follow_up: bool,
+    pub silent_action: SilentAction,
+    /// Longest message a blocked caller may leave (0: no message offer).
+    pub message_secs: u32,
+    /// Seconds a warned callee has to press 1 (accept) or 2 (refuse).
+    pub callee_choice_secs: u32,
+    pub callee_default: CalleeDefault,
+    /// Digits a caller keys during the greeting to be put through at once (off when unset).
+    pub bypass_code: Option<String>,
+    /// Sources (IP or CIDR) whose withheld calls are passed through unscreened.
+    #[serde(deserialize_with = "net::deserialize_nets")]
+    pub skip_from: Vec<IpNet>,
 }
 
 impl Default for ScreeningConfig {
@@ -363,6 +418,15 @@ impl Default for ScreeningConfig {
             ring_secs: DEFAULT_RING_SECS,
             asr_queue_depth: DEFAULT_ASR_QUEUE_DEPTH,
             early_verdict: DEFAULT_EARLY_VERDICT,
+            max_listen_secs: DEFAULT_MAX_LISTEN_SECS,
+            no_speech_secs: DEFAULT_NO_SPEECH_SECS,
+            follow_up: DEFAULT_FOLLOW_UP,
+            silent_action: DEFAULT_SILENT_ACTION,
+            message_secs: DEFAULT_MESSAGE_SECS,
+            callee_choice_secs: DEFAULT_CALLEE_CHOICE_SECS,
+            callee_default: DEFAULT_CALLEE_DEFAULT,
+            bypass_code: None,
+            skip_from: Vec::new(),
         }
     }
 }

@@ -10,6 +10,12 @@ use crate::sip::classify::Pattern;
 
 /// Longest listening window: whisper hears at most 30 s at once.
 pub const MAX_LISTEN_SECS: u32 = 30;
+/// Upper bound for `screening.max_listen_secs`.
+pub const MAX_MAX_LISTEN_SECS: u32 = 120;
+/// Upper bound for `screening.message_secs`.
+pub const MAX_MESSAGE_SECS: u32 = 300;
+/// Upper bound for `screening.callee_choice_secs`.
+pub const MAX_CALLEE_CHOICE_SECS: u32 = 60;
 /// Smallest sensible message limit: a typical INVITE with SDP is 1–2 kB.
 pub const MIN_MESSAGE_BYTES: usize = 1_024;
 /// Largest message limit (TCP framing; bounds memory per connection).
@@ -235,6 +241,50 @@ impl Config {
                 "screening.listen_secs",
                 format!("{} is outside 1..={MAX_LISTEN_SECS}", s.listen_secs),
             );
+        }
+        if s.max_listen_secs < s.listen_secs || s.max_listen_secs > MAX_MAX_LISTEN_SECS {
+            p.push(
+                "screening.max_listen_secs",
+                format!(
+                    "{} is outside listen_secs..={MAX_MAX_LISTEN_SECS} ({}..={MAX_MAX_LISTEN_SECS})",
+                    s.max_listen_secs, s.listen_secs
+                ),
+            );
+        }
+        if s.no_speech_secs == 0 || s.no_speech_secs > s.listen_secs {
+            p.push(
+                "screening.no_speech_secs",
+                format!(
+                    "{} is outside 1..=listen_secs (1..={})",
+                    s.no_speech_secs, s.listen_secs
+                ),
+            );
+        }
+        if s.message_secs > MAX_MESSAGE_SECS {
+            p.push(
+                "screening.message_secs",
+                format!("{} is outside 0..={MAX_MESSAGE_SECS}", s.message_secs),
+            );
+        }
+        if s.callee_choice_secs == 0 || s.callee_choice_secs > MAX_CALLEE_CHOICE_SECS {
+            p.push(
+                "screening.callee_choice_secs",
+                format!(
+                    "{} is outside 1..={MAX_CALLEE_CHOICE_SECS}",
+                    s.callee_choice_secs
+                ),
+            );
+        }
+        if let Some(code) = &s.bypass_code {
+            let keys = code
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '*' || c == '#');
+            if !keys || !(3..=16).contains(&code.len()) {
+                p.push(
+                    "screening.bypass_code",
+                    format!("{code:?} is not 3 to 16 keys (0-9, *, #)"),
+                );
+            }
         }
         let in_range = |v: f64| v > 0.0 && v < 1.0;
         for (field, v) in [

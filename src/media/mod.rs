@@ -21,6 +21,7 @@
 //!    [`relay::RtpRelay::set_forwarding`] holds the caller's audio back.
 //! 4. Hang-up: [`ports::PortPool::release`] both pairs.
 
+pub mod dtmf;
 pub mod g711;
 pub mod ports;
 pub mod prompt;

@@ -1,27 +1,34 @@
-//! Screened calls on tokio: RTP sockets, prompts, the recorder tap, ASR and scoring around
-//! the pure [`ScreenedCall`] machines and the pure media legs.
+//! Screened calls on tokio: RTP sockets, prompt playback, the speech model and scoring
+//! around the pure [`CallSession`] machines and the pure media legs.
+//!
+//! Nothing here decides anything about a call: the session says when to listen, what to
+//! transcribe, which prompt to play and what the verdict means; this file moves its bytes
+//! (SIP through the proxy, RTP through the legs' sockets), decodes the caller's audio and
+//! the keys pressed (RFC 4733) for it, runs its transcriptions and tells it the time.
 //!
 //! The core task owns every call (no locks): socket readers and ASR tasks report back
-//! through the core's input channel. Whisper never runs on this task: audio goes to the
-//! `Transcriber` (its own threads, bounded queue) and a blocking task waits for the result.
+//! through the core's input channel. Whisper never runs on this task, nor does resampling:
+//! audio goes to the `Transcriber` (its own threads, bounded queue) as 8 kHz telephone
+//! audio, and a blocking task waits for the result and scores it.
 
-use crate::asr::{AsrError, AsrRequest, Transcriber};
+use crate::asr::{AsrError, AsrRequest, CancelToken, Transcriber};
 use crate::call::{
-    CallAction, CallConfig, CallInput, CallRecordDraft, Leg, Prompt, ScreenedCall, ScreeningAction,
-    ScreeningResult,
+    AsrFailure, CallAction, CallConfig, CallInput, CallRecordDraft, CallSession, JobKind, Leg,
+    Prompt, ScreeningAction, ScreeningResult, AFTERWARDS_WAIT,
 };
 use crate::detect::score::Action as DetectAction;
 use crate::detect::Detector;
+use crate::media::dtmf::DtmfReceiver;
 use crate::media::ports::{PortPool, RtpPorts};
 use crate::media::prompt::PromptPlayer;
-use crate::media::relay::{MediaLeg, PacketVerdict, RtpRelay};
+use crate::media::relay::{MediaLeg, PacketVerdict, PayloadKind, RtpRelay};
 use crate::media::rtp::RtpSender;
 use crate::media::sdp::{self, SessionDescription};
-use crate::media::tap::{ListenLimits, RecorderTap, SpeechBuffer, SpeechState, TapReceiver};
+use crate::media::tap::AudioFrame;
 use crate::runtime::media_relay::{LegSockets, RelayTask};
 use crate::sip::msg::SipMessage;
 use crate::sip::proxy::{Peer, Proxy};
-use crate::store::{CallRecord, RuleHit};
+use crate::store::{CallRecord, RuleHit, VoiceMessage};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -40,14 +47,37 @@ const BIND_ATTEMPTS: usize = 8;
 /// Receives every finished call (the call record store).
 pub type FinishedHook = Box<dyn Fn(CallRecord) + Send>;
 
+/// The recorded prompts (8 kHz mono) the calls ask for.
+#[derive(Clone)]
+pub struct Prompts {
+    pub greeting: Arc<[i16]>,
+    /// Played once to a caller who said nothing.
+    pub reprompt: Arc<[i16]>,
+    /// The follow-up question (`screening.follow_up`).
+    pub follow_up: Arc<[i16]>,
+    pub block: Arc<[i16]>,
+    /// The block announcement offering a message, ending with a tone.
+    pub block_message: Arc<[i16]>,
+}
+
+impl Prompts {
+    fn pcm(&self, prompt: &Prompt) -> Option<Arc<[i16]>> {
+        Some(match prompt {
+            Prompt::Greeting => self.greeting.clone(),
+            Prompt::Reprompt => self.reprompt.clone(),
+            Prompt::FollowUp => self.follow_up.clone(),
+            Prompt::Block => self.block.clone(),
+            Prompt::BlockMessage => self.block_message.clone(),
+            Prompt::Warning(_) => return None,
+        })
+    }
+}
+
 /// What the call layer needs, built once at start.
 pub struct ScreeningResources {
     pub transcriber: Arc<dyn Transcriber>,
     pub detector: Arc<Detector>,
-    pub greeting: Arc<[i16]>,
-    pub block: Arc<[i16]>,
-    /// Transcribe partial speech while the caller talks and divert on a confident verdict.
-    pub early_verdict: bool,
+    pub prompts: Prompts,
     /// One cadence of the ringback tone, looped while the callee rings; `None`: silence.
     pub ringback: Option<Arc<[i16]>>,
     pub ports: PortPool,
@@ -67,41 +97,21 @@ pub enum CallEvent {
         src: SocketAddr,
         bytes: Bytes,
     },
-    Screened {
+    /// A transcription job's verdict.
+    Transcribed {
         call: u64,
-        result: Result<ScreeningResult, String>,
+        job: u64,
+        result: Result<ScreeningResult, AsrFailure>,
     },
     Warning {
         call: u64,
         pcm: Option<Arc<[i16]>>,
-    },
-    /// The verdict on what the caller said so far (early verdict).
-    Partial {
-        call: u64,
-        result: Result<ScreeningResult, String>,
     },
     /// A bridged leg sent nothing for [`RTP_INACTIVITY`].
     MediaTimeout {
         call: u64,
         leg: Leg,
     },
-}
-
-/// Speech (voiced ms) before the first early look at what the caller said, and between looks.
-const EARLY_FIRST_MS: u32 = 3_000;
-const EARLY_STEP_MS: u32 = 2_000;
-
-/// The early verdict of one call (see `screening.early_verdict`).
-#[derive(Default)]
-struct EarlyVerdict {
-    /// Voiced milliseconds at which the next partial transcription is due.
-    next_at_ms: u32,
-    /// A partial transcription is running.
-    pending: bool,
-    /// Cancels it: once the full screening starts, a partial look is only in its way.
-    cancel: Option<crate::asr::CancelToken>,
-    /// A confident divert verdict from partial speech, used instead of a full transcription.
-    verdict: Option<ScreeningResult>,
 }
 
 /// Resources the call layer holds: all zero once every call has ended.
@@ -119,10 +129,12 @@ pub struct CallStats {
 }
 
 struct ActiveCall {
-    call: ScreenedCall,
+    call: CallSession,
     /// Leg A's media until the legs are bridged (then it lives in `relay`).
     a: Option<MediaLeg>,
     b: Option<MediaLeg>,
+    /// Keys pressed on each leg (RFC 4733), before the bridge.
+    dtmf: [DtmfReceiver; 2],
     /// Set once the legs are bridged: the relay task owns both legs and sockets' use.
     relay: Option<RelayTask>,
     /// RTP sockets of the two legs; dropped (ports closed) when the call finishes.
@@ -135,14 +147,36 @@ struct ActiveCall {
     players: Vec<(Leg, PromptPlayer)>,
     /// The ringback tone to the caller while the callee rings (looped).
     ringback: Option<PromptPlayer>,
-    listening: Option<(TapReceiver, SpeechBuffer)>,
-    early: EarlyVerdict,
-    captured: Vec<f32>,
-    asr_cancel: Option<crate::asr::CancelToken>,
+    /// Transcriptions in flight, by the session's job number.
+    jobs: HashMap<u64, CancelToken>,
     leg_b_id: Option<String>,
+    /// Ports and sockets given back (`ReleaseMedia`).
+    released: bool,
     finished: bool,
     withheld_reason: String,
     started_at: std::time::SystemTime,
+}
+
+impl ActiveCall {
+    fn release_media(&mut self, ports: &mut PortPool) {
+        if self.released {
+            return;
+        }
+        self.released = true;
+        for r in self.readers.drain(..) {
+            r.abort();
+        }
+        self.players.clear();
+        self.ringback = None;
+        self.socket_a = None;
+        self.socket_b = None;
+        self.sockets = None;
+        self.relay = None;
+        self.a = None;
+        self.b = None;
+        ports.release(self.ports[0].rtp);
+        ports.release(self.ports[1].rtp);
+    }
 }
 
 pub struct CallManager {
@@ -151,6 +185,13 @@ pub struct CallManager {
     by_call_id: HashMap<String, u64>,
     next_id: u64,
     events: mpsc::Sender<CallEvent>,
+}
+
+fn leg_index(leg: Leg) -> usize {
+    match leg {
+        Leg::A => 0,
+        Leg::B => 1,
+    }
 }
 
 impl CallManager {
@@ -166,7 +207,10 @@ impl CallManager {
 
     /// Calls holding resources (ports, sockets, ASR).
     pub fn active(&self) -> usize {
-        self.calls.values().filter(|c| !c.finished).count()
+        self.calls
+            .values()
+            .filter(|c| !c.released || !c.jobs.is_empty())
+            .count()
     }
 
     pub fn ports_in_use(&self) -> usize {
@@ -257,7 +301,7 @@ impl CallManager {
             negotiated,
             RtpSender::from_seed(id.wrapping_mul(2654435761)),
         );
-        let call = ScreenedCall::answer(
+        let call = CallSession::answer(
             now,
             id,
             &invite,
@@ -281,6 +325,7 @@ impl CallManager {
                 call,
                 a: Some(a),
                 b: None,
+                dtmf: [DtmfReceiver::new(), DtmfReceiver::new()],
                 relay: None,
                 socket_a: Some(sa),
                 socket_b: Some(sb),
@@ -289,35 +334,15 @@ impl CallManager {
                 readers,
                 players: Vec::new(),
                 ringback: None,
-                listening: None,
-                early: EarlyVerdict::default(),
-                captured: Vec::new(),
-                asr_cancel: None,
+                jobs: HashMap::new(),
                 leg_b_id: None,
+                released: false,
                 finished: false,
                 withheld_reason,
                 started_at: std::time::SystemTime::now(),
             },
         );
         self.pump(proxy, id).await;
-    }
-
-    /// Transcribe and score the caller's speech so far; the verdict comes back as
-    /// [`CallEvent::Partial`]. A full queue or a failure just means no early verdict.
-    fn submit_partial(&mut self, call: u64, pcm: Vec<f32>) {
-        let partial = |call, result| CallEvent::Partial { call, result };
-        match submit_screening(&self.res, &self.events, call, pcm, partial) {
-            Ok(token) => {
-                if let Some(c) = self.calls.get_mut(&call) {
-                    c.early.cancel = Some(token);
-                }
-            }
-            Err(_) => {
-                if let Some(c) = self.calls.get_mut(&call) {
-                    c.early.pending = false;
-                }
-            }
-        }
     }
 
     /// A port pair from the pool and its bound RTP socket. A pair another program holds
@@ -379,66 +404,45 @@ impl CallManager {
                 let Some(c) = self.calls.get_mut(&call) else {
                     return;
                 };
-                if c.finished {
+                if c.released {
                     return;
                 }
                 // Before the bridge: the legs are ours (greeting, listening, warning);
                 // after it the relay task reads the sockets and nothing comes here.
-                let mut speech_done = false;
                 let media = match leg {
                     Leg::A => c.a.as_mut(),
                     Leg::B => c.b.as_mut(),
                 };
-                if let Some(m) = media {
-                    let _ = matches!(m.on_packet(now, src, &bytes), PacketVerdict::Accept(_));
-                }
-                let mut partial = None;
-                if leg == Leg::A {
-                    if let Some((rx, buf)) = &mut c.listening {
-                        let state = rx.drain_into(buf);
-                        speech_done = matches!(state, SpeechState::EndOfSpeech | SpeechState::Full);
-                        let e = &mut c.early;
-                        let due = buf.voiced_ms() >= e.next_at_ms.max(EARLY_FIRST_MS);
-                        // Only on an idle model: partial looks never delay a full screening.
-                        if self.res.early_verdict
-                            && !speech_done
-                            && due
-                            && !e.pending
-                            && self.res.transcriber.in_flight() == 0
-                        {
-                            e.pending = true;
-                            e.next_at_ms = buf.voiced_ms() + EARLY_STEP_MS;
-                            partial = buf.to_whisper_input().ok();
-                        }
-                    }
-                }
-                if speech_done {
-                    if let Some((_, buf)) = c.listening.take() {
-                        c.captured = buf.to_whisper_input().unwrap_or_default();
-                    }
-                    if let Some(a) = c.a.as_mut() {
-                        a.set_tap(None);
-                    }
-                    c.call.handle_input(now, CallInput::SpeechCaptured);
-                } else {
-                    if let Some(pcm) = partial {
-                        self.submit_partial(call, pcm);
-                    }
+                let Some(m) = media else {
                     return;
-                }
+                };
+                let input = match m.on_packet(now, src, &bytes) {
+                    PacketVerdict::Accept(p) => match p.kind {
+                        PayloadKind::Audio if leg == Leg::A && c.call.wants_audio() => {
+                            Some(CallInput::CallerAudio(AudioFrame {
+                                samples: m.negotiated().codec.decode(p.payload),
+                                rtp_timestamp: p.header.timestamp,
+                                received: now,
+                            }))
+                        }
+                        PayloadKind::TelephoneEvent => c.dtmf[leg_index(leg)]
+                            .on_event(&p.header, p.payload)
+                            .map(|digit| CallInput::Dtmf { leg, digit }),
+                        PayloadKind::Audio => None,
+                    },
+                    PacketVerdict::Drop(_) => None,
+                };
+                let Some(input) = input else {
+                    return;
+                };
+                c.call.handle_input(now, input);
                 self.pump(proxy, call).await;
             }
-            CallEvent::Screened { call, result } => {
-                match &result {
-                    Ok(r) => info_span!("call", call).in_scope(|| {
-                        info!(action = r.action.as_str(), score = r.score, reason = %r.reason, "verdict");
-                        debug!(transcript = %r.transcript, "transcript");
-                    }),
-                    Err(e) => info_span!("call", call).in_scope(|| info!(error = %e, "unscreened")),
-                }
+            CallEvent::Transcribed { call, job, result } => {
                 if let Some(c) = self.calls.get_mut(&call) {
-                    c.asr_cancel = None;
-                    c.call.handle_input(now, CallInput::Screened(result));
+                    c.jobs.remove(&job);
+                    c.call
+                        .handle_input(now, CallInput::Transcribed { job, result });
                 }
                 self.pump(proxy, call).await;
             }
@@ -452,32 +456,6 @@ impl CallManager {
                         _ => c.call.handle_input(now, CallInput::PromptFinished(Leg::B)),
                     }
                 }
-                self.pump(proxy, call).await;
-            }
-            CallEvent::Partial { call, result } => {
-                let Some(c) = self.calls.get_mut(&call) else {
-                    return;
-                };
-                c.early.pending = false;
-                c.early.cancel = None;
-                let confident = matches!(&result, Ok(r) if r.action == ScreeningAction::Divert);
-                if !confident || c.listening.is_none() {
-                    return;
-                }
-                if let Ok(r) = result {
-                    info_span!("call", call).in_scope(|| {
-                        info!(score = r.score, reason = %r.reason, "early verdict: divert before the caller finished")
-                    });
-                    c.early.verdict = Some(r);
-                }
-                // Stop listening now; `Screen` then uses the early verdict.
-                if let Some((_, buf)) = c.listening.take() {
-                    c.captured = buf.to_whisper_input().unwrap_or_default();
-                }
-                if let Some(a) = c.a.as_mut() {
-                    a.set_tap(None);
-                }
-                c.call.handle_input(now, CallInput::SpeechCaptured);
                 self.pump(proxy, call).await;
             }
             CallEvent::MediaTimeout { call, leg } => {
@@ -509,10 +487,6 @@ impl CallManager {
         for id in ids {
             if let Some(c) = self.calls.get_mut(&id) {
                 if c.call.poll_timeout().is_some_and(|t| t <= now) {
-                    // The listening deadline may end listening: keep what was captured.
-                    if let Some((rx, buf)) = &mut c.listening {
-                        rx.drain_into(buf);
-                    }
                     c.call.handle_timeout(now);
                 }
                 // Prompts: send due packets; report finished ones.
@@ -535,8 +509,9 @@ impl CallManager {
                     let (leg, _) = c.players.remove(i);
                     c.call.handle_input(now, CallInput::PromptFinished(leg));
                 }
-                if let (Some(player), Some(a), Some(sock)) =
-                    (&mut c.ringback, c.a.as_mut(), &c.socket_a)
+                let prompt_on_a = c.players.iter().any(|(l, _)| *l == Leg::A);
+                if let (Some(player), Some(a), Some(sock), false) =
+                    (&mut c.ringback, c.a.as_mut(), &c.socket_a, prompt_on_a)
                 {
                     for (to, pkt) in a.transmit_prompt(now, player) {
                         let _ = sock.try_send_to(&pkt, to);
@@ -546,41 +521,82 @@ impl CallManager {
                         *player = a.prompt_player(player.pcm(), now);
                     }
                 }
-                if c.listening.is_some() && matches!(c.call.stage(), crate::call::Stage::Screening)
-                {
-                    if let Some((_, buf)) = c.listening.take() {
-                        c.captured = buf.to_whisper_input().unwrap_or_default();
-                    }
-                    if let Some(a) = c.a.as_mut() {
-                        a.set_tap(None);
-                    }
-                }
             }
             self.pump(proxy, id).await;
         }
     }
 
+    /// Queue a transcription for a call: the speech model resamples and transcribes on its
+    /// own threads; a blocking task waits (bounded) and scores. A partial look is only run
+    /// on an idle model, so it never delays a full screening.
+    fn transcribe(
+        &mut self,
+        id: u64,
+        job: u64,
+        kind: JobKind,
+        pcm: Vec<i16>,
+    ) -> Option<AsrFailure> {
+        let res = &self.res;
+        if kind == JobKind::Partial && res.transcriber.in_flight() > 0 {
+            return Some(AsrFailure::Skipped);
+        }
+        let (deadline, wait) = match kind {
+            JobKind::Afterwards => (None, AFTERWARDS_WAIT),
+            _ => (
+                Some(Instant::now() + res.call.screening_timeout),
+                res.call.screening_timeout,
+            ),
+        };
+        let pending = match res.transcriber.submit(AsrRequest::telephone(pcm, deadline)) {
+            Ok(p) => p,
+            Err(e) => return Some(asr_failure(&e)),
+        };
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.jobs.insert(job, pending.cancel_token());
+        }
+        let (events, detector) = (self.events.clone(), res.detector.clone());
+        let lang = res.language.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = match pending.wait_timeout(wait) {
+                Ok(t) => score(&detector, &t, lang.as_deref()).map_err(AsrFailure::Failed),
+                Err(e) => Err(asr_failure(&e)),
+            };
+            let _ = events.blocking_send(CallEvent::Transcribed {
+                call: id,
+                job,
+                result,
+            });
+        });
+        None
+    }
+
     /// Carry out what a call asked for.
     async fn pump(&mut self, proxy: &mut Proxy, id: u64) {
         let now = Instant::now();
-        let Some(c) = self.calls.get_mut(&id) else {
-            return;
-        };
-        while let Some(action) = c.call.poll_action() {
+        loop {
+            let Some(c) = self.calls.get_mut(&id) else {
+                return;
+            };
+            let Some(action) = c.call.poll_action() else {
+                break;
+            };
             match action {
                 CallAction::Send { to, bytes } => proxy.send_raw(to, bytes),
-                CallAction::PlayPrompt { leg, prompt } => match prompt {
-                    Prompt::Greeting | Prompt::Block => {
-                        let pcm = if prompt == Prompt::Greeting {
-                            self.res.greeting.clone()
-                        } else {
-                            self.res.block.clone()
+                CallAction::PlayPrompt { leg, prompt } => match self.res.prompts.pcm(&prompt) {
+                    Some(pcm) => {
+                        let media = match leg {
+                            Leg::A => c.a.as_ref(),
+                            Leg::B => c.b.as_ref(),
                         };
-                        if let Some(a) = c.a.as_ref() {
-                            c.players.push((leg, a.prompt_player(pcm, now)));
+                        match media {
+                            Some(m) => c.players.push((leg, m.prompt_player(pcm, now))),
+                            None => c.call.handle_input(now, CallInput::PromptFinished(leg)),
                         }
                     }
-                    Prompt::Warning(text) => {
+                    None => {
+                        let Prompt::Warning(text) = prompt else {
+                            continue;
+                        };
                         let events = self.events.clone();
                         tokio::task::spawn_blocking(move || {
                             let pcm = synthesize(&text).map(Arc::from);
@@ -588,40 +604,24 @@ impl CallManager {
                         });
                     }
                 },
-                CallAction::StartListening { max } => {
-                    let (tap, rx) = RecorderTap::new(2048);
-                    if let Some(a) = c.a.as_mut() {
-                        a.set_tap(Some(tap));
+                CallAction::StopPrompt(leg) => c.players.retain(|(l, _)| *l != leg),
+                CallAction::Transcribe { job, kind, pcm } => {
+                    if let Some(failure) = self.transcribe(id, job, kind, pcm) {
+                        if failure != AsrFailure::Skipped {
+                            info_span!("call", call = id).in_scope(
+                                || warn!(error = %failure, kind = ?kind, "transcription refused"),
+                            );
+                        }
+                        let result = Err(failure);
+                        if let Some(c) = self.calls.get_mut(&id) {
+                            c.call
+                                .handle_input(now, CallInput::Transcribed { job, result });
+                        }
                     }
-                    let limits = ListenLimits::new(max.as_millis() as u32);
-                    c.listening = Some((rx, SpeechBuffer::new(limits)));
                 }
-                CallAction::Screen => {
-                    if let Some((rx, mut buf)) = c.listening.take() {
-                        rx.drain_into(&mut buf);
-                        c.captured = buf.to_whisper_input().unwrap_or_default();
-                        if let Some(a) = c.a.as_mut() {
-                            a.set_tap(None);
-                        }
-                    }
-                    let pcm = std::mem::take(&mut c.captured);
-                    if let Some(t) = c.early.cancel.take() {
+                CallAction::CancelTranscription(job) => {
+                    if let Some(t) = c.jobs.remove(&job) {
                         t.cancel();
-                    }
-                    if let Some(r) = c.early.verdict.take() {
-                        c.call.handle_input(now, CallInput::Screened(Ok(r)));
-                        continue;
-                    }
-                    let full = |call, result| CallEvent::Screened { call, result };
-                    match submit_screening(&self.res, &self.events, id, pcm, full) {
-                        Ok(token) => c.asr_cancel = Some(token),
-                        Err(e) => {
-                            // Refused at once (queue full): say so, like a failed job.
-                            let reason = asr_failure(&e);
-                            info_span!("call", call = id)
-                                .in_scope(|| warn!(error = %reason, "unscreened"));
-                            c.call.handle_input(now, CallInput::Screened(Err(reason)));
-                        }
                     }
                 }
                 CallAction::Ringback(on) => {
@@ -648,6 +648,7 @@ impl CallManager {
                 }
                 CallAction::Bridge => {
                     c.ringback = None;
+                    c.players.clear();
                     if let (Some(a), Some(b), Some([sa, sb])) =
                         (c.a.take(), c.b.take(), c.sockets.take())
                     {
@@ -659,38 +660,14 @@ impl CallManager {
                         c.relay = Some(RelayTask::spawn(relay, sa, sb, id, self.events.clone()));
                     }
                 }
+                CallAction::ReleaseMedia => c.release_media(&mut self.res.ports),
                 CallAction::Finished(record) => {
+                    c.release_media(&mut self.res.ports);
                     c.finished = true;
-                    for t in [c.asr_cancel.take(), c.early.cancel.take()]
-                        .into_iter()
-                        .flatten()
-                    {
+                    for (_, t) in c.jobs.drain() {
                         t.cancel();
                     }
-                    for r in c.readers.drain(..) {
-                        r.abort();
-                    }
-                    c.players.clear();
-                    c.ringback = None;
-                    c.listening = None;
-                    c.socket_a = None;
-                    c.socket_b = None;
-                    c.sockets = None;
-                    c.relay = None;
-                    c.a = None;
-                    c.b = None;
-                    self.res.ports.release(c.ports[0].rtp);
-                    self.res.ports.release(c.ports[1].rtp);
-                    let span = info_span!("call", call = id);
-                    span.in_scope(|| {
-                        info!(
-                            outcome = ?record.outcome,
-                            action = record.result.as_ref().map(|r| r.action.as_str()).unwrap_or("-"),
-                            score = record.result.as_ref().map(|r| r.score).unwrap_or(0.0),
-                            time_to_verdict_ms = record.time_to_verdict.map(|d| d.as_millis() as u64),
-                            "call finished"
-                        )
-                    });
+                    log_finished(id, &record);
                     if let Some(f) = &self.res.on_finished {
                         f(call_record(
                             &record,
@@ -702,6 +679,9 @@ impl CallManager {
                 }
             }
         }
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         // Leg B's Call-ID becomes known when the callee is called.
         let (a_id, b_id) = c.call.call_ids();
         if let Some(b) = b_id {
@@ -723,35 +703,31 @@ impl CallManager {
     }
 }
 
-/// Queue `pcm` for the speech model; a blocking task waits for the transcript (at most
-/// `screening_timeout`, queueing included), scores it and reports `event(call, verdict)` to
-/// the core. Returns the job's cancel token, or the refusal (queue full).
-fn submit_screening(
-    res: &ScreeningResources,
-    events: &mpsc::Sender<CallEvent>,
-    call: u64,
-    pcm: Vec<f32>,
-    event: fn(u64, Result<ScreeningResult, String>) -> CallEvent,
-) -> Result<crate::asr::CancelToken, AsrError> {
-    let deadline = Some(Instant::now() + res.call.screening_timeout);
-    let pending = res.transcriber.submit(AsrRequest {
-        pcm_16k: pcm,
-        deadline,
-    })?;
-    let token = pending.cancel_token();
-    let (events, detector) = (events.clone(), res.detector.clone());
-    let (lang, timeout) = (res.language.clone(), res.call.screening_timeout);
-    tokio::task::spawn_blocking(move || {
-        let result = match pending.wait_timeout(timeout) {
-            Ok(t) => score(&detector, &t, lang.as_deref()),
-            Err(e) => Err(asr_failure(&e)),
-        };
-        let _ = events.blocking_send(event(call, result));
+/// One line per finished call; unscreened calls at warn (they rang through, or were
+/// diverted, without a verdict).
+fn log_finished(id: u64, record: &CallRecordDraft) {
+    let span = info_span!("call", call = id);
+    let r = record.result.as_ref();
+    let action = r.map(|r| r.action.as_str()).unwrap_or("-");
+    let score = r.map(|r| r.score).unwrap_or(0.0);
+    let reason = r.map(|r| r.reason.as_str()).unwrap_or("");
+    let ttv = record.time_to_verdict.map(|d| d.as_millis() as u64);
+    let listen_ms = record.listen.map(|d| d.as_millis() as u64);
+    span.in_scope(|| {
+        if r.is_some_and(|r| r.action == ScreeningAction::Unscreened) {
+            let late = record.afterwards.as_ref().map(|a| a.action.as_str());
+            warn!(outcome = ?record.outcome, action, reason, afterwards = late, listen_ms, "call finished unscreened");
+        } else {
+            info!(outcome = ?record.outcome, action, score, reason, time_to_verdict_ms = ttv, listen_ms, message = record.message.is_some(), "call finished");
+        }
+        if let Some(r) = r {
+            debug!(transcript = %r.transcript, "transcript");
+        }
     });
-    Ok(token)
 }
 
-/// The stored row of a finished call.
+/// The stored row of a finished call. An unscreened call keeps its action; the transcript,
+/// score and reasons made afterwards (when they came in time) fill the rest.
 fn call_record(
     d: &CallRecordDraft,
     withheld_reason: &str,
@@ -759,18 +735,22 @@ fn call_record(
     lang: Option<&str>,
 ) -> CallRecord {
     let r = d.result.as_ref();
+    let heard = d.afterwards.as_ref().or(r);
     let ms = |x: Option<Duration>| x.map(|d| d.as_millis() as u64);
+    let message = d.message.as_ref().map(|pcm| VoiceMessage {
+        pcm_8k: pcm.clone(),
+    });
     CallRecord {
         call_id: d.call_id.clone(),
         started_at_ms: crate::store::unix_ms(started),
         withheld_reason: withheld_reason.to_string(),
-        transcript: r.map(|r| r.transcript.clone()).unwrap_or_default(),
+        transcript: heard.map(|r| r.transcript.clone()).unwrap_or_default(),
         language: lang.unwrap_or("en").to_string(),
-        score: r.map(|r| r.score).unwrap_or(0.0),
+        score: heard.map(|r| r.score).unwrap_or(0.0),
         action: r
             .map(|r| r.action.as_str().to_string())
             .unwrap_or_else(|| "caller_hung_up".to_string()),
-        reasons: r
+        reasons: heard
             .map(|r| r.reasons.iter().map(RuleHit::from).collect())
             .unwrap_or_default(),
         warning: r.and_then(|r| r.warning.clone()),
@@ -779,13 +759,16 @@ fn call_record(
         screening_ms: ms(d.screening).unwrap_or(0),
         total_ms: Some(d.total.as_millis() as u64),
         outcome: format!("{:?}", d.outcome).to_lowercase(),
+        message_ms: message.as_ref().map(VoiceMessage::duration_ms),
+        message,
     }
 }
 
-fn asr_failure(e: &AsrError) -> String {
+fn asr_failure(e: &AsrError) -> AsrFailure {
     match e {
-        AsrError::QueueFull => "ASR overloaded (queue full)".to_string(),
-        other => format!("ASR failed: {other}"),
+        AsrError::QueueFull => AsrFailure::Overloaded,
+        AsrError::TimedOut => AsrFailure::TimedOut,
+        other => AsrFailure::Failed(other.to_string()),
     }
 }
 
@@ -821,6 +804,7 @@ pub fn score(
         reason,
         warning: (!v.warning.is_empty()).then(|| v.warning.clone()),
         reasons: v.reasons,
+        more_speech: v.more_speech_could_change,
     })
 }
 
@@ -883,6 +867,8 @@ mod tests {
             listen: Some(Duration::from_millis(4000)),
             screening: verdict.then(|| Duration::from_millis(9400)),
             total: Duration::from_secs(30),
+            message: None,
+            afterwards: None,
         }
     }
 
@@ -895,6 +881,7 @@ mod tests {
             reason: "no scam signals".into(),
             warning: None,
             reasons: Vec::new(),
+            more_speech: false,
         };
         let now = std::time::SystemTime::now();
         let r = call_record(&draft(Some(allow)), "Privacy: id", now, Some("en"));

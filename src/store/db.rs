@@ -5,12 +5,23 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row};
 
+use crate::media::g711::Codec;
+
 use super::schema::{classify, migrate};
-use super::{unix_ms, CallRecord, StoreError, BUSY_TIMEOUT};
+use super::{unix_ms, CallRecord, StoreError, VoiceMessage, BUSY_TIMEOUT};
 
 /// The columns of `calls` in the order [`read_row`] expects them.
 const COLUMNS: &str = "call_id, started_at_ms, withheld_reason, transcript, language, score, \
     action, reasons_json, warning, time_to_verdict_ms, listen_ms, screening_ms, total_ms, outcome";
+
+/// Joins each call to its message, if any. `USING` keeps `call_id` unambiguous, so the query
+/// selects [`COLUMNS`] and then `m.duration_ms` (column 14 of the row, read by [`read_row`]).
+const CALLS_AND_MESSAGES: &str = "calls LEFT JOIN messages AS m USING (call_id)";
+
+/// How voice messages are stored: G.711 µ-law, one byte per sample.
+const MESSAGE_CODEC: Codec = Codec::Pcmu;
+/// The name of [`MESSAGE_CODEC`] in `messages.codec`.
+const MESSAGE_CODEC_NAME: &str = "pcmu";
 
 /// One connection to a call database. Blocking: on the call path use [`super::StoreWriter`].
 pub struct CallStore {
@@ -84,6 +95,10 @@ impl CallStore {
         // Deleted transcripts are overwritten, not left in free pages.
         conn.pragma_update(None, "secure_delete", "ON")
             .map_err(sql)?;
+        // Deleting or replacing a call deletes its message (ON DELETE CASCADE). The store
+        // deletes messages explicitly as well; this backs that up for statements run here.
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
         migrate(&mut conn, path)?;
         Ok(CallStore {
             conn,
@@ -96,9 +111,14 @@ impl CallStore {
         &self.path
     }
 
-    /// Records a call. A record with the same `call_id` replaces the earlier one.
+    /// Records a call, and its message if it has one, in one transaction. A record with the
+    /// same `call_id` replaces the earlier one, message included: a record without a message
+    /// deletes a stored one (so do not record again a call read by [`CallStore::recent`],
+    /// which carries no audio, unless the message is meant to go).
     pub fn insert(&self, record: &CallRecord) -> Result<(), StoreError> {
-        insert_into(&self.conn, record, &self.path)
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        insert_into(&tx, record, &self.path)?;
+        tx.commit().map_err(|e| self.err(e))
     }
 
     /// Records several calls in one transaction (one disk sync).
@@ -130,6 +150,9 @@ impl CallStore {
     }
 
     /// The latest `limit` calls, newest first, optionally only those started at or after `since`.
+    /// Cheap also when calls have messages: each record carries the length of its message in
+    /// [`CallRecord::message_ms`] but not the audio ([`CallRecord::message`] is `None`); read
+    /// that with [`CallStore::message`] or [`CallStore::get`].
     pub fn recent(
         &self,
         limit: usize,
@@ -140,8 +163,8 @@ impl CallStore {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM calls WHERE started_at_ms >= ?1 \
-                 ORDER BY started_at_ms DESC, id DESC LIMIT ?2"
+                "SELECT {COLUMNS}, m.duration_ms FROM {CALLS_AND_MESSAGES} \
+                 WHERE started_at_ms >= ?1 ORDER BY started_at_ms DESC, id DESC LIMIT ?2"
             ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -155,33 +178,75 @@ impl CallStore {
         Ok(calls)
     }
 
-    /// The call with this SIP Call-ID, if recorded.
+    /// The call with this SIP Call-ID, if recorded, with its message (audio included).
     pub fn get(&self, call_id: &str) -> Result<Option<CallRecord>, StoreError> {
         let found = self
             .conn
             .query_row(
-                &format!("SELECT {COLUMNS} FROM calls WHERE call_id = ?1"),
+                &format!(
+                    "SELECT {COLUMNS}, m.duration_ms, m.codec, m.audio \
+                     FROM {CALLS_AND_MESSAGES} WHERE call_id = ?1"
+                ),
                 [call_id],
-                read_row,
+                |row| {
+                    let (record, reasons) = read_row(row)?;
+                    let codec: Option<String> = row.get(15)?;
+                    let stored = match codec {
+                        Some(codec) => Some((codec, row.get::<_, Vec<u8>>(16)?)),
+                        None => None,
+                    };
+                    Ok((record, reasons, stored))
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((record, reasons, stored)) = found else {
+            return Ok(None);
+        };
+        let mut record = self.with_reasons(record, &reasons)?;
+        if let Some((codec, audio)) = stored {
+            record.message = Some(self.decode_message(call_id, &codec, &audio)?);
+        }
+        Ok(Some(record))
+    }
+
+    /// The message the caller of this call left, if the call is recorded and has one.
+    pub fn message(&self, call_id: &str) -> Result<Option<VoiceMessage>, StoreError> {
+        let found = self
+            .conn
+            .query_row(
+                "SELECT codec, audio FROM messages WHERE call_id = ?1",
+                [call_id],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)),
             )
             .optional()
             .map_err(|e| self.err(e))?;
         found
-            .map(|(record, reasons)| self.with_reasons(record, &reasons))
+            .map(|(codec, audio)| self.decode_message(call_id, &codec, &audio))
             .transpose()
     }
 
-    /// Deletes calls that started more than `max_age` before `now` (the retention).
-    /// Returns how many were deleted.
+    /// Deletes calls that started more than `max_age` before `now` (the retention), with
+    /// their messages, and any message whose call is gone. Returns how many calls were deleted.
     pub fn purge_older_than(
         &self,
         max_age: Duration,
         now: SystemTime,
     ) -> Result<usize, StoreError> {
         let cutoff = now.checked_sub(max_age).map_or(i64::MIN, unix_ms);
-        self.conn
+        let sql = |e| self.err(e);
+        let tx = self.conn.unchecked_transaction().map_err(sql)?;
+        tx.execute(
+            "DELETE FROM messages WHERE call_id NOT IN \
+             (SELECT call_id FROM calls WHERE started_at_ms >= ?1)",
+            [cutoff],
+        )
+        .map_err(sql)?;
+        let deleted = tx
             .execute("DELETE FROM calls WHERE started_at_ms < ?1", [cutoff])
-            .map_err(|e| self.err(e))
+            .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(deleted)
     }
 
     /// How many calls are recorded.
@@ -195,6 +260,22 @@ impl CallStore {
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
         classify(source, &self.path)
+    }
+
+    fn decode_message(
+        &self,
+        call_id: &str,
+        codec: &str,
+        audio: &[u8],
+    ) -> Result<VoiceMessage, StoreError> {
+        let law = Codec::from_name(codec).ok_or_else(|| StoreError::UnknownCodec {
+            path: self.path.clone(),
+            call_id: call_id.to_string(),
+            codec: codec.to_string(),
+        })?;
+        Ok(VoiceMessage {
+            pcm_8k: law.decode(audio),
+        })
     }
 
     fn with_reasons(&self, mut record: CallRecord, json: &str) -> Result<CallRecord, StoreError> {
@@ -255,10 +336,32 @@ fn insert_into(conn: &Connection, r: &CallRecord, path: &Path) -> Result<(), Sto
         r.outcome,
     ])
     .map_err(|e| classify(e, path))?;
+    // INSERT OR REPLACE deleted the old row and with it (foreign key) its message; delete it
+    // explicitly too, in case foreign keys are off.
+    match &r.message {
+        Some(m) => conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO messages (call_id, codec, duration_ms, audio) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    r.call_id,
+                    MESSAGE_CODEC_NAME,
+                    ms_to_sql(m.duration_ms()),
+                    MESSAGE_CODEC.encode(&m.pcm_8k),
+                ])
+            }),
+        None => conn
+            .prepare_cached("DELETE FROM messages WHERE call_id = ?1")
+            .and_then(|mut stmt| stmt.execute([&r.call_id])),
+    }
+    .map_err(|e| classify(e, path))?;
     Ok(())
 }
 
-/// A row without its reasons, and the reasons' JSON text.
+/// A row without its reasons and message audio (but with `message_ms`), and the reasons'
+/// JSON text.
 fn read_row(row: &Row<'_>) -> rusqlite::Result<(CallRecord, String)> {
     let record = CallRecord {
         call_id: row.get(0)?,
@@ -275,6 +378,8 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<(CallRecord, String)> {
         screening_ms: ms_from_sql(row.get(11)?),
         total_ms: row.get::<_, Option<i64>>(12)?.map(ms_from_sql),
         outcome: row.get(13)?,
+        message: None,
+        message_ms: row.get::<_, Option<i64>>(14)?.map(ms_from_sql),
     };
     Ok((record, row.get(7)?))
 }

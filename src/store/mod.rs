@@ -8,15 +8,24 @@
 //!
 //! # Personal data
 //!
-//! The database holds **transcripts of what callers said**, the sentence the callee heard and
-//! the words each rule matched. That is personal data. It is kept only as long as the retention
+//! The database holds **transcripts of what callers said**, **the voice messages they left**,
+//! the sentence the callee heard and the words each rule matched. That is personal data. It is kept only as long as the retention
 //! setting allows: [`DEFAULT_RETENTION_DAYS`] unless configured otherwise. The writer deletes
 //! older rows when it starts and then every [`PURGE_INTERVAL`]; `scamscreen calls --purge-days N`
 //! does it by hand. Deleted rows are gone from the tables at once; SQLite may keep their bytes in
 //! free pages until they are reused (the store runs with `secure_delete` on, which overwrites
 //! them). Transcripts are never written to logs above debug level.
 //!
-//! # Schema (version 1, `PRAGMA user_version = 1`)
+//! # Voice messages
+//!
+//! A blocked caller may leave a message (up to a minute of 8 kHz mono audio). It is stored
+//! with its call in the `messages` table, G.711 µ-law encoded (one byte per sample, half the
+//! size of linear PCM), and is personal data like the transcript: the retention deletes it
+//! together with its call, and recording a call again replaces it. Listing calls
+//! ([`CallStore::recent`]) reads only its duration ([`CallRecord::message_ms`]); the audio is
+//! read by [`CallStore::get`] and [`CallStore::message`].
+//!
+//! # Schema (version 2, `PRAGMA user_version = 2`)
 //!
 //! ```sql
 //! CREATE TABLE calls (
@@ -27,7 +36,7 @@
 //!     transcript         TEXT    NOT NULL,
 //!     language           TEXT    NOT NULL,
 //!     score              REAL    NOT NULL,
-//!     action             TEXT    NOT NULL,         -- allow, warn, divert, unscreened, ...
+//!     action             TEXT    NOT NULL,         -- allow, warn, divert, silent, bypass, ...
 //!     reasons_json       TEXT    NOT NULL,         -- JSON array of RuleHit
 //!     warning            TEXT,                     -- what the callee heard, if warned
 //!     time_to_verdict_ms INTEGER,
@@ -37,6 +46,13 @@
 //!     outcome            TEXT    NOT NULL
 //! );
 //! CREATE INDEX calls_by_start ON calls (started_at_ms);
+//! -- version 2: messages left by callers, at most one per call
+//! CREATE TABLE messages (
+//!     call_id     TEXT    PRIMARY KEY REFERENCES calls (call_id) ON DELETE CASCADE,
+//!     codec       TEXT    NOT NULL,                -- "pcmu": G.711 µ-law, 8 kHz mono
+//!     duration_ms INTEGER NOT NULL,
+//!     audio       BLOB    NOT NULL
+//! );
 //! ```
 
 mod age;
@@ -54,6 +70,10 @@ pub use age::{parse_age, AgeError};
 pub use db::CallStore;
 pub use schema::SCHEMA_VERSION;
 pub use writer::{CallRecorder, RecordDropped, StoreWriter, WriterOptions, WriterStats};
+
+/// Most voice-message audio (bytes of 16-bit PCM) that may wait for the writer thread by
+/// default (about 70 one-minute messages); a record whose message would exceed it is dropped.
+pub const DEFAULT_QUEUED_AUDIO_BYTES: usize = 64 << 20;
 
 /// How long call records (and their transcripts) are kept unless configured otherwise.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
@@ -78,7 +98,7 @@ pub struct CallRecord {
     /// Language of the rule pack that decided ("en").
     pub language: String,
     pub score: f64,
-    /// `allow`, `warn`, `divert`, `unscreened`, `caller_hung_up`, ...
+    /// `allow`, `warn`, `divert`, `silent`, `bypass`, `unscreened`, `caller_hung_up`, ...
     pub action: String,
     /// The rules that fired, strongest evidence first.
     pub reasons: Vec<RuleHit>,
@@ -92,14 +112,42 @@ pub struct CallRecord {
     pub screening_ms: u64,
     /// From the INVITE to the end of the call, once known.
     pub total_ms: Option<u64>,
-    /// How the call ended up: `answered`, `busy`, `no-answer`, `diverted`, `screening`, ...
+    /// How the call ended up: `answered`, `busy`, `no-answer`, `diverted`, `screening`,
+    /// `refused` (the callee refused the call with a key), ...
     pub outcome: String,
+    /// The message the caller left, if any. Personal data. Recording a call stores it (and
+    /// `None` deletes a stored one); [`CallStore::get`] reads it back, µ-law decoded, but
+    /// [`CallStore::recent`] leaves it `None` and fills only [`CallRecord::message_ms`].
+    /// Not part of the JSON form (`message_ms` says whether there is one).
+    #[serde(skip)]
+    pub message: Option<VoiceMessage>,
+    /// How long the stored message is, in ms; `None` when the caller left none. Filled by
+    /// [`CallStore::recent`] and [`CallStore::get`]; ignored when recording (the duration
+    /// is that of [`CallRecord::message`]).
+    #[serde(default)]
+    pub message_ms: Option<u64>,
 }
 
 impl CallRecord {
     /// [`CallRecord::started_at_ms`] as a time.
     pub fn started_at(&self) -> SystemTime {
         from_unix_ms(self.started_at_ms)
+    }
+}
+
+/// A message the caller left (8 kHz mono linear PCM). Personal data, like the transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoiceMessage {
+    pub pcm_8k: Vec<i16>,
+}
+
+impl VoiceMessage {
+    /// Samples per second of [`VoiceMessage::pcm_8k`].
+    pub const SAMPLE_RATE: u32 = 8000;
+
+    /// Length of the audio in milliseconds (rounded down).
+    pub fn duration_ms(&self) -> u64 {
+        self.pcm_8k.len() as u64 * 1000 / u64::from(Self::SAMPLE_RATE)
     }
 }
 
@@ -176,6 +224,16 @@ pub enum StoreError {
     WriterThread {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error(
+        "call database {}: the message of call {call_id} is in codec {codec:?}, which this \
+         scamscreen cannot decode",
+        path.display()
+    )]
+    UnknownCodec {
+        path: PathBuf,
+        call_id: String,
+        codec: String,
     },
     #[error("call database {}: reasons of call {call_id} are not valid JSON: {source}", path.display())]
     BadReasons {

@@ -13,7 +13,7 @@ use super::StoreError;
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 0 → 1: the calls table.
     "CREATE TABLE calls (
         id                 INTEGER PRIMARY KEY,
@@ -33,6 +33,14 @@ const MIGRATIONS: &[&str] = &[
         outcome            TEXT    NOT NULL
     );
     CREATE INDEX calls_by_start ON calls (started_at_ms);",
+    // 1 → 2: voice messages left by callers, one per call, G.711 encoded. The audio is the
+    // last column so that reading the duration does not read the blob.
+    "CREATE TABLE messages (
+        call_id     TEXT    PRIMARY KEY REFERENCES calls (call_id) ON DELETE CASCADE,
+        codec       TEXT    NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        audio       BLOB    NOT NULL
+    );",
 ];
 
 /// Brings the database up to [`SCHEMA_VERSION`]. Safe when two processes open a new file at

@@ -40,7 +40,63 @@ fn record(call_id: &str, started_at_ms: i64) -> CallRecord {
         screening_ms: 7210,
         total_ms: None,
         outcome: "diverted".into(),
+        message: None,
+        message_ms: None,
     }
+}
+
+/// `ms` of a tone at `hz` whose loudness sweeps from silence to full scale, so that every
+/// µ-law segment is used.
+fn voice(ms: u64, hz: f64) -> VoiceMessage {
+    let n = (ms * 8) as usize;
+    let pcm_8k = (0..n)
+        .map(|i| {
+            let t = i as f64 / 8000.0;
+            let loudness = i as f64 / n.max(1) as f64;
+            (loudness * 32767.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
+        })
+        .collect();
+    VoiceMessage { pcm_8k }
+}
+
+fn with_message(call_id: &str, started_at_ms: i64, message: VoiceMessage) -> CallRecord {
+    CallRecord {
+        action: "silent".into(),
+        outcome: "refused".into(),
+        message: Some(message),
+        ..record(call_id, started_at_ms)
+    }
+}
+
+/// µ-law keeps about 13 bits of a sample: the error is at most half a step, and a step is
+/// 1/16 of the magnitude or less (8 near zero).
+fn assert_close(got: &VoiceMessage, sent: &VoiceMessage) {
+    assert_eq!(got.pcm_8k.len(), sent.pcm_8k.len());
+    for (i, (&g, &s)) in got.pcm_8k.iter().zip(&sent.pcm_8k).enumerate() {
+        let error = (i32::from(g) - i32::from(s)).abs();
+        let tolerance = i32::from(s).abs() / 16 + 8;
+        assert!(error <= tolerance, "sample {i}: sent {s}, got {g}");
+    }
+}
+
+/// Whether the database file (or its WAL, after a checkpoint) holds these bytes.
+fn file_holds(path: &Path, probe: &[u8]) -> bool {
+    Connection::open(path)
+        .unwrap()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    if let Ok(wal) = std::fs::read(path.with_extension("db-wal")) {
+        bytes.extend(wal);
+    }
+    bytes.windows(probe.len()).any(|w| w == probe)
+}
+
+fn stored_messages(store: &CallStore) -> i64 {
+    Connection::open(store.path())
+        .unwrap()
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap()
 }
 
 fn user_version(path: &Path) -> i64 {
@@ -59,7 +115,7 @@ fn an_empty_file_is_migrated_to_the_current_schema() {
     assert_eq!(store.count().unwrap(), 0);
     drop(store);
     assert_eq!(user_version(&path), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 1);
+    assert_eq!(SCHEMA_VERSION, 2);
     // Opening again is a no-op and keeps the rows.
     let store = CallStore::open(&path).unwrap();
     store.insert(&record("a", T0)).unwrap();
@@ -116,7 +172,7 @@ fn a_database_from_a_newer_scamscreen_is_refused() {
             e,
             StoreError::NewerSchema {
                 found: 7,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -472,4 +528,338 @@ fn unix_ms_round_trips_before_and_after_the_epoch() {
         assert_eq!(unix_ms(from_unix_ms(ms)), ms);
     }
     assert_eq!(record("a", T0).started_at(), from_unix_ms(T0));
+}
+
+#[test]
+fn a_version_1_file_gets_the_messages_table_and_keeps_its_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+    conn.execute_batch(
+        "INSERT INTO calls (call_id, started_at_ms, withheld_reason, transcript, language, \
+         score, action, reasons_json, listen_ms, screening_ms, outcome) \
+         VALUES ('old', 1700000000000, 'anonymous', 'hello', 'en', 0.5, 'warn', '[]', 10, 20, \
+         'answered'); PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = CallStore::open(&path).unwrap();
+    assert_eq!(user_version(&path), 2);
+    let old = store.get("old").unwrap().unwrap();
+    assert_eq!((old.message, old.message_ms), (None, None));
+    assert_eq!(old.transcript, "hello");
+    store
+        .insert(&with_message("new", T0, voice(500, 300.0)))
+        .unwrap();
+    assert_eq!(store.get("new").unwrap().unwrap().message_ms, Some(500));
+}
+
+#[test]
+fn a_message_round_trips_through_mu_law() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CallStore::open(dir.path().join("calls.db")).unwrap();
+    let sent = with_message("m@10.0.0.1", T0, voice(12_345, 440.0));
+    assert_eq!(sent.message.as_ref().unwrap().duration_ms(), 12_345);
+    store.insert(&sent).unwrap();
+
+    let got = store.get("m@10.0.0.1").unwrap().unwrap();
+    assert_eq!(got.message_ms, Some(12_345));
+    assert_close(
+        got.message.as_ref().unwrap(),
+        sent.message.as_ref().unwrap(),
+    );
+    // Everything else comes back as it was.
+    assert_eq!(
+        CallRecord {
+            message: None,
+            message_ms: None,
+            ..got.clone()
+        },
+        CallRecord {
+            message: None,
+            ..sent.clone()
+        }
+    );
+    assert_eq!(store.message("m@10.0.0.1").unwrap(), got.message);
+    assert_eq!(store.message("unknown").unwrap(), None);
+    assert_eq!(store.message("").unwrap(), None);
+
+    // Stored as one byte per sample, named as µ-law.
+    let (codec, duration, bytes): (String, i64, i64) = Connection::open(store.path())
+        .unwrap()
+        .query_row(
+            "SELECT codec, duration_ms, length(audio) FROM messages WHERE call_id = ?1",
+            ["m@10.0.0.1"],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((codec.as_str(), duration), ("pcmu", 12_345));
+    assert_eq!(bytes, 12_345 * 8);
+}
+
+#[test]
+fn an_empty_or_extreme_message_is_stored_too() {
+    let store = CallStore::open_in_memory().unwrap();
+    store
+        .insert(&with_message("empty", T0, VoiceMessage { pcm_8k: vec![] }))
+        .unwrap();
+    let got = store.get("empty").unwrap().unwrap();
+    assert_eq!(got.message, Some(VoiceMessage { pcm_8k: vec![] }));
+    assert_eq!(got.message_ms, Some(0));
+    let extremes = VoiceMessage {
+        pcm_8k: vec![i16::MIN, i16::MAX, 0, -1, 1, 7],
+    };
+    store
+        .insert(&with_message("loud", T0, extremes.clone()))
+        .unwrap();
+    assert_close(&store.message("loud").unwrap().unwrap(), &extremes);
+    assert_eq!(VoiceMessage { pcm_8k: vec![0; 7] }.duration_ms(), 0);
+    assert_eq!(VoiceMessage { pcm_8k: vec![0; 8] }.duration_ms(), 1);
+    assert_eq!(voice(60_000, 440.0).duration_ms(), 60_000);
+}
+
+#[test]
+fn an_unknown_codec_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CallStore::open(dir.path().join("calls.db")).unwrap();
+    store
+        .insert(&with_message("x", T0, voice(100, 440.0)))
+        .unwrap();
+    Connection::open(store.path())
+        .unwrap()
+        .execute("UPDATE messages SET codec = 'opus'", [])
+        .unwrap();
+    let e = store.message("x").unwrap_err();
+    assert!(matches!(e, StoreError::UnknownCodec { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("\"opus\"") && e.to_string().contains("call x"),
+        "{e}"
+    );
+    assert!(store.get("x").is_err());
+    // Listing does not read the audio, so it still works.
+    assert_eq!(store.recent(10, None).unwrap()[0].message_ms, Some(100));
+}
+
+#[test]
+fn recording_a_call_again_replaces_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CallStore::open(dir.path().join("calls.db")).unwrap();
+    store
+        .insert(&with_message("x", T0, voice(1000, 440.0)))
+        .unwrap();
+    let second = voice(2000, 880.0);
+    store
+        .insert(&with_message("x", T0, second.clone()))
+        .unwrap();
+    assert_eq!(stored_messages(&store), 1);
+    let got = store.get("x").unwrap().unwrap();
+    assert_eq!(got.message_ms, Some(2000));
+    assert_close(got.message.as_ref().unwrap(), &second);
+
+    // Recorded again without a message: the stored one goes.
+    store.insert(&record("x", T0)).unwrap();
+    assert_eq!(stored_messages(&store), 0);
+    let got = store.get("x").unwrap().unwrap();
+    assert_eq!((got.message, got.message_ms), (None, None));
+    assert_eq!(store.message("x").unwrap(), None);
+
+    // insert_all: both rows of every record in the one transaction.
+    let mut store = store;
+    store
+        .insert_all(&[
+            with_message("a", T0, voice(300, 440.0)),
+            record("b", T0),
+            with_message("c", T0, voice(400, 440.0)),
+        ])
+        .unwrap();
+    assert_eq!(stored_messages(&store), 2);
+    assert_eq!(store.get("c").unwrap().unwrap().message_ms, Some(400));
+}
+
+#[test]
+fn a_failed_record_leaves_no_message_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.db");
+    let store = CallStore::open(&path).unwrap();
+    // A trigger makes the message insert fail after the call row was written.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER no_messages BEFORE INSERT ON messages \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    assert!(store
+        .insert(&with_message("x", T0, voice(100, 440.0)))
+        .is_err());
+    assert_eq!(store.count().unwrap(), 0, "the call row was rolled back");
+}
+
+#[test]
+fn listing_carries_the_message_length_but_not_the_audio() {
+    let store = CallStore::open_in_memory().unwrap();
+    store
+        .insert(&with_message("m1", T0, voice(12_300, 440.0)))
+        .unwrap();
+    store.insert(&record("plain", T0 + 1)).unwrap();
+    store
+        .insert(&with_message("m2", T0 + 2, voice(60_000, 440.0)))
+        .unwrap();
+    let calls = store.recent(10, None).unwrap();
+    let listed: Vec<_> = calls
+        .iter()
+        .map(|c| (c.call_id.as_str(), c.message_ms, c.message.is_some()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("m2", Some(60_000), false),
+            ("plain", None, false),
+            ("m1", Some(12_300), false)
+        ]
+    );
+    // The time filter and the limit still apply to the joined query.
+    let since = from_unix_ms(T0 + 1);
+    assert_eq!(store.recent(1, Some(since)).unwrap()[0].call_id, "m2");
+    assert_eq!(store.recent(10, Some(since)).unwrap().len(), 2);
+}
+
+#[test]
+fn retention_deletes_messages_with_their_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.db");
+    let store = CallStore::open(&path).unwrap();
+    let day = 24 * 3600 * 1000;
+    let old = voice(3000, 1234.0);
+    store
+        .insert(&with_message("old", T0 - 40 * day, old.clone()))
+        .unwrap();
+    store
+        .insert(&with_message("young", T0 - day, voice(3000, 440.0)))
+        .unwrap();
+    store.insert(&record("plain-old", T0 - 35 * day)).unwrap();
+    let encoded = crate::media::g711::Codec::Pcmu.encode(&old.pcm_8k);
+    let probe = encoded[encoded.len() - 64..].to_vec();
+    assert!(file_holds(&path, &probe), "the probe finds stored audio");
+    let retention = Duration::from_secs(u64::from(DEFAULT_RETENTION_DAYS) * 24 * 3600);
+    assert_eq!(
+        store.purge_older_than(retention, from_unix_ms(T0)).unwrap(),
+        2
+    );
+    assert_eq!(store.message("old").unwrap(), None);
+    assert!(store.message("young").unwrap().is_some());
+    assert_eq!(stored_messages(&store), 1);
+
+    // A message whose call another program deleted (without foreign keys) goes too.
+    let other = Connection::open(&path).unwrap();
+    other.pragma_update(None, "foreign_keys", "OFF").unwrap();
+    other
+        .execute("DELETE FROM calls WHERE call_id = 'young'", [])
+        .unwrap();
+    assert_eq!(stored_messages(&store), 1);
+    assert_eq!(
+        store
+            .purge_older_than(Duration::MAX, from_unix_ms(T0))
+            .unwrap(),
+        0
+    );
+    assert_eq!(stored_messages(&store), 0);
+    drop(store);
+
+    // secure_delete: the purged audio is not left in the file's free pages.
+    drop(other);
+    assert!(!file_holds(&path, &probe), "purged audio still in the file");
+}
+
+#[test]
+fn json_has_message_ms_but_never_the_audio() {
+    let mut r = with_message("a", T0, voice(1500, 440.0));
+    r.message_ms = Some(1500);
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["message_ms"], 1500);
+    assert!(v.get("message").is_none(), "{v}");
+    assert_eq!(
+        serde_json::to_value(record("b", T0)).unwrap()["message_ms"],
+        serde_json::Value::Null
+    );
+    // JSON written before messages existed still reads.
+    let mut old = serde_json::to_value(record("c", T0)).unwrap();
+    old.as_object_mut().unwrap().remove("message_ms");
+    let back: CallRecord = serde_json::from_value(old).unwrap();
+    assert_eq!(back, record("c", T0));
+}
+
+#[test]
+fn the_writer_writes_records_with_messages() {
+    let store = CallStore::open_in_memory().unwrap();
+    let writer = StoreWriter::start(store, WriterOptions::default()).unwrap();
+    let recorder = writer.recorder();
+    for i in 0..20 {
+        // 20 one-minute messages: 19 MB of PCM, within the default bound of queued audio.
+        recorder
+            .try_record(with_message(&format!("c{i}"), T0 + i, voice(60_000, 440.0)))
+            .unwrap();
+    }
+    writer.flush();
+    let stats = writer.shutdown();
+    assert_eq!(stats.written, 20);
+    assert_eq!(stats.dropped, 0);
+}
+
+#[test]
+fn queued_message_audio_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.db");
+    let store = CallStore::open(&path).unwrap();
+    let minute_bytes = 60_000 * 8 * 2;
+    let options = WriterOptions {
+        queue_len: 1000,
+        queued_audio_bytes: 3 * minute_bytes,
+        retention: None,
+        ..WriterOptions::default()
+    };
+    let writer = StoreWriter::start(store, options).unwrap();
+    let recorder = writer.recorder();
+    let minute = voice(60_000, 440.0);
+
+    // A message larger than the whole bound never fits.
+    assert_eq!(
+        recorder.try_record(with_message("huge", T0, voice(4 * 60_000, 440.0))),
+        Err(RecordDropped::AudioBacklog)
+    );
+
+    // The disk is stuck: three minutes of audio wait, the fourth is dropped, records without
+    // a message still queue.
+    let mut other = Connection::open(&path).unwrap();
+    let lock = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+        .unwrap();
+    for i in 0..3 {
+        recorder
+            .try_record(with_message(&format!("m{i}"), T0 + i, minute.clone()))
+            .unwrap();
+    }
+    let t = Instant::now();
+    assert_eq!(
+        recorder.try_record(with_message("m3", T0 + 3, minute.clone())),
+        Err(RecordDropped::AudioBacklog)
+    );
+    assert!(t.elapsed() < Duration::from_millis(50));
+    recorder.try_record(record("plain", T0 + 4)).unwrap();
+    assert_eq!(recorder.stats().dropped, 2);
+
+    lock.commit().unwrap();
+    writer.flush();
+    // Written audio no longer counts: there is room again.
+    recorder
+        .try_record(with_message("m4", T0 + 5, minute.clone()))
+        .unwrap();
+    writer.flush();
+    let stats = writer.shutdown();
+    assert_eq!((stats.written, stats.dropped, stats.failed), (5, 2, 0));
+    let store = CallStore::open(&path).unwrap();
+    assert_eq!(store.count().unwrap(), 5);
+    assert_eq!(stored_messages(&store), 4);
+    assert_eq!(store.message("m3").unwrap(), None);
 }

@@ -3,8 +3,10 @@
 //! The call path holds a [`CallRecorder`] (cheap to clone) and calls
 //! [`CallRecorder::try_record`], which never waits: when the bounded queue is full (the disk is
 //! slow, another process holds the lock) the record is dropped and counted, like a PCM frame
-//! the ASR could not take. The thread writes records in batches, one transaction each, and
-//! deletes records older than the retention when it starts and every
+//! the ASR could not take. Records with a voice message are large (up to about 1 MB for a
+//! minute), so the audio waiting for the thread has its own bound,
+//! [`WriterOptions::queued_audio_bytes`]. The thread writes records in batches, one
+//! transaction each, and deletes records older than the retention when it starts and every
 //! [`WriterOptions::purge_interval`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::{
-    CallRecord, CallStore, StoreError, DEFAULT_QUEUE_LEN, DEFAULT_RETENTION_DAYS, PURGE_INTERVAL,
+    CallRecord, CallStore, StoreError, DEFAULT_QUEUED_AUDIO_BYTES, DEFAULT_QUEUE_LEN,
+    DEFAULT_RETENTION_DAYS, PURGE_INTERVAL,
 };
 
 /// Most records written in one transaction.
@@ -26,6 +29,10 @@ pub(super) const MAX_BATCH: usize = 64;
 pub struct WriterOptions {
     /// Records that may wait for the thread; more are dropped.
     pub queue_len: usize,
+    /// Bytes of voice-message audio (16-bit PCM, as queued) that may wait for the thread; a
+    /// record whose message would go over is dropped. A record with a message larger than
+    /// this on its own is always dropped.
+    pub queued_audio_bytes: usize,
     /// Delete calls older than this. `None` keeps them for ever.
     pub retention: Option<Duration>,
     /// How often to delete old calls.
@@ -36,6 +43,7 @@ impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {
             queue_len: DEFAULT_QUEUE_LEN,
+            queued_audio_bytes: DEFAULT_QUEUED_AUDIO_BYTES,
             retention: Some(Duration::from_secs(
                 u64::from(DEFAULT_RETENTION_DAYS) * 24 * 3600,
             )),
@@ -62,6 +70,8 @@ pub struct WriterStats {
 pub enum RecordDropped {
     #[error("call record queue is full; record dropped")]
     QueueFull,
+    #[error("too much voice-message audio waits for the call record writer; record dropped")]
+    AudioBacklog,
     #[error("call record writer has stopped; record dropped")]
     WriterStopped,
 }
@@ -83,6 +93,8 @@ struct Counters {
     dropped: AtomicU64,
     failed: AtomicU64,
     purged: AtomicU64,
+    /// Bytes of message audio queued or in the writer's batch, not yet written.
+    queued_audio: AtomicU64,
 }
 
 impl Counters {
@@ -101,6 +113,8 @@ impl Counters {
 pub struct CallRecorder {
     tx: Sender<Job>,
     counters: Arc<Counters>,
+    /// [`WriterOptions::queued_audio_bytes`].
+    audio_limit: u64,
 }
 
 impl std::fmt::Debug for CallRecorder {
@@ -112,9 +126,29 @@ impl std::fmt::Debug for CallRecorder {
 }
 
 impl CallRecorder {
-    /// Queues a record for writing, or drops and counts it if the queue is full.
+    /// Queues a record for writing, or drops and counts it if the queue is full (or its
+    /// message would take the queued audio over [`WriterOptions::queued_audio_bytes`]).
     pub fn try_record(&self, record: CallRecord) -> Result<(), RecordDropped> {
-        self.try_send(Job::Record(Box::new(record)))
+        let audio = audio_bytes(&record);
+        if audio > 0 {
+            let before = self
+                .counters
+                .queued_audio
+                .fetch_add(audio, Ordering::Relaxed);
+            if before.saturating_add(audio) > self.audio_limit {
+                self.counters
+                    .queued_audio
+                    .fetch_sub(audio, Ordering::Relaxed);
+                return Err(self.dropped(RecordDropped::AudioBacklog));
+            }
+        }
+        let sent = self.try_send(Job::Record(Box::new(record)));
+        if sent.is_err() && audio > 0 {
+            self.counters
+                .queued_audio
+                .fetch_sub(audio, Ordering::Relaxed);
+        }
+        sent
     }
 
     /// Queues an update of how a recorded call ended (see [`CallStore::update_outcome`]).
@@ -142,9 +176,14 @@ impl CallRecorder {
             Err(TrySendError::Full(_)) => RecordDropped::QueueFull,
             Err(TrySendError::Disconnected(_)) => RecordDropped::WriterStopped,
         };
+        Err(self.dropped(why))
+    }
+
+    /// Counts and logs a dropped record.
+    fn dropped(&self, why: RecordDropped) -> RecordDropped {
         let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::warn!(dropped, "{why}");
-        Err(why)
+        why
     }
 }
 
@@ -159,6 +198,7 @@ impl StoreWriter {
     /// Starts the thread, which owns `store` from now on.
     pub fn start(store: CallStore, options: WriterOptions) -> Result<StoreWriter, StoreError> {
         let (tx, rx) = bounded(options.queue_len.max(1));
+        let audio_limit = u64::try_from(options.queued_audio_bytes).unwrap_or(u64::MAX);
         let counters = Arc::new(Counters::default());
         let path = store.path().to_path_buf();
         let thread_counters = Arc::clone(&counters);
@@ -167,7 +207,11 @@ impl StoreWriter {
             .spawn(move || write_loop(store, rx, &thread_counters, &options))
             .map_err(|source| StoreError::WriterThread { path, source })?;
         Ok(StoreWriter {
-            recorder: CallRecorder { tx, counters },
+            recorder: CallRecorder {
+                tx,
+                counters,
+                audio_limit,
+            },
             thread: Some(thread),
         })
     }
@@ -284,6 +328,7 @@ fn write_pending(store: &mut CallStore, pending: &mut Vec<CallRecord>, counters:
         return;
     }
     let n = pending.len() as u64;
+    let audio: u64 = pending.iter().map(audio_bytes).sum();
     if store.insert_all(pending).is_ok() {
         counters.written.fetch_add(n, Ordering::Relaxed);
     } else {
@@ -298,6 +343,15 @@ fn write_pending(store: &mut CallStore, pending: &mut Vec<CallRecord>, counters:
         }
     }
     pending.clear();
+    counters.queued_audio.fetch_sub(audio, Ordering::Relaxed);
+}
+
+/// Memory the record's message takes while queued.
+fn audio_bytes(record: &CallRecord) -> u64 {
+    record
+        .message
+        .as_ref()
+        .map_or(0, |m| (m.pcm_8k.len() * std::mem::size_of::<i16>()) as u64)
 }
 
 fn purge(store: &CallStore, max_age: Duration, counters: &Counters) {

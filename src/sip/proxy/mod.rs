@@ -122,6 +122,9 @@ pub struct ProxyConfig {
     /// Hand screened INVITEs to the call layer (`ProxyEvent::ScreenCall`) instead of
     /// forwarding them marked `X-Scamscreen-Caller`.
     pub screen_calls: bool,
+    /// Sources whose withheld calls are known to be fine (`screening.skip_from`): passed
+    /// through marked `X-Scamscreen-Verdict: skipped` instead of screened.
+    pub skip_screening_from: Vec<IpNet>,
 }
 
 /// Something the runtime should know about (logged with a span per call).
@@ -644,6 +647,21 @@ impl Proxy {
                     self.respond_stateless(&msg, &facts, from, &r);
                     self.refuse(603, r.detail, from.addr);
                     return;
+                }
+                CallerClass::Screen
+                    if self
+                        .cfg
+                        .skip_screening_from
+                        .iter()
+                        .any(|n| n.contains(&from.addr.ip())) =>
+                {
+                    self.stats.calls_passed += 1;
+                    forwarded.push_header("X-Scamscreen-Caller", "withheld");
+                    forwarded.push_header("X-Scamscreen-Verdict", "skipped");
+                    forwarded.push_header(
+                        "X-Scamscreen-Reason",
+                        "screening skipped for this source (screening.skip_from)",
+                    );
                 }
                 CallerClass::Screen if self.cfg.screen_calls => {
                     self.stats.calls_screened += 1;

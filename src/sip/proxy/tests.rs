@@ -30,6 +30,7 @@ fn config() -> ProxyConfig {
         timers: TimerConfig::default(),
         classify: ClassifyRules::default(),
         screen_calls: false,
+        skip_screening_from: Vec::new(),
     }
 }
 
