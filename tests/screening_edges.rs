@@ -347,7 +347,13 @@ fn screening_timeout_fails_closed_with_the_block_announcement() {
 #[test]
 fn borderline_caller_is_announced_to_the_callee_with_a_warning() {
     let _cpu = common::cpu_heavy();
-    let callee = callee();
+    // The callee hears the warning and "press 1 / 2", and accepts with 1 (RFC 4733).
+    let callee = DemoCallee::start_with_key(
+        common::screening::LOOPBACK,
+        Duration::ZERO,
+        Some(('1', Duration::from_secs(9))),
+    )
+    .unwrap();
     let ss = Scamscreen::start_with(callee.addr(), 8, Some(PATIENT));
     // Company claim + computer problem, no remote-access request: warn, not divert.
     let words = speech("Hello, this is Microsoft. Your computer has a problem.");

@@ -904,7 +904,8 @@ impl CallSession {
             message: self.message_pcm.take(),
             afterwards: self.afterwards.take(),
         };
-        self.actions.push_back(CallAction::Finished(Box::new(record)));
+        self.actions
+            .push_back(CallAction::Finished(Box::new(record)));
     }
 }
 

@@ -45,6 +45,11 @@ const LEGIT_FIRST: &str = "Hello, this is Doctor Miller's dental office calling 
 /// What the legitimate caller says once put through: the callee should hear it.
 const LEGIT_SECOND: &str =
     "Please remember to bring your insurance card and arrive ten minutes early.";
+/// A borderline opening: a company claim and a problem, no request yet: warned.
+const BORDERLINE: &str = "Hello, this is Microsoft. Your computer has a problem.";
+/// When the test phone presses 1 after answering a warned call (the warning and "press 1 or
+/// 2" take about 9 s).
+const CALLEE_KEY_AFTER: Duration = Duration::from_secs(10);
 
 const SCAMSCREEN_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 /// The caller comes from another loopback address than the callee (the upstream, which
@@ -83,12 +88,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let legit_first = espeak(LEGIT_FIRST, &dir.join("legit-caller-1.wav"))?;
     let legit_second = espeak(LEGIT_SECOND, &dir.join("legit-caller-2.wav"))?;
 
-    let callee = DemoCallee::start(SCAMSCREEN_IP, RING)?;
+    let borderline = espeak(BORDERLINE, &dir.join("borderline-caller.wav"))?;
+    // The test phone accepts warned calls with 1 (RFC 4733) once it has heard the warning.
+    let callee = DemoCallee::start_with_key(SCAMSCREEN_IP, RING, Some(('1', CALLEE_KEY_AFTER)))?;
     let ss = Scamscreen::start(&args.models_dir, callee.addr(), &dir)?;
     let greeting = greeting_ms();
     let listen = Config::default().screening.listen();
 
-    println!("scamscreen demo: two withheld calls through scamscreen, all on loopback");
+    println!("scamscreen demo: four withheld calls through scamscreen, all on loopback");
     println!(
         "  {:<11}{} (default configuration, model {})",
         "scamscreen",
@@ -97,7 +104,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("  {:<11}started as: {}", "", ss.command);
     println!(
-        "  {:<11}{} (the PBX: a test phone that rings {} s, answers and records)",
+        "  {:<11}{} (the PBX: a test phone that rings {} s, answers and records; after a \
+         warning it presses 1 to accept)",
         "callee",
         callee.addr(),
         RING.as_secs()
@@ -132,6 +140,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("── Call 2: the dentist confirming an appointment ──");
     let (legit_ok, legit_action) = demo.legit_call(&legit_first, &legit_second)?;
 
+    println!();
+    println!("── Call 3: a borderline caller (a claim and a problem, no request yet) ──");
+    let (warn_ok, warn_action) = demo.warned_call(&borderline)?;
+
+    println!();
+    println!("── Call 4: a caller who says nothing ──");
+    let (silent_ok, silent_action) = demo.silent_call()?;
+
     drop(ss);
     println!();
     if args.keep {
@@ -142,15 +158,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     let secs = started.elapsed().as_secs();
-    match (scam_ok, legit_ok) {
-        (true, true) => {
+    match (scam_ok, legit_ok, warn_ok, silent_ok) {
+        (true, true, true, true) => {
             println!(
                 "Result: the scam was blocked before the phone rang; the legitimate caller was \
-                 put through and heard. ({secs} s)"
+                 put through and heard; the borderline caller was announced with a warning and \
+                 put through when the callee pressed 1; the silent caller was re-prompted, then \
+                 blocked as silent. ({secs} s)"
             );
             Ok(())
         }
-        (scam, legit) => {
+        (scam, legit, warn, silent) => {
             let mut what = Vec::new();
             if !scam {
                 what.push("the scam call was not blocked");
@@ -158,7 +176,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             if !legit {
                 what.push("the legitimate call did not reach the callee");
             }
-            let hint = if scam_action == "unscreened" || legit_action == "unscreened" {
+            if !warn {
+                what.push("the borderline call was not warned and put through");
+            }
+            if !silent {
+                what.push("the silent caller was not blocked as silent");
+            }
+            let actions = [&scam_action, &legit_action, &warn_action, &silent_action];
+            let hint = if actions.iter().any(|a| *a == "unscreened") {
                 format!(
                     "; scamscreen had no verdict within its screening timeout ({} ms): is the \
                      machine busy? On two idle cores whisper needs about half a second per call",
@@ -294,6 +319,57 @@ impl Demo<'_> {
         Ok((ok, rec.action))
     }
 
+    /// The borderline caller: expect a warning to the callee, who accepts with 1, then the
+    /// caller's words reach the callee.
+    fn warned_call(&self, words: &[i16]) -> anyhow::Result<(bool, String)> {
+        line(
+            "caller says",
+            &format!("\"{BORDERLINE}\" ({:.1} s)", secs(words)),
+        );
+        let before = self.callee.calls().len();
+        let mut caller = self.dial("borderline")?;
+        caller.silence(self.greeting_ms + 300)?;
+        caller.speak(words)?;
+        let answered = caller.wait_until(Duration::from_secs(30), || {
+            self.callee.calls().get(before).is_some_and(|c| c.answered)
+        })?;
+        if answered {
+            // The warning, "press 1 or 2", the key; meanwhile the caller hears ringback.
+            caller.silence(RING.as_millis() as u64 + CALLEE_KEY_AFTER.as_millis() as u64 + 1000)?;
+            caller.speak(&espeak(
+                "Hello, are you there?",
+                &self.dir.join("borderline-caller-2.wav"),
+            )?)?;
+            caller.silence(500)?;
+        }
+        caller.hang_up()?;
+        let rec = self.ss.record(caller.call_id())?;
+        print_record(&rec);
+        let calls = self.callee.calls();
+        let call = calls.get(before);
+        let heard = print_callee(call, |a| self.transcribe(a))?;
+        let ok = rec.action == "warn" && rec.outcome == "connected" && !heard.is_empty();
+        Ok((ok, rec.action))
+    }
+
+    /// The silent caller: re-prompted once, then `silent` (blocked by default).
+    fn silent_call(&self) -> anyhow::Result<(bool, String)> {
+        line("caller says", "nothing (only line noise: silence)");
+        let before = self.callee.calls().len();
+        let mut caller = self.dial("silent")?;
+        // Greeting, no speech, the re-prompt, no speech again, then the announcement.
+        let verdict = self.greeting_ms + 2 * 5_000 + 5_000 + 3_000;
+        caller.wait_for_bye(Duration::from_millis(verdict))?;
+        caller.hang_up()?;
+        let rec = self.ss.record(caller.call_id())?;
+        print_record(&rec);
+        let text = self.transcribe(caller.heard())?;
+        line("caller heard", &quoted(&text));
+        let calls = self.callee.calls();
+        print_callee(calls.get(before), |a| self.transcribe(a))?;
+        Ok((rec.action == "silent" && calls.len() == before, rec.action))
+    }
+
     fn dial(&self, name: &str) -> anyhow::Result<DemoCaller> {
         DemoCaller::call(self.ss.sip, CALLER_IP, name, Duration::from_secs(10))
             .with_context(|| format!("the {name} call: {}", self.ss.log_tail()))
@@ -340,7 +416,13 @@ fn print_record(rec: &CallRecord) {
     for (i, r) in rec.reasons.iter().enumerate() {
         line(
             if i == 0 { "reasons" } else { "" },
-            &format!("{} [{}: \"{}\"]", r.explanation, r.rule, r.matched),
+            &format!(
+                "{} [{}: \"{}\", {:.1} s into the call]",
+                r.explanation,
+                r.rule,
+                r.matched,
+                r.at_ms as f64 / 1000.0
+            ),
         );
     }
     if let (Some(w), "warn") = (&rec.warning, rec.action.as_str()) {
@@ -355,6 +437,11 @@ fn print_record(rec: &CallRecord) {
         ("warn", "connected") => {
             "put through after the callee heard the warning: the call was bridged".into()
         }
+        ("warn", "calleerefused") => "the callee heard the warning and pressed 2: refused".into(),
+        ("silent", "blocked") => {
+            "silent: re-prompted once, then the block announcement; the phone never rings".into()
+        }
+        ("bypass", "connected") => "put through at once: the caller keyed the bypass code".into(),
         ("unscreened", "connected") => {
             "put through unscreened: no verdict in time, and fail_open lets the call through".into()
         }

@@ -70,6 +70,17 @@ impl std::fmt::Debug for DemoCallee {
 impl DemoCallee {
     /// Listen on `ip` (a free port) and answer every INVITE after ringing for `ring`.
     pub fn start(ip: IpAddr, ring: Duration) -> Result<DemoCallee, DemoError> {
+        DemoCallee::start_with_key(ip, ring, None)
+    }
+
+    /// Like [`DemoCallee::start`], and after answering each call press `key.0` (RFC 4733
+    /// telephone-event to the caller's SDP address) `key.1` after the answer: the callee's
+    /// choice after a warning ("press 1 to accept, 2 to refuse").
+    pub fn start_with_key(
+        ip: IpAddr,
+        ring: Duration,
+        key: Option<(char, Duration)>,
+    ) -> Result<DemoCallee, DemoError> {
         let sip = UdpSocket::bind((ip, 0)).map_err(|e| {
             DemoError::io(format!("cannot bind the callee's SIP socket on {ip}"), e)
         })?;
@@ -89,6 +100,7 @@ impl DemoCallee {
             stop: stop.clone(),
             media: HashMap::new(),
             pending: Vec::new(),
+            key,
         };
         let thread = std::thread::Builder::new()
             .name("demo-callee".into())
@@ -149,7 +161,12 @@ struct Media {
 }
 
 impl Media {
-    fn start(ip: IpAddr, shared: Arc<Mutex<Shared>>, index: usize) -> Result<Media, DemoError> {
+    fn start(
+        ip: IpAddr,
+        shared: Arc<Mutex<Shared>>,
+        index: usize,
+        mut press: Option<(char, Instant, SocketAddr)>,
+    ) -> Result<Media, DemoError> {
         let rtp = UdpSocket::bind((ip, 0)).map_err(|e| {
             DemoError::io(format!("cannot bind the callee's RTP socket on {ip}"), e)
         })?;
@@ -165,6 +182,15 @@ impl Media {
             .spawn(move || {
                 let mut buf = [0u8; 2048];
                 while !st.load(Ordering::Relaxed) {
+                    if let Some((digit, at, to)) = press {
+                        if Instant::now() >= at {
+                            press = None;
+                            for pkt in super::dtmf_packets(digit, 1, 8000, 0x5eed) {
+                                let _ = rtp.send_to(&pkt, to);
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                        }
+                    }
                     if let Ok((n, _)) = rtp.recv_from(&mut buf) {
                         if let Some(pcm) = rtp_audio(&buf[..n]) {
                             let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -200,6 +226,8 @@ struct Uas {
     media: HashMap<String, Media>,
     /// INVITEs that are ringing.
     pending: Vec<Pending>,
+    /// A key to press after answering, and when.
+    key: Option<(char, Duration)>,
 }
 
 impl Uas {
@@ -288,7 +316,11 @@ impl Uas {
                 });
                 s.calls.len() - 1
             };
-            match Media::start(self.addr.ip(), self.shared.clone(), index) {
+            let press = self.key.and_then(|(digit, after)| {
+                let to = super::sdp_media(msg)?;
+                Some((digit, Instant::now() + self.ring + after, to))
+            });
+            match Media::start(self.addr.ip(), self.shared.clone(), index, press) {
                 Ok(m) => {
                     self.media.insert(call_id.to_string(), m);
                 }

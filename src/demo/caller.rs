@@ -207,6 +207,28 @@ impl DemoCaller {
         Ok(())
     }
 
+    /// Key `digits` (RFC 4733 telephone-events, 160 ms per key and 100 ms of silence after
+    /// each), paced in real time like speech.
+    pub fn press(&mut self, digits: &str) -> Result<(), DemoError> {
+        for d in digits.chars() {
+            let ts = self.ts;
+            for pkt in super::dtmf_packets(d, self.seq, ts, self.ssrc) {
+                while Instant::now() < self.next_packet {
+                    self.poll_sip()?;
+                    self.drain_rtp();
+                }
+                self.next_packet += Duration::from_millis(20);
+                if let Some(to) = self.remote_rtp {
+                    let _ = self.rtp.send_to(&pkt, to);
+                }
+                self.seq = self.seq.wrapping_add(1);
+            }
+            self.ts = self.ts.wrapping_add(8 * FRAME_SAMPLES as u32);
+            self.silence(100)?;
+        }
+        Ok(())
+    }
+
     /// Send `ms` of silence.
     pub fn silence(&mut self, ms: u64) -> Result<(), DemoError> {
         let frames = ms.div_ceil(20);

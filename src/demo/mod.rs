@@ -269,6 +269,31 @@ pub fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u
     pkt
 }
 
+/// The RFC 4733 packets of one key press as a phone sends them, 20 ms apart: the first
+/// with the marker bit, updates with growing duration, and the end packet three times (§2.5.1.4).
+/// Payload type 101 (what [`pcmu_sdp`] offers); all share the event's timestamp `ts`.
+pub fn dtmf_packets(digit: char, seq: u16, ts: u32, ssrc: u32) -> Vec<Vec<u8>> {
+    let event = match digit {
+        '0'..='9' => digit as u8 - b'0',
+        '*' => 10,
+        '#' => 11,
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for i in 0..8u16 {
+        let end = i >= 5;
+        let duration = 160 * (i.min(5) + 1);
+        let flags = if end { 0x80 | 10 } else { 10 };
+        let [d0, d1] = duration.to_be_bytes();
+        let mut pkt = rtp_packet(101, seq.wrapping_add(i), ts, ssrc, &[event, flags, d0, d1]);
+        if i == 0 {
+            pkt[1] |= 0x80; // marker: the start of the event
+        }
+        out.push(pkt);
+    }
+    out
+}
+
 /// The G.711 audio of an RTP packet (PCMU or PCMA), decoded; `None` for anything else
 /// (telephone-event, comfort noise, garbage).
 pub(crate) fn rtp_audio(pkt: &[u8]) -> Option<Vec<i16>> {
