@@ -86,6 +86,7 @@ bench: model deps-bench
 	python3 bench/detect_bench.py --bin $(BIN) --out BENCHMARKS.md
 	$(BIN) bench screening --models-dir $(MODELS) --out BENCHMARKS.md
 	$(BIN) bench relay --models-dir $(MODELS) --out BENCHMARKS.md
+	$(BIN) bench listening --models-dir $(MODELS) --out BENCHMARKS.md
 	python3 bench/sip_bench.py --bin $(BIN) --rates 1000,2000,3000,4000,6000 --bisect 2 --duration 5 --out BENCHMARKS.md
 
 check-config: build

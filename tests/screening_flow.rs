@@ -33,7 +33,8 @@ fn early_verdict_diverts_a_scam_before_the_caller_has_finished() {
     let ss = Scamscreen::start_with(
         callee.addr(),
         8,
-        Some("[screening]\nlisten_secs = 30\nscreening_timeout_ms = 20000\n"),
+        // No message offer: the blocked caller is hung up on after the announcement.
+        Some("[screening]\nlisten_secs = 30\nscreening_timeout_ms = 20000\nmessage_secs = 0\n"),
     );
     let words = speech(
         "Hello, this is Microsoft technical support. Your computer has a virus. Please \

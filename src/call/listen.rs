@@ -12,10 +12,11 @@
 //!               └─ Full verdict still open and `follow_up` ─▶ question ─▶ turn ─▶ Full over both
 //! ```
 //!
-//! "Clear" is the detector's `more_speech_could_change` being false (or a divert). A
-//! recorded scam message says who it claims to be first and what it wants later, so a
-//! claim without a request keeps the call listening up to `max_listen`, while a caller who
-//! stops talking is screened at once on what they said.
+//! "Clear" is a divert, or the detector's `more_speech_could_change` being false with
+//! legitimacy cues or over [`NO_SIGNAL_WORDS`] words (a short "no scam signals" may be the
+//! recogniser garbling the claim). A recorded scam message says who it claims to be first
+//! and what it wants later, so a claim without a request keeps the call listening up to
+//! `max_listen`, while a caller who stops talking is screened at once on what they said.
 //!
 //! Every job's audio is the caller's turns joined with a short silence; the job remembers
 //! where each turn began in the call, so each rule hit's `at_ms` becomes time in the call
@@ -108,8 +109,24 @@ impl Listener {
     }
 }
 
-fn clear(r: &ScreeningResult) -> bool {
-    r.action == Action::Divert || !r.more_speech
+/// Words of transcript after which "no scam signals" ends the listening of a caller who is
+/// still talking past `listen`. Fewer, and the detector's "no signals" may only mean the
+/// recogniser garbled the claim (tiny.en hears "fraud prevention team" as something else):
+/// a caller talking on without a pause is worth hearing to the point.
+pub const NO_SIGNAL_WORDS: usize = 40;
+
+/// Is the verdict clear enough to stop a caller who is still talking past `listen`? A
+/// divert, a verdict the detector calls final because of legitimacy cues, or "no scam
+/// signals" over enough words.
+fn clear_while_talking(r: &ScreeningResult) -> bool {
+    if r.action == Action::Divert {
+        return true;
+    }
+    if r.more_speech {
+        return false;
+    }
+    let cues = r.reasons.iter().any(|h| h.weight < 0.0);
+    cues || r.transcript.split_whitespace().count() >= NO_SIGNAL_WORDS
 }
 
 fn ms_of(samples: usize) -> u64 {
@@ -183,7 +200,7 @@ impl CallSession {
         // The caller is still talking at the end of the window: stop only if the verdict
         // is already clear.
         match self.listener.latest.clone() {
-            Some(r) if clear(&r) => self.stop_with(now, r),
+            Some(r) if clear_while_talking(&r) => self.stop_with(now, r),
             _ if self.listener.in_flight(JobKind::Partial) => {
                 self.listener.checkpoint_wanted = true;
             }
@@ -334,7 +351,9 @@ impl CallSession {
             (JobKind::Partial, Ok(r)) if self.stage == Stage::Listening => {
                 let past_window = self.listener.turn.as_ref().is_some_and(|t| t.past_window);
                 let wanted = std::mem::take(&mut self.listener.checkpoint_wanted);
-                if r.action == Action::Divert || ((past_window || wanted) && clear(&r)) {
+                if r.action == Action::Divert
+                    || ((past_window || wanted) && clear_while_talking(&r))
+                {
                     self.stop_with(now, r);
                 } else {
                     self.listener.latest = Some(r);
@@ -348,7 +367,7 @@ impl CallSession {
                 self.submit(now, JobKind::Checkpoint);
             }
             (JobKind::Checkpoint, Ok(r)) if self.stage == Stage::Listening => {
-                if clear(&r) {
+                if clear_while_talking(&r) {
                     self.stop_with(now, r);
                 } else {
                     self.listener.latest = Some(r);

@@ -41,6 +41,7 @@
 //! - `dialog.rs`: one leg's dialog state and each rule the checks apply (refusals, server
 //!   transactions, 2xx retransmission, session-timer values).
 
+mod accept;
 pub mod dialog;
 mod keys;
 mod listen;
@@ -48,6 +49,7 @@ mod stage;
 mod uac;
 mod uas;
 
+pub use accept::{accept, MediaPorts, PendingCall};
 pub use dialog::{refusal_for_invite, Refusal};
 
 pub use listen::{AFTERWARDS_WAIT, PARTIAL_FIRST_MS, PARTIAL_STEP_MS};

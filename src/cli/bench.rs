@@ -32,6 +32,8 @@ pub enum BenchCommand {
     Screening(crate::cli::bench_screening::ScreeningBenchArgs),
     /// Bridged calls relayed: loss, added delay, CPU per call (real scamscreen, loopback).
     Relay(crate::cli::bench_relay::RelayBenchArgs),
+    /// Listening time per outcome, extended listening against a fixed window (real model).
+    Listening(crate::cli::bench_listening::ListeningBenchArgs),
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -90,6 +92,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         } => (corpus, words, passes, baseline, rules),
         BenchCommand::Screening(args) => return crate::cli::bench_screening::run(args),
         BenchCommand::Relay(args) => return crate::cli::bench_relay::run(args),
+        BenchCommand::Listening(args) => return crate::cli::bench_listening::run(args),
     };
     let det = rules.detector()?;
     let reference = KeywordBaseline::load(&baseline)?;

@@ -14,7 +14,7 @@
 use crate::asr::{AsrError, AsrRequest, CancelToken, Transcriber};
 use crate::call::{
     AsrFailure, CallAction, CallConfig, CallInput, CallRecordDraft, CallSession, JobKind, Leg,
-    Prompt, ScreeningAction, ScreeningResult, AFTERWARDS_WAIT,
+    MediaPorts, Prompt, ScreeningAction, ScreeningResult, AFTERWARDS_WAIT,
 };
 use crate::detect::score::Action as DetectAction;
 use crate::detect::Detector;
@@ -182,7 +182,6 @@ impl ActiveCall {
 pub struct CallManager {
     res: ScreeningResources,
     calls: HashMap<u64, ActiveCall>,
-    by_call_id: HashMap<String, u64>,
     next_id: u64,
     events: mpsc::Sender<CallEvent>,
 }
@@ -199,7 +198,6 @@ impl CallManager {
         CallManager {
             res,
             calls: HashMap::new(),
-            by_call_id: HashMap::new(),
             next_id: 1,
             events,
         }
@@ -238,34 +236,17 @@ impl CallManager {
         withheld_reason: String,
     ) {
         let now = Instant::now();
-        // An extension we cannot honour (RFC 3261 §8.2.2.3): 420 before any port or ASR
-        // slot is taken.
-        if let Some(r) = crate::call::refusal_for_invite(&invite) {
-            info!(status = r.status, "screened call refused: {}", r.reason);
-            proxy.respond_with(&invite, source, r.status, r.reason, &r.headers);
-            return;
-        }
-        let offer = std::str::from_utf8(invite.body())
-            .map_err(|_| sdp::SdpError::Malformed("SDP is not UTF-8".into()))
-            .and_then(SessionDescription::parse);
-        let id = self.next_id;
-        self.next_id += 1;
-        let answer =
-            offer.and_then(|o| sdp::answer(&o, self.res.media_ip, 0, id, 1).map(|(n, _)| (o, n)));
-        let (offer, _) = match answer {
-            Ok(v) => v,
-            Err(e) => {
-                let status = e.sip_status();
-                info!(status, error = %e, "screened call refused: SDP");
-                let reason = if status == 488 {
-                    "Not Acceptable Here"
-                } else {
-                    "Bad Request"
-                };
-                proxy.respond(&invite, source, status, reason);
+        // Refusals (420, 400, 488) come before any port or ASR slot is taken.
+        let pending = match crate::call::accept(&invite, source) {
+            Ok(p) => p,
+            Err(r) => {
+                info!(status = r.status, "screened call refused: {}", r.reason);
+                proxy.respond_with(&invite, source, r.status, r.reason, &r.headers);
                 return;
             }
         };
+        let id = self.next_id;
+        self.next_id += 1;
         let pairs = match self.bind_pair() {
             Some(a) => {
                 let ports_a = a.0;
@@ -281,38 +262,41 @@ impl CallManager {
                     self.res.ports.release(p.rtp);
                 }
                 warn!("screened call refused: no free RTP ports");
-                proxy.respond(&invite, source, 503, "Service Unavailable");
+                proxy.respond(
+                    pending.invite(),
+                    pending.source(),
+                    503,
+                    "Service Unavailable",
+                );
                 return;
             }
         };
         let (sa, sb) = (la.rtp.clone(), lb.rtp.clone());
-        let (negotiated, answer_sdp) = match sdp::answer(&offer, self.res.media_ip, pa.rtp, id, 1) {
+        let call_id = pending
+            .invite()
+            .header("call-id")
+            .unwrap_or_default()
+            .to_string();
+        let media = MediaPorts {
+            ip: self.res.media_ip,
+            a: pa.rtp,
+            b: pb.rtp,
+        };
+        let (call, negotiated) = match pending.answer(now, id, self.res.call.clone(), media) {
             Ok(v) => v,
-            Err(_) => {
+            Err(r) => {
                 self.res.ports.release(pa.rtp);
                 self.res.ports.release(pb.rtp);
-                proxy.respond(&invite, source, 488, "Not Acceptable Here");
+                proxy.respond_with(&invite, source, r.status, r.reason, &r.headers);
                 return;
             }
         };
-        let offer_b = sdp::offer_preferring(negotiated.codec, self.res.media_ip, pb.rtp, id, 1);
         let a = MediaLeg::new(
             now,
             negotiated,
             RtpSender::from_seed(id.wrapping_mul(2654435761)),
         );
-        let call = CallSession::answer(
-            now,
-            id,
-            &invite,
-            source,
-            self.res.call.clone(),
-            Bytes::from(answer_sdp),
-            Bytes::from(offer_b),
-        );
-        let call_id = invite.header("call-id").unwrap_or_default().to_string();
-        proxy.attach_call(&call_id, false);
-        self.by_call_id.insert(call_id.clone(), id);
+        proxy.attach_call(&call_id, false, id);
         let readers = vec![
             tokio::spawn(read_rtp(sa.clone(), id, Leg::A, self.events.clone())),
             tokio::spawn(read_rtp(sb.clone(), id, Leg::B, self.events.clone())),
@@ -371,16 +355,7 @@ impl CallManager {
     }
 
     /// A SIP message for a call we own.
-    pub async fn sip(
-        &mut self,
-        proxy: &mut Proxy,
-        call_id: &str,
-        from_upstream: bool,
-        msg: SipMessage,
-    ) {
-        let Some(&id) = self.by_call_id.get(call_id) else {
-            return;
-        };
+    pub async fn sip(&mut self, proxy: &mut Proxy, id: u64, from_upstream: bool, msg: SipMessage) {
         if let Some(c) = self.calls.get_mut(&id) {
             let input = if from_upstream {
                 CallInput::FromCallee(msg)
@@ -686,17 +661,14 @@ impl CallManager {
         let (a_id, b_id) = c.call.call_ids();
         if let Some(b) = b_id {
             if c.leg_b_id.as_deref() != Some(b.as_str()) {
-                proxy.attach_call(&b, true);
-                self.by_call_id.insert(b.clone(), id);
+                proxy.attach_call(&b, true, id);
                 c.leg_b_id = Some(b);
             }
         }
         if c.finished && c.call.is_done() {
             proxy.detach_call(&a_id);
-            self.by_call_id.remove(&a_id);
             if let Some(b) = c.leg_b_id.take() {
                 proxy.detach_call(&b);
-                self.by_call_id.remove(&b);
             }
             self.calls.remove(&id);
         }

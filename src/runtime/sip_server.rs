@@ -319,17 +319,13 @@ impl Core {
                 }
                 (
                     ProxyEvent::CallMessage {
-                        call_id,
+                        call,
                         from_upstream,
                         msg,
                         ..
                     },
                     Some(calls),
-                ) => {
-                    calls
-                        .sip(&mut self.proxy, &call_id, from_upstream, msg)
-                        .await
-                }
+                ) => calls.sip(&mut self.proxy, call, from_upstream, msg).await,
                 _ => {}
             }
         }

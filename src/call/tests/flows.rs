@@ -126,9 +126,30 @@ fn without_partial_looks_a_checkpoint_at_the_window_decides_whether_to_go_on() {
     let (job, kind) = transcribe_of(&a).expect("checkpoint");
     assert_eq!(kind, JobKind::Checkpoint);
     assert_eq!(t.call.stage(), Stage::Listening);
-    let a = t.input(transcribed(job, verdict(ScreeningAction::Allow)));
+    let mut dentist = verdict(ScreeningAction::Allow);
+    dentist.reasons = vec![Reason {
+        weight: -2.0,
+        ..hit("legit-everyday", 4_000)
+    }];
+    let a = t.input(transcribed(job, dentist));
     let inv = invite_of(&a).expect("callee rung");
     assert_eq!(inv.header("x-scamscreen-verdict"), Some("allow"));
+
+    // "No scam signals" over a few words is not clear while the caller talks on (the
+    // recogniser may have garbled the claim); over enough words it is.
+    let mut t = listening(cfg());
+    let a = t.audio(true, 8_100);
+    let (job, _) = transcribe_of(&a).unwrap();
+    assert!(t
+        .input(transcribed(job, verdict(ScreeningAction::Allow)))
+        .is_empty());
+    assert_eq!(t.call.stage(), Stage::Listening);
+    let mut t = listening(cfg());
+    let a = t.audio(true, 8_100);
+    let (job, _) = transcribe_of(&a).unwrap();
+    let mut long = verdict(ScreeningAction::Allow);
+    long.transcript = "word ".repeat(crate::call::listen::NO_SIGNAL_WORDS);
+    assert!(invite_of(&t.input(transcribed(job, long))).is_some());
 
     // Open at the window: keep listening until the caller stops, then the full verdict.
     let mut t = listening(cfg());

@@ -56,9 +56,11 @@ impl Proxy {
             return;
         };
         // Responses to the call layer's own requests (its INVITE/BYE/CANCEL on either leg).
-        let in_b = self.calls_b.contains(&facts.call_id);
-        if in_b || self.calls_a.contains(&facts.call_id) {
+        let in_b = self.calls_b.get(&facts.call_id);
+        if let Some(&call) = in_b.or_else(|| self.calls_a.get(&facts.call_id)) {
+            let in_b = in_b.is_some();
             self.events.push_back(ProxyEvent::CallMessage {
+                call,
                 call_id: facts.call_id.clone(),
                 from_upstream: in_b,
                 msg,

@@ -150,6 +150,8 @@ pub enum ProxyEvent {
     },
     /// A message for a call the call layer owns.
     CallMessage {
+        /// The call layer's number for the call (given to `attach_call`).
+        call: u64,
         call_id: String,
         /// `true` when it came from the upstream side (leg B), else from the caller (leg A).
         from_upstream: bool,
@@ -286,8 +288,10 @@ pub struct Proxy {
     /// Contexts touched since the last flush.
     dirty: Vec<u64>,
     /// Call-IDs of calls the call layer owns: leg A (caller side) and leg B (upstream side).
-    calls_a: std::collections::HashSet<String>,
-    calls_b: std::collections::HashSet<String>,
+    /// The only Call-ID table of screened calls: Call-ID → the call layer's call number, per
+    /// side (leg A's Call-ID from the caller's side, leg B's from the upstream).
+    calls_a: std::collections::HashMap<String, u64>,
+    calls_b: std::collections::HashMap<String, u64>,
 }
 
 impl Proxy {
@@ -312,11 +316,11 @@ impl Proxy {
 
     /// The call layer owns this Call-ID from now on (leg A: from the caller's side; leg B:
     /// the call it places towards the upstream).
-    pub fn attach_call(&mut self, call_id: &str, upstream_leg: bool) {
+    pub fn attach_call(&mut self, call_id: &str, upstream_leg: bool, call: u64) {
         if upstream_leg {
-            self.calls_b.insert(call_id.to_string());
+            self.calls_b.insert(call_id.to_string(), call);
         } else {
-            self.calls_a.insert(call_id.to_string());
+            self.calls_a.insert(call_id.to_string(), call);
         }
     }
 
@@ -510,13 +514,14 @@ impl Proxy {
         // Messages of calls the call layer owns go there, not through a proxy transaction.
         if let Some(call_id) = msg.header("call-id").map(str::to_string) {
             let upstream = self.is_upstream(from);
-            let owned = if upstream {
-                self.calls_b.contains(&call_id)
+            let owner = if upstream {
+                self.calls_b.get(&call_id)
             } else {
-                self.calls_a.contains(&call_id)
+                self.calls_a.get(&call_id)
             };
-            if owned {
+            if let Some(&call) = owner {
                 self.events.push_back(ProxyEvent::CallMessage {
+                    call,
                     call_id,
                     from_upstream: upstream,
                     msg,

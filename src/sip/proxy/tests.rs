@@ -424,8 +424,8 @@ fn screened_invites_go_to_the_call_layer_with_their_later_messages() {
         }
         other => panic!("{other:?}"),
     }
-    net.proxy.attach_call("call-z9hG4bKsc", false);
-    net.proxy.attach_call("leg-b-1", true);
+    net.proxy.attach_call("call-z9hG4bKsc", false, 1);
+    net.proxy.attach_call("leg-b-1", true, 1);
     let bye = inv
         .replacen("INVITE sip:", "BYE sip:", 1)
         .replace("CSeq: 1 INVITE", "CSeq: 2 BYE");
