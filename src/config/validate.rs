@@ -242,7 +242,9 @@ impl Config {
                 format!("{} is outside 1..={MAX_LISTEN_SECS}", s.listen_secs),
             );
         }
-        if s.max_listen_secs < s.listen_secs || s.max_listen_secs > MAX_MAX_LISTEN_SECS {
+        let too_short =
+            (1..=MAX_LISTEN_SECS).contains(&s.listen_secs) && s.max_listen_secs < s.listen_secs;
+        if too_short || s.max_listen_secs > MAX_MAX_LISTEN_SECS {
             p.push(
                 "screening.max_listen_secs",
                 format!(
@@ -251,7 +253,9 @@ impl Config {
                 ),
             );
         }
-        if s.no_speech_secs == 0 || s.no_speech_secs > s.listen_secs {
+        // (A bad listen_secs is reported once, above, not again through this one.)
+        let listen_ok = (1..=MAX_LISTEN_SECS).contains(&s.listen_secs);
+        if s.no_speech_secs == 0 || (listen_ok && s.no_speech_secs > s.listen_secs) {
             p.push(
                 "screening.no_speech_secs",
                 format!(

@@ -8,9 +8,9 @@
 //! 1. Caller's INVITE: [`sdp::SessionDescription::parse`] the offer (error →
 //!    [`sdp::SdpError::sip_status`], 400 or 488), [`ports::PortPool::allocate`] a port pair,
 //!    [`sdp::answer`] it, and build the caller's [`relay::MediaLeg`] from the
-//!    [`sdp::Negotiated`] with an [`rtp::RtpSender`]. Attach a [`tap::RecorderTap`] to it
-//!    ([`relay::MediaLeg::set_tap`]); the ASR side drains the [`tap::TapReceiver`] into a
-//!    [`tap::SpeechBuffer`] until end of speech or `listen_secs`.
+//!    [`sdp::Negotiated`] with an [`rtp::RtpSender`]. The caller's accepted audio is decoded
+//!    and given to the call session, which collects it in a [`tap::SpeechBuffer`] (end of
+//!    speech by voice activity); keys pressed come through [`dtmf::DtmfReceiver`].
 //! 2. Greeting: a [`prompt::PromptPlayer`] driven through
 //!    [`relay::MediaLeg::transmit_prompt`] at its [`prompt::PromptPlayer::poll_timeout`];
 //!    caller packets go to [`relay::MediaLeg::on_packet`].
@@ -19,8 +19,11 @@
 //!    forwards every packet (transcoding PCMU↔PCMA if the legs differ). For a warning, play
 //!    it with `transmit_prompt` on the callee's leg while
 //!    [`relay::RtpRelay::set_forwarding`] holds the caller's audio back.
+//!    Once bridged, a [`bridge::MediaBridge`] owns the relay, RTCP per leg and the
+//!    inactivity check.
 //! 4. Hang-up: [`ports::PortPool::release`] both pairs.
 
+pub mod bridge;
 pub mod dtmf;
 pub mod g711;
 pub mod ports;

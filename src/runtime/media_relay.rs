@@ -1,25 +1,16 @@
-//! A bridged call's media on its own task: RTP relayed between the two legs' sockets, RTCP
-//! generated per leg, inactivity reported to the core.
+//! A bridged call's media on its own task: the pure [`MediaBridge`] (relay, RTCP per leg,
+//! inactivity) fed from the two legs' sockets and drained into them.
 //!
 //! Once the legs are bridged the SIP core has nothing to do with media any more, so the
 //! relay runs on any runtime worker: bridged media never waits for the core, and a busy
-//! core (a burst of INVITEs, a slow disk) never delays a packet.
-//!
-//! **RTCP is generated, not passed through.** The relay rewrites every packet into the
-//! receiving phone's stream (our SSRC, sequence numbers and timestamps, see
-//! [`crate::media::relay`]), so the phones' own reports would describe streams the other
-//! phone never saw. Instead each leg gets its own [`RtcpReporter`] (RFC 3550 §6): a sender
-//! report about the stream we send to that phone, with a report block about the stream we
-//! receive from it (loss, jitter, LSR/DLSR from its sender reports), SDES CNAME, every 5 s
-//! on average, and a BYE when the call ends. Phones' RTCP arriving on our RTCP ports is
-//! checked against the leg's latched source, counts as activity and feeds LSR/DLSR.
+//! core (a burst of INVITEs, a slow disk) never delays a packet. This file only moves
+//! datagrams and runs the bridge's timer; what is relayed, reported or dropped is the
+//! bridge's (see [`crate::media::bridge`]).
 
 use crate::call::Leg;
+use crate::media::bridge::{BridgeEvent, MediaBridge, Port};
 use crate::media::relay::{LegId, RtpRelay};
-use crate::media::rtcp::{cname_from_seed, RtcpReporter};
-use crate::media::rtp;
 use crate::runtime::calls::{CallEvent, RTP_INACTIVITY};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::UdpSocket;
@@ -49,8 +40,14 @@ impl RelayTask {
         call: u64,
         events: mpsc::Sender<CallEvent>,
     ) -> RelayTask {
+        let seed = call
+            ^ SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+        let now = std::time::Instant::now();
+        let bridge = MediaBridge::new(now, relay, seed, RTP_INACTIVITY);
         let (stop, stopped) = oneshot::channel();
-        let handle = tokio::spawn(relay_media(relay, [caller, callee], call, events, stopped));
+        let handle = tokio::spawn(relay_media(bridge, [caller, callee], call, events, stopped));
         RelayTask {
             stop: Some(stop),
             handle,
@@ -68,118 +65,100 @@ impl Drop for RelayTask {
     }
 }
 
-/// Per leg: its sockets and the RTCP it generates.
-struct Side {
-    id: LegId,
-    sockets: LegSockets,
-    rtcp: RtcpReporter,
+/// Send what the bridge has for the sockets. Never waits: a full socket buffer drops the
+/// packet (late audio is useless).
+fn flush(bridge: &mut MediaBridge, sockets: &[LegSockets; 2]) {
+    while let Some(t) = bridge.poll_transmit() {
+        let leg = &sockets[usize::from(t.leg == LegId::Callee)];
+        let sock = match t.port {
+            Port::Rtp => &leg.rtp,
+            Port::Rtcp => &leg.rtcp,
+        };
+        let _ = sock.try_send_to(&t.bytes, t.to);
+    }
 }
 
-fn sides(relay: &RtpRelay, sockets: [LegSockets; 2], call: u64) -> [Side; 2] {
-    let now = std::time::Instant::now();
-    // One CNAME for all of scamscreen's streams in this call (RFC 3550 §6.5.1), random per
-    // call (RFC 7022): no host or user name leaks.
-    let seed = call
-        ^ SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-    let cname = cname_from_seed(seed);
-    let [a, b] = sockets;
-    let side = |id: LegId, sockets: LegSockets, n: u64| Side {
-        id,
-        rtcp: RtcpReporter::new(
-            now,
-            relay.leg(id).sender().ssrc(),
-            cname.clone(),
-            crate::media::g711::CLOCK_RATE,
-            seed.rotate_left(17) ^ n,
-        ),
-        sockets,
-    };
-    [side(LegId::Caller, a, 1), side(LegId::Callee, b, 2)]
+/// Packets already waiting on `sock` after the one that woke the task: fed to the bridge
+/// without another trip through the scheduler (bounded, so the other leg is not starved).
+fn drain(bridge: &mut MediaBridge, leg: LegId, port: Port, sock: &UdpSocket, buf: &mut [u8]) {
+    for _ in 0..16 {
+        match sock.try_recv_from(buf) {
+            Ok((n, src)) => {
+                let now = std::time::Instant::now();
+                match port {
+                    Port::Rtp => bridge.on_rtp(now, leg, src, &buf[..n]),
+                    Port::Rtcp => bridge.on_rtcp(now, leg, src, &buf[..n]),
+                }
+            }
+            Err(_) => return,
+        }
+    }
 }
 
-/// Relays until stopped (the call ended) or a leg is silent for [`RTP_INACTIVITY`]
-/// (reported as [`CallEvent::MediaTimeout`]; relaying goes on until the core ends the call).
-/// Logs the legs' counters at the end (packets from strangers dropped: RTP bleed attempts).
+/// Relays until stopped (the call ended); a leg silent for [`RTP_INACTIVITY`] is reported
+/// as [`CallEvent::MediaTimeout`] (relaying goes on until the core ends the call). Logs the
+/// legs' counters at the end (packets from strangers dropped: RTP bleed attempts).
 async fn relay_media(
-    mut relay: RtpRelay,
+    mut bridge: MediaBridge,
     sockets: [LegSockets; 2],
     call: u64,
     events: mpsc::Sender<CallEvent>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut legs = sides(&relay, sockets, call);
-    // The sockets again, outside `legs` (which the handlers change).
-    let (a, b) = (legs[0].sockets.clone(), legs[1].sockets.clone());
+    let [a, b] = sockets.clone();
     let mut bufs = [[0u8; 2048]; 4];
     let [rtp_a, rtp_b, rtcp_a, rtcp_b] = &mut bufs;
-    let mut check = tokio::time::interval(Duration::from_secs(1));
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // One timer for RTCP, moved only when the next report's time changes (a new timer per
-    // packet would cost more than relaying the packet).
-    let next_rtcp = |legs: &[Side; 2]| legs.iter().filter_map(|s| s.rtcp.poll_timeout()).min();
+    // One timer, moved only when the bridge's next wake-up changes (a new timer per packet
+    // would cost more than relaying the packet).
     let far = || TokioInstant::now() + Duration::from_secs(3_600);
-    let mut rtcp_due = next_rtcp(&legs);
-    let rtcp_timer = tokio::time::sleep_until(rtcp_due.map_or_else(far, TokioInstant::from_std));
-    tokio::pin!(rtcp_timer);
+    let mut due = bridge.poll_timeout();
+    let timer = tokio::time::sleep_until(due.map_or_else(far, TokioInstant::from_std));
+    tokio::pin!(timer);
     loop {
+        // ICMP errors surface on the next receive; they say nothing about the call.
         tokio::select! {
             _ = &mut stop => break,
             r = a.rtp.recv_from(rtp_a) => match r {
                 Ok((n, src)) => {
-                    relay_rtp(&mut relay, &mut legs, 0, src, &rtp_a[..n]);
-                    drain_rtp(&mut relay, &mut legs, 0, &a.rtp, rtp_a);
+                    bridge.on_rtp(std::time::Instant::now(), LegId::Caller, src, &rtp_a[..n]);
+                    drain(&mut bridge, LegId::Caller, Port::Rtp, &a.rtp, rtp_a);
                 }
-                // ICMP errors surface on the next receive; they say nothing about the call.
                 Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
             },
             r = b.rtp.recv_from(rtp_b) => match r {
                 Ok((n, src)) => {
-                    relay_rtp(&mut relay, &mut legs, 1, src, &rtp_b[..n]);
-                    drain_rtp(&mut relay, &mut legs, 1, &b.rtp, rtp_b);
+                    bridge.on_rtp(std::time::Instant::now(), LegId::Callee, src, &rtp_b[..n]);
+                    drain(&mut bridge, LegId::Callee, Port::Rtp, &b.rtp, rtp_b);
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
             },
             r = a.rtcp.recv_from(rtcp_a) => match r {
-                Ok((n, src)) => receive_rtcp(&mut relay, &mut legs[0], src, &rtcp_a[..n]),
+                Ok((n, src)) => bridge.on_rtcp(std::time::Instant::now(), LegId::Caller, src, &rtcp_a[..n]),
                 Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
             },
             r = b.rtcp.recv_from(rtcp_b) => match r {
-                Ok((n, src)) => receive_rtcp(&mut relay, &mut legs[1], src, &rtcp_b[..n]),
+                Ok((n, src)) => bridge.on_rtcp(std::time::Instant::now(), LegId::Callee, src, &rtcp_b[..n]),
                 Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
             },
-            _ = &mut rtcp_timer => {
-                let (now, wall) = (std::time::Instant::now(), SystemTime::now());
-                for side in &mut legs {
-                    if let Some(report) = side.rtcp.poll_transmit(now, wall) {
-                        send_rtcp(&relay, side, &report);
-                    }
-                }
-            }
-            _ = check.tick() => {
-                if let Some(leg) = relay.inactive_leg(std::time::Instant::now(), RTP_INACTIVITY) {
-                    let leg = if leg == LegId::Caller { Leg::A } else { Leg::B };
-                    let _ = events.send(CallEvent::MediaTimeout { call, leg }).await;
-                    check.reset_after(RTP_INACTIVITY);
-                }
-            }
+            _ = &mut timer => bridge.handle_timeout(std::time::Instant::now(), SystemTime::now()),
         }
-        let due = next_rtcp(&legs);
-        if due != rtcp_due {
-            rtcp_due = due;
-            rtcp_timer
+        flush(&mut bridge, &sockets);
+        while let Some(BridgeEvent::Inactive(leg)) = bridge.poll_event() {
+            let leg = if leg == LegId::Caller { Leg::A } else { Leg::B };
+            let _ = events.send(CallEvent::MediaTimeout { call, leg }).await;
+        }
+        let next = bridge.poll_timeout();
+        if next != due {
+            due = next;
+            timer
                 .as_mut()
                 .reset(due.map_or_else(far, TokioInstant::from_std));
         }
     }
     // RFC 3550 §6.6: say we are leaving, to each phone we sent to.
-    let (now, wall) = (std::time::Instant::now(), SystemTime::now());
-    for side in &mut legs {
-        if let Some(bye) = side.rtcp.bye(now, wall, Some("call ended")) {
-            send_rtcp(&relay, side, &bye);
-        }
-    }
+    bridge.end(std::time::Instant::now(), SystemTime::now());
+    flush(&mut bridge, &sockets);
+    let relay = bridge.relay();
     let (a, b) = (
         relay.leg(LegId::Caller).stats(),
         relay.leg(LegId::Callee).stats(),
@@ -193,67 +172,11 @@ async fn relay_media(
             rtcp_in = a.rtcp_in + b.rtcp_in,
             dropped_wrong_source = a.dropped_wrong_source + b.dropped_wrong_source,
             dropped_malformed = a.dropped_malformed + b.dropped_malformed,
-            caller_jitter = legs[0].rtcp.receiver_stats().jitter(),
-            callee_jitter = legs[1].rtcp.receiver_stats().jitter(),
+            caller_jitter = bridge.reporter(LegId::Caller).receiver_stats().jitter(),
+            callee_jitter = bridge.reporter(LegId::Callee).receiver_stats().jitter(),
             "media relay ended"
         )
     });
-}
-
-/// Packets already waiting on `sock` after the one that woke the task: relayed without
-/// another trip through the scheduler (bounded, so the other leg is not starved).
-fn drain_rtp(
-    relay: &mut RtpRelay,
-    legs: &mut [Side; 2],
-    from: usize,
-    sock: &UdpSocket,
-    buf: &mut [u8],
-) {
-    for _ in 0..16 {
-        match sock.try_recv_from(buf) {
-            Ok((n, src)) => relay_rtp(relay, legs, from, src, &buf[..n]),
-            Err(_) => return,
-        }
-    }
-}
-
-/// One RTP datagram from leg `from` (0 caller, 1 callee): relayed out of the other leg's
-/// socket if accepted; both legs' RTCP statistics updated.
-fn relay_rtp(
-    relay: &mut RtpRelay,
-    legs: &mut [Side; 2],
-    from: usize,
-    src: SocketAddr,
-    bytes: &[u8],
-) {
-    let now = std::time::Instant::now();
-    let (accepted, out) = relay.relay_observed(now, legs[from].id, src, bytes);
-    if let Some(h) = accepted {
-        legs[from].rtcp.on_rtp_received(now, &h);
-    }
-    if let Some((to, packet)) = out {
-        let other = &mut legs[1 - from];
-        // Never wait: a full socket buffer drops the packet (late audio is useless).
-        if other.sockets.rtp.try_send_to(&packet, to).is_ok() {
-            if let Ok((h, payload)) = rtp::parse(&packet) {
-                other.rtcp.on_rtp_sent(now, h.timestamp, payload.len());
-            }
-        }
-    }
-}
-
-/// A phone's RTCP on our RTCP port: accepted only from the leg's latched address.
-fn receive_rtcp(relay: &mut RtpRelay, side: &mut Side, src: SocketAddr, bytes: &[u8]) {
-    let now = std::time::Instant::now();
-    if relay.relay_rtcp(now, side.id, src, bytes) {
-        let _ = side.rtcp.on_rtcp_received(now, bytes);
-    }
-}
-
-fn send_rtcp(relay: &RtpRelay, side: &Side, packet: &[u8]) {
-    if let Some(to) = relay.leg(side.id).rtcp_target() {
-        let _ = side.sockets.rtcp.try_send_to(packet, to);
-    }
 }
 
 #[cfg(test)]
@@ -334,7 +257,7 @@ mod tests {
             callee.rtp.send_to(&rtp_packet(seq), b_port).await.unwrap();
             tokio::time::sleep(Duration::from_millis(20)).await;
             while let Ok((n, _)) = callee.rtp.try_recv_from(&mut buf) {
-                let (h, payload) = rtp::parse(&buf[..n]).unwrap();
+                let (h, payload) = crate::media::rtp::parse(&buf[..n]).unwrap();
                 assert_eq!((h.ssrc, payload.len()), (ssrc_to_callee, 160));
                 got_by_callee += 1;
             }
