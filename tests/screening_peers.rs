@@ -194,7 +194,12 @@ fn sipp_scam_caller_is_blocked_and_the_sipp_callee_never_rings() {
         3000,
     );
     let (uas_port, uac_port) = (free_port(), free_port());
-    let ss = Scamscreen::start(SocketAddr::new(LOOPBACK, uas_port));
+    // No message offer: sipp's scenario expects the BYE right after the announcement.
+    let ss = Scamscreen::start_with(
+        SocketAddr::new(LOOPBACK, uas_port),
+        8,
+        Some("[screening]\nmessage_secs = 0\n"),
+    );
     // The callee: must never get an INVITE, so it runs into its -timeout (exit 255). Its 30 s
     // outlast the whole blocked call (greeting, listening, verdict, announcement, BYE: ~20 s).
     let mut uas = sipp("uas_call.xml", uas_port, None, 30, &[], dir.path());

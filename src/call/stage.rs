@@ -231,7 +231,7 @@ pub enum CallAction {
     /// Ringback towards the caller while the callee rings (on/off).
     Ringback(bool),
     /// The callee's SDP answer (for leg B's media).
-    CalleeSdp(Bytes),
+    CalleeMedia(Option<crate::media::sdp::Negotiated>),
     /// Relay media between the legs from now on.
     Bridge,
     /// Signalling and media are over: free the call's ports and sockets.
@@ -756,7 +756,13 @@ impl CallSession {
     /// it: stop the ringback, give the runtime the callee's SDP, and warn the callee first
     /// when the verdict says so.
     pub(super) fn callee_answered(&mut self, sdp: Bytes) {
-        self.actions.push_back(CallAction::CalleeSdp(sdp));
+        // RFC 3264 §6: what the callee's answer agreed on for leg B's media (`None`: no
+        // usable answer; the legs are then bridged in signalling only).
+        let negotiated = std::str::from_utf8(&sdp)
+            .ok()
+            .and_then(|t| crate::media::sdp::SessionDescription::parse(t).ok())
+            .and_then(|s| crate::media::sdp::accept_answer(&s).ok());
+        self.actions.push_back(CallAction::CalleeMedia(negotiated));
         let diverted = self.diverted;
         self.outcome = Some(if diverted {
             CallOutcome::Diverted

@@ -23,7 +23,6 @@ use crate::media::ports::{PortPool, RtpPorts};
 use crate::media::prompt::PromptPlayer;
 use crate::media::relay::{MediaLeg, PacketVerdict, PayloadKind, RtpRelay};
 use crate::media::rtp::RtpSender;
-use crate::media::sdp::{self, SessionDescription};
 use crate::media::tap::AudioFrame;
 use crate::runtime::media_relay::{LegSockets, RelayTask};
 use crate::sip::msg::SipMessage;
@@ -605,22 +604,13 @@ impl CallManager {
                         _ => None,
                     };
                 }
-                CallAction::CalleeSdp(body) => {
-                    let neg = std::str::from_utf8(&body)
-                        .ok()
-                        .and_then(|t| SessionDescription::parse(t).ok())
-                        .and_then(|s| sdp::accept_answer(&s).ok());
-                    match neg {
-                        Some(n) => {
-                            c.b = Some(MediaLeg::new(
-                                now,
-                                n,
-                                RtpSender::from_seed(id ^ 0x5bd1_e995),
-                            ));
-                        }
-                        None => debug!(call = id, "callee answered without usable SDP"),
+                CallAction::CalleeMedia(negotiated) => match negotiated {
+                    Some(n) => {
+                        let sender = RtpSender::from_seed(id ^ 0x5bd1_e995);
+                        c.b = Some(MediaLeg::new(now, n, sender));
                     }
-                }
+                    None => debug!(call = id, "callee answered without usable SDP"),
+                },
                 CallAction::Bridge => {
                     c.ringback = None;
                     c.players.clear();

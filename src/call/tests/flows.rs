@@ -498,3 +498,22 @@ fn the_caller_hanging_up_at_any_stage_ends_everything() {
     let r = finish(&mut t, a);
     assert_eq!(r.outcome, CallOutcome::Connected);
 }
+
+#[test]
+fn the_callees_sdp_answer_sets_leg_b_media() {
+    let mut t = T::new(cfg());
+    let a = screen(&mut t, ScreeningAction::Allow);
+    let inv = invite_of(&a).unwrap();
+    let mut ok = pbx_response(&inv, 200);
+    ok.set_body(Bytes::from_static(
+        b"v=0\r\no=- 1 1 IN IP4 192.0.2.20\r\ns=-\r\nc=IN IP4 192.0.2.20\r\nt=0 0\r\n\
+          m=audio 7000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n",
+    ));
+    let a = t.input(CallInput::FromCallee(ok));
+    let media = a.iter().find_map(|x| match x {
+        CallAction::CalleeMedia(m) => Some(m.clone()),
+        _ => None,
+    });
+    let n = media.flatten().expect("PCMA negotiated");
+    assert_eq!(n.codec, crate::media::g711::Codec::Pcma);
+}

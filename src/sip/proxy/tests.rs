@@ -453,3 +453,29 @@ fn screened_invites_go_to_the_call_layer_with_their_later_messages() {
     let out = net.input(TRUNK, &bye.replace("CSeq: 2 BYE", "CSeq: 3 BYE"));
     assert_eq!(out[0].0.addr, PBX.parse().unwrap());
 }
+
+#[test]
+fn withheld_calls_from_a_skip_from_source_pass_through_marked_skipped() {
+    let mut cfg = config();
+    cfg.screen_calls = true;
+    cfg.skip_screening_from = vec![TRUNK
+        .parse::<std::net::SocketAddr>()
+        .map(|a| ipnet::IpNet::from(a.ip()))
+        .unwrap()];
+    let mut net = Net::new(cfg);
+    let inv = invite(
+        "<sip:anonymous@anonymous.invalid>",
+        "Privacy: id\r\n",
+        "z9hG4bKskip",
+    );
+    let out = net.input(TRUNK, &inv);
+    let fwd = out
+        .iter()
+        .find(|(to, m)| to.addr == PBX.parse().unwrap() && m.method() == Some("INVITE"))
+        .map(|(_, m)| m.clone())
+        .expect("forwarded to the PBX, not screened");
+    assert_eq!(fwd.header("x-scamscreen-verdict"), Some("skipped"));
+    assert_eq!(fwd.header("x-scamscreen-caller"), Some("withheld"));
+    assert!(std::iter::from_fn(|| net.proxy.poll_event())
+        .all(|e| !matches!(e, ProxyEvent::ScreenCall { .. })));
+}
