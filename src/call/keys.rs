@@ -18,6 +18,10 @@ use super::stage::{
 use crate::media::tap::{AudioFrame, ListenLimits, SpeechBuffer, SpeechState};
 use std::time::{Duration, Instant};
 
+/// Keys a caller may press per call, beyond the code's own length, before the bypass stops
+/// listening to keys: a wrong guess or two is fine, a sweep through the code space is not
+/// (a de Bruijn sequence would otherwise try every 4-digit code in one long call).
+const BYPASS_SPARE_KEYS: usize = 4;
 /// Silence after speech that ends a message.
 const MESSAGE_TRAILING_SILENCE_MS: u32 = 4_000;
 /// A caller who says nothing this long after the tone has left no message.
@@ -52,6 +56,10 @@ impl CallSession {
             Stage::Greeting | Stage::Listening | Stage::Prompting
         ) {
             return;
+        }
+        self.keys_pressed += 1;
+        if self.keys_pressed > code.len() + BYPASS_SPARE_KEYS {
+            return; // too many keys: no more guesses in this call
         }
         self.digits.push(now, digit);
         if !self.digits.ends_with(&code) {

@@ -377,8 +377,9 @@ pub struct CallSession {
     pub(super) actions: VecDeque<CallAction>,
     /// Turns, transcription jobs and partial verdicts (`listen.rs`).
     pub(super) listener: Listener,
-    /// Keys the caller pressed (bypass code).
+    /// Keys the caller pressed (bypass code), and how many.
     pub(super) digits: DigitBuffer,
+    pub(super) keys_pressed: usize,
     /// The blocked caller's message while it is recorded (`keys.rs`).
     pub(super) message: Option<MessageRecorder>,
     /// What the message recorder kept, for the record.
@@ -473,6 +474,7 @@ impl CallSession {
             actions: VecDeque::new(),
             listener: Listener::default(),
             digits: DigitBuffer::new(),
+            keys_pressed: 0,
             message: None,
             message_pcm: None,
             diverted: false,

@@ -423,6 +423,20 @@ fn the_bypass_code_puts_the_caller_through_during_the_greeting() {
     assert_eq!(inv.header("x-scamscreen-verdict"), Some("bypass"));
     assert_eq!(t.call.stage(), Stage::CallingCallee);
 
+    // Guessing is bounded: after the code's length plus a few keys, even the right code
+    // is ignored in this call.
+    let mut c = cfg();
+    c.bypass_code = Some("4711".into());
+    let mut t = listening(c);
+    for d in "12345678".chars().chain("4711".chars()) {
+        let a = t.input(CallInput::Dtmf {
+            leg: Leg::A,
+            digit: d,
+        });
+        assert!(invite_of(&a).is_none());
+    }
+    assert_eq!(t.call.stage(), Stage::Listening);
+
     // Without a configured code, keys do nothing.
     let mut t = listening(cfg());
     for d in "4711".chars() {
