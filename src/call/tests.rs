@@ -50,20 +50,6 @@ struct T {
     speech_end_ms: u64,
 }
 
-/// A vowel-like buzz (120 Hz with decaying harmonics) at 8 kHz, from sample `from`: voiced
-/// for the tap's voice detector.
-pub(super) fn vowel(from: usize, n: usize) -> Vec<i16> {
-    (from..from + n)
-        .map(|i| {
-            let t = i as f32 / 8000.0;
-            let v: f32 = (1..15)
-                .map(|h| (2.0 * std::f32::consts::PI * 120.0 * h as f32 * t).sin() / h as f32)
-                .sum();
-            (v * 3000.0) as i16
-        })
-        .collect()
-}
-
 /// [`INVITE`] with extra header lines (each ending in CRLF).
 fn invite_with(extra: &str) -> String {
     INVITE.replacen("Content-Type:", &format!("{extra}Content-Type:"), 1)
@@ -106,7 +92,7 @@ impl T {
         for _ in 0..ms / 20 {
             let from = self.ts as usize;
             let samples = if voiced {
-                vowel(from, 160)
+                crate::media::tap::test_vowel(from, 160)
             } else {
                 vec![0; 160]
             };

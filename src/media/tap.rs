@@ -313,21 +313,27 @@ impl SpeechBuffer {
     }
 }
 
+/// A vowel-like buzz at 8 kHz (120 Hz with decaying harmonics), samples `from..from + n`
+/// of it: voiced for [`crate::asr::vad`]. For tests that need a caller who speaks.
+#[cfg(test)]
+pub(crate) fn test_vowel(from: usize, n: usize) -> Vec<i16> {
+    (from..from + n)
+        .map(|i| {
+            let t = i as f32 / 8000.0;
+            let v: f32 = (1..15)
+                .map(|h| (2.0 * std::f32::consts::PI * 120.0 * h as f32 * t).sin() / h as f32)
+                .sum();
+            (v * 3000.0) as i16
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A vowel-like buzz at 8 kHz: 120 Hz with decaying harmonics.
     fn vowel(n: usize) -> Vec<i16> {
-        (0..n)
-            .map(|i| {
-                let t = i as f32 / 8000.0;
-                let v: f32 = (1..15)
-                    .map(|h| (2.0 * std::f32::consts::PI * 120.0 * h as f32 * t).sin() / h as f32)
-                    .sum();
-                (v * 3000.0) as i16
-            })
-            .collect()
+        super::test_vowel(0, n)
     }
 
     fn frames(pcm: &[i16], first_ts: u32, t0: Instant) -> Vec<AudioFrame> {
