@@ -51,6 +51,9 @@ fn tech_support_scam_is_blocked_and_the_callee_never_rings() {
         matches!((claim, tool), (Some(c), Some(t)) if t >= c + 1000),
         "{rec}"
     );
+    // Times in the call: after the greeting, within the caller's few seconds of speech.
+    let tool = tool.unwrap_or(0);
+    assert!((GREETING_MS..GREETING_MS + 12_000).contains(&tool), "{rec}");
     // Every port is back: the RTP range can be bound again.
     ss.assert_ports_free();
 }

@@ -45,6 +45,12 @@ fn a_caller_still_talking_past_the_window_is_heard_until_the_request() {
         .max()
         .unwrap_or(0);
     assert!(last > 15_000, "latest hit at {last} ms: {rec}");
+    // …and not after the caller had finished (greeting + message + a second).
+    let said_until = GREETING_MS + (secs * 1000.0) as u64 + 1_000;
+    assert!(
+        last <= said_until,
+        "hit at {last} ms, speech ended by {said_until} ms: {rec}"
+    );
 }
 
 #[test]

@@ -322,6 +322,7 @@ impl Worker {
         }
         res.map_err(|e| AsrError::Engine(e.to_string()))?;
         let mut segments = Vec::new();
+        let audio_ms = pcm.len() as u64 * 1000 / 16_000;
         for seg in self.state.as_iter() {
             let text = seg
                 .to_str_lossy()
@@ -332,9 +333,11 @@ impl Worker {
                 continue;
             }
             let text = super::repeats::collapse_repeats(&text);
+            let (start_ms, end_ms) =
+                segment_ms(seg.start_timestamp(), seg.end_timestamp(), audio_ms);
             segments.push(Segment {
-                start_ms: (seg.start_timestamp().max(0) as u64) * 10,
-                end_ms: (seg.end_timestamp().max(0) as u64) * 10,
+                start_ms,
+                end_ms,
                 text,
                 no_speech_prob: seg.no_speech_probability(),
             });
@@ -342,6 +345,16 @@ impl Worker {
         super::repeats::dedup_segments(&mut segments, |s: &Segment| s.text.as_str());
         Ok(done(segments, speech))
     }
+}
+
+/// A segment's times in ms from whisper's centisecond timestamps, inside the audio. A last
+/// segment without an end timestamp ends at whisper's window (30 s) whatever the clip's
+/// length, which would spread its words over time never spoken (and put a rule hit at 26 s
+/// of a 5 s clip): the end is clamped to the audio, the start to the end.
+fn segment_ms(t0: i64, t1: i64, audio_ms: u64) -> (u64, u64) {
+    let end = (t1.max(0) as u64 * 10).min(audio_ms);
+    let start = (t0.max(0) as u64 * 10).min(end);
+    (start, end)
 }
 
 /// whisper.cpp's abort callback: `user_data` points at a [`CancelToken`]'s flag.
@@ -356,6 +369,18 @@ fn is_non_speech_marker(text: &str) -> bool {
     let t = text.trim();
     let wrapped = |a: char, b: char| t.starts_with(a) && t.ends_with(b);
     wrapped('[', ']') || wrapped('(', ')') || wrapped('*', '*')
+}
+
+#[cfg(test)]
+mod segment_tests {
+    #[test]
+    fn segment_times_stay_inside_the_audio() {
+        assert_eq!(super::segment_ms(0, 400, 5_600), (0, 4_000));
+        // No end timestamp: whisper's 30 s window.
+        assert_eq!(super::segment_ms(120, 3_000, 5_600), (1_200, 5_600));
+        assert_eq!(super::segment_ms(700, 3_000, 5_600), (5_600, 5_600));
+        assert_eq!(super::segment_ms(-1, -1, 5_600), (0, 0));
+    }
 }
 
 #[cfg(test)]

@@ -115,10 +115,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "caller"
     );
     println!(
-        "  {:<11}waits for the greeting ({:.1} s), then speaks; scamscreen listens up to {} s",
+        "  {:<11}waits for the greeting ({:.1} s), then speaks; scamscreen listens {} s, up to \
+         {} s while more speech could change the verdict",
         "",
         greeting as f64 / 1000.0,
-        listen.as_secs()
+        listen.as_secs(),
+        Config::default().screening.max_listen_secs
     );
 
     let pool = WhisperPool::start(&WhisperConfig::new(&model))
