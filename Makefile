@@ -64,7 +64,7 @@ demo: model
 	@echo "== transcribing and scoring the bundled sample calls (8 kHz µ-law, as a phone line carries them)"
 	$(BIN) transcribe --detect --models-dir $(MODELS) tests/data/calls/windows-support-scam.wav tests/data/calls/dentist-reminder.wav
 	@echo
-	@echo "== two calls through scamscreen on loopback: a scam, then a legitimate caller"
+	@echo "== four calls through scamscreen on loopback: a scam, a legitimate, a borderline and a silent caller"
 	$(BIN) demo --models-dir $(MODELS)
 
 lint: deps

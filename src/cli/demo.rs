@@ -405,8 +405,10 @@ fn quoted(text: &str) -> String {
 fn print_record(rec: &CallRecord) {
     line("scamscreen heard", &quoted(rec.transcript.trim()));
     let when = match rec.time_to_verdict_ms {
-        Some(ms) => format!(", {ms} ms after the caller stopped talking"),
-        None => String::new(),
+        // Decided on what was said so far (an early verdict, or clear past the window).
+        Some(0) if rec.action != "silent" => ", while the caller was still talking".to_string(),
+        Some(ms) if rec.action != "silent" => format!(", {ms} ms after the caller stopped talking"),
+        _ => String::new(),
     };
     line(
         "verdict",
