@@ -178,10 +178,17 @@ fn text_line(call: &CallRecord) -> String {
     if words.len() > TRANSCRIPT_WORDS {
         transcript.push('…');
     }
-    let transcript = if words.is_empty() {
-        "(no speech)".to_string()
-    } else {
-        format!("\"{}\"", printable(&transcript, usize::MAX))
+    let transcript = match (words.is_empty(), call.action.as_str()) {
+        // An unscreened call was not heard as silence: the model did not answer in time.
+        (true, "unscreened") => "(not transcribed: no transcript in time, even afterwards)".into(),
+        (true, "bypass") => "(put through by the bypass code)".into(),
+        (true, "caller_hung_up") => "(hung up before a verdict)".into(),
+        (true, _) => "(no speech)".to_string(),
+        (false, "unscreened") => format!(
+            "transcribed afterwards: \"{}\"",
+            printable(&transcript, usize::MAX)
+        ),
+        (false, _) => format!("\"{}\"", printable(&transcript, usize::MAX)),
     };
     let message = match call.message_ms {
         Some(ms) => format!("msg {:.1}s", ms as f64 / 1000.0),
@@ -325,6 +332,18 @@ mod tests {
             silent.ends_with("-                             -          (no speech)"),
             "{silent}"
         );
+        // A timeout is not silence.
+        let late = text_line(&CallRecord {
+            action: "unscreened".into(),
+            transcript: String::new(),
+            ..call()
+        });
+        assert!(late.ends_with("(not transcribed: no transcript in time, even afterwards)"));
+        let later = text_line(&CallRecord {
+            action: "unscreened".into(),
+            ..call()
+        });
+        assert!(later.contains("transcribed afterwards: \"hello"), "{later}");
     }
 
     #[test]
