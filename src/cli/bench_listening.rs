@@ -203,6 +203,9 @@ pub fn run(args: ListeningBenchArgs) -> anyhow::Result<()> {
     let extended = run_config(&args, &calls, base, "extended")?;
 
     let mut section = String::new();
+    // The markers are part of the section, so the next run replaces it in place.
+    section.push_str(BEGIN);
+    section.push('\n');
     section.push_str("## Screening: listening time per outcome (issue 11)\n\n");
     let (cpu, cores) = machine();
     section.push_str(&format!(
@@ -251,6 +254,8 @@ pub fn run(args: ListeningBenchArgs) -> anyhow::Result<()> {
             ));
         }
     }
+    section.push('\n');
+    section.push_str(END);
     section.push('\n');
     print!("{section}");
     if let Some(out) = &args.out {

@@ -117,6 +117,33 @@ impl fmt::Display for Config {
         )?;
         writeln!(
             f,
+            "listening   up to {} s while more speech could change the verdict; no speech for \
+             {} s: re-prompt, then silent ({}); follow-up question {}; message offer {}; \
+             callee choice {} s ({} without a key); bypass code {}; not screened from {} source(s)",
+            s.max_listen_secs,
+            s.no_speech_secs,
+            s.silent_action.as_str(),
+            if s.follow_up { "on" } else { "off" },
+            if s.message_secs == 0 {
+                "off".to_string()
+            } else {
+                format!("up to {} s", s.message_secs)
+            },
+            s.callee_choice_secs,
+            match s.callee_default {
+                super::CalleeDefault::Accept => "accept",
+                super::CalleeDefault::Refuse => "refuse",
+            },
+            // Never the code itself: the summary goes into logs and tickets.
+            if s.bypass_code.is_some() {
+                "set"
+            } else {
+                "off"
+            },
+            s.skip_from.len()
+        )?;
+        writeln!(
+            f,
             "divert to   {}",
             s.divert_uri
                 .as_deref()

@@ -587,7 +587,12 @@ fn summary_shows_the_effective_config_without_numbers() {
     assert!(text.contains("policy withheld"), "{text}");
     assert!(text.contains("allow 1 pattern; deny 0 patterns"), "{text}");
     assert!(!text.contains("4930123456"), "{text}");
-    assert_eq!(text.lines().count(), 11);
+    assert!(
+        text.contains("up to 30 s while more speech could change the verdict"),
+        "{text}"
+    );
+    assert!(text.contains("bypass code off"), "{text}");
+    assert_eq!(text.lines().count(), 12);
     let default = Config::default().to_string();
     assert!(
         default.contains("(not set)") && default.contains("(nobody)"),
