@@ -204,7 +204,7 @@ impl CallSession {
             _ if self.listener.in_flight(JobKind::Partial) => {
                 self.listener.checkpoint_wanted = true;
             }
-            _ => self.submit(now, JobKind::Checkpoint),
+            _ => self.submit(JobKind::Checkpoint),
         }
     }
 
@@ -231,7 +231,7 @@ impl CallSession {
                     && !l.in_flight(JobKind::Checkpoint)
                 {
                     self.listener.next_partial_ms = voiced + PARTIAL_STEP_MS;
-                    self.submit(now, JobKind::Partial);
+                    self.submit(JobKind::Partial);
                 }
             }
             SpeechState::WaitingForSpeech => {}
@@ -258,7 +258,7 @@ impl CallSession {
         self.stage = Stage::Screening;
         self.speech_ended = Some(now);
         self.deadline = Some(now + self.cfg.screening_timeout);
-        self.submit(now, JobKind::Full);
+        self.submit(JobKind::Full);
     }
 
     /// Nothing heard: the re-prompt once, then the verdict `silent`.
@@ -306,8 +306,7 @@ impl CallSession {
     }
 
     /// Queue a transcription of everything the caller said so far.
-    fn submit(&mut self, now: Instant, kind: JobKind) {
-        let _ = now;
+    fn submit(&mut self, kind: JobKind) {
         let l = &mut self.listener;
         let mut pcm: Vec<i16> = Vec::new();
         let mut pieces = Vec::new();
@@ -364,7 +363,7 @@ impl CallSession {
             {
                 // The look meant to serve as the checkpoint failed: ask for a real one.
                 self.listener.checkpoint_wanted = false;
-                self.submit(now, JobKind::Checkpoint);
+                self.submit(JobKind::Checkpoint);
             }
             (JobKind::Checkpoint, Ok(r)) if self.stage == Stage::Listening => {
                 if clear_while_talking(&r) {
@@ -413,7 +412,7 @@ impl CallSession {
         if matches!(why, AsrFailure::TimedOut | AsrFailure::Overloaded)
             && !self.listener.earlier.is_empty()
         {
-            self.submit(now, JobKind::Afterwards);
+            self.submit(JobKind::Afterwards);
             self.afterwards_until = Some(now + AFTERWARDS_WAIT);
         }
         self.decide(now, r);
