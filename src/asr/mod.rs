@@ -7,6 +7,7 @@
 //! which the caller answers with its fail-open policy.
 
 pub mod audio;
+pub mod cpu;
 pub mod repeats;
 pub mod resample;
 pub mod vad;
@@ -28,6 +29,10 @@ pub enum AsrError {
     Cancelled,
     #[error("transcription timed out")]
     TimedOut,
+    /// Said before or instead of starting: the work ahead (queue, recent speed) cannot be
+    /// done before the deadline.
+    #[error("the speech recogniser cannot make the deadline (needs about {expected_ms} ms, {left_ms} ms left)")]
+    CannotMakeIt { expected_ms: u64, left_ms: u64 },
     #[error("the speech recogniser has shut down")]
     ShutDown,
     #[error("no speech model at {0}; run: make model (or scamscreen model fetch && scamscreen model convert --quantize q8_0)")]
@@ -61,6 +66,8 @@ pub struct Transcript {
     pub audio_ms: u64,
     /// Time spent in the recogniser (not waiting in the queue).
     pub elapsed_ms: u64,
+    /// CPU threads the recogniser used (chosen per transcription with `threads = auto`).
+    pub threads: usize,
 }
 
 /// A request for transcription: 16 kHz mono samples in [-1, 1].

@@ -8,16 +8,17 @@
 //! tighter than ~15 s makes tiny.en loop or hallucinate, so [`MIN_AUDIO_CTX`] is the floor.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
+use super::cpu::{self, CpuLoad, ThreadPolicy};
 use super::vad::VoiceActivity;
 use super::{
     AsrError, AsrRequest, CancelToken, PendingTranscript, Segment, Transcriber, Transcript,
@@ -38,7 +39,6 @@ pub const SCREENING_PROMPT: &str = "Microsoft, Windows, Apple, iCloud, Amazon, P
 
 /// Defaults, named once.
 pub const DEFAULT_WORKERS: usize = 1;
-pub const DEFAULT_THREADS_PER_WORKER: usize = 2;
 pub const DEFAULT_QUEUE_DEPTH: usize = 4;
 
 /// How to run the recogniser.
@@ -47,8 +47,9 @@ pub struct WhisperConfig {
     pub model: PathBuf,
     /// Parallel transcriptions (each holds a whisper state, ~20–40 MB for tiny.en).
     pub workers: usize,
-    /// CPU threads each transcription uses.
-    pub threads_per_worker: usize,
+    /// CPU threads each transcription uses: `auto` (default) picks them per transcription
+    /// from the CPU time free right now (see [`super::cpu`]).
+    pub threads: ThreadPolicy,
     /// Jobs that may wait for a worker before submissions are refused.
     pub queue_depth: usize,
     /// Spoken language, `"en"` for tiny.en.
@@ -65,7 +66,7 @@ impl WhisperConfig {
         WhisperConfig {
             model: model.into(),
             workers: DEFAULT_WORKERS,
-            threads_per_worker: DEFAULT_THREADS_PER_WORKER,
+            threads: ThreadPolicy::auto(),
             queue_depth: DEFAULT_QUEUE_DEPTH,
             language: "en".into(),
             beam_size: 1,
@@ -104,6 +105,10 @@ pub struct WhisperPool {
     tx: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
     in_flight: Arc<AtomicUsize>,
+    /// What the workers learned about their speed (ms per transcription of speech).
+    typical_ms: Arc<AtomicU64>,
+    /// The CPU sampler behind `threads = auto` (kept alive by the pool).
+    load: Option<Arc<CpuLoad>>,
 }
 
 impl std::fmt::Debug for WhisperPool {
@@ -145,6 +150,11 @@ impl WhisperPool {
     pub fn start(cfg: &WhisperConfig) -> Result<Self, AsrError> {
         let ctx = Arc::new(load(&cfg.model)?);
         let (tx, rx) = crossbeam_channel::bounded::<Job>(cfg.queue_depth);
+        let load = match cfg.threads {
+            ThreadPolicy::Auto { .. } => Some(cpu::start_sampler()),
+            ThreadPolicy::Fixed(_) => None,
+        };
+        let typical_ms = Arc::new(AtomicU64::new(TYPICAL_TRANSCRIPTION_MS));
         let mut workers = Vec::new();
         for i in 0..cfg.workers.max(1) {
             let state = ctx
@@ -153,12 +163,13 @@ impl WhisperPool {
             let rx = rx.clone();
             let worker = Worker {
                 state,
-                threads: cfg.threads_per_worker.max(1),
+                threads: cfg.threads,
+                load: load.clone(),
                 language: cfg.language.clone(),
                 beam_size: cfg.beam_size.max(1),
                 initial_prompt: cfg.initial_prompt.clone(),
                 vad: VoiceActivity::new(16_000),
-                typical: TYPICAL_TRANSCRIPTION,
+                typical_ms: typical_ms.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("asr-{i}"))
@@ -170,13 +181,41 @@ impl WhisperPool {
             tx: Some(tx),
             workers,
             in_flight: Arc::new(AtomicUsize::new(0)),
+            typical_ms,
+            load,
         })
+    }
+
+    /// Cores free of other processes' work right now (`threads = auto` only).
+    pub fn free_cores(&self) -> Option<f64> {
+        self.load.as_ref().and_then(|l| l.free_cores())
+    }
+
+    /// When a job submitted now would be done, from the jobs ahead of it and the workers'
+    /// recent speed. The job being run is counted as half done.
+    fn expected_done(&self, now: Instant) -> Instant {
+        let typical = Duration::from_millis(self.typical_ms.load(Ordering::Relaxed));
+        let ahead = self.in_flight.load(Ordering::SeqCst) as f64;
+        let waits = (ahead / self.workers.len().max(1) as f64 - 0.5).max(0.0);
+        now + typical.mul_f64(waits) + typical
     }
 }
 
 impl Transcriber for WhisperPool {
     fn submit(&self, request: AsrRequest) -> Result<PendingTranscript, AsrError> {
         let tx = self.tx.as_ref().ok_or(AsrError::ShutDown)?;
+        // Say at once when the deadline cannot be met, rather than at the deadline: the
+        // call can act on it seconds earlier, and the model's time goes to calls that can.
+        if let Some(deadline) = request.deadline {
+            let now = Instant::now();
+            let done = self.expected_done(now);
+            if done > deadline {
+                return Err(AsrError::CannotMakeIt {
+                    expected_ms: done.saturating_duration_since(now).as_millis() as u64,
+                    left_ms: deadline.saturating_duration_since(now).as_millis() as u64,
+                });
+            }
+        }
         let (reply, rx) = tokio::sync::oneshot::channel();
         let cancel = CancelToken::default();
         let job = Job {
@@ -210,38 +249,43 @@ impl Drop for WhisperPool {
 
 struct Worker {
     state: WhisperState,
-    threads: usize,
+    threads: ThreadPolicy,
+    load: Option<Arc<CpuLoad>>,
     language: String,
     beam_size: usize,
     initial_prompt: String,
     vad: VoiceActivity,
-    /// How long a transcription of speech takes here (moving average): a job with less
-    /// time than this left before its deadline is skipped.
-    typical: std::time::Duration,
+    /// How long a transcription of speech takes here (moving average, shared by the
+    /// workers): a job with less time than this left before its deadline is refused.
+    typical_ms: Arc<AtomicU64>,
 }
 
-/// First guess of [`Worker::typical`]: tiny.en q8_0 on 2 cores, 3–10 s clips (BENCHMARKS.md).
-const TYPICAL_TRANSCRIPTION: std::time::Duration = std::time::Duration::from_millis(350);
+/// First guess of the typical transcription time (ms): tiny.en q8_0 on 2 cores, 3–10 s
+/// clips (BENCHMARKS.md). Learned from the first jobs on.
+const TYPICAL_TRANSCRIPTION_MS: u64 = 350;
 
 impl Worker {
     fn run(mut self, rx: Receiver<Job>) {
         while let Ok(job) = rx.recv() {
-            let too_late = job
-                .deadline
-                .is_some_and(|d| Instant::now() + self.typical > d);
+            let now = Instant::now();
+            let typical = Duration::from_millis(self.typical_ms.load(Ordering::Relaxed));
             let result = if job.cancel.is_cancelled() {
                 Err(AsrError::Cancelled)
-            } else if too_late {
-                Err(AsrError::TimedOut)
+            } else if let Some(d) = job.deadline.filter(|&d| now + typical > d) {
+                Err(AsrError::CannotMakeIt {
+                    expected_ms: typical.as_millis() as u64,
+                    left_ms: d.saturating_duration_since(now).as_millis() as u64,
+                })
             } else {
                 let r = job
                     .request
                     .into_16k()
-                    .and_then(|pcm| self.transcribe(&pcm, &job.cancel));
+                    .and_then(|pcm| self.transcribe(&pcm, &job.cancel, job.deadline));
                 if let Ok(t) = &r {
                     if t.speech.has_speech() && !t.text.is_empty() {
-                        let took = std::time::Duration::from_millis(t.elapsed_ms);
-                        self.typical = (self.typical * 3 + took) / 4;
+                        let old = typical.as_millis() as u64;
+                        self.typical_ms
+                            .store((old * 3 + t.elapsed_ms) / 4, Ordering::Relaxed);
                     }
                 }
                 r
@@ -251,8 +295,22 @@ impl Worker {
         }
     }
 
-    fn transcribe(&mut self, pcm: &[f32], cancel: &CancelToken) -> Result<Transcript, AsrError> {
+    /// Threads for the next transcription (see [`cpu::threads_for`]).
+    fn threads_now(&self) -> usize {
+        cpu::threads_for(
+            self.threads,
+            self.load.as_ref().and_then(|l| l.free_cores()),
+        )
+    }
+
+    fn transcribe(
+        &mut self,
+        pcm: &[f32],
+        cancel: &CancelToken,
+        deadline: Option<Instant>,
+    ) -> Result<Transcript, AsrError> {
         let started = Instant::now();
+        let threads = self.threads_now();
         let audio_ms = (pcm.len() as u64 * 1000) / 16_000;
         let speech = self.vad.analyze(pcm);
         let done = |segments: Vec<Segment>, speech| {
@@ -267,6 +325,7 @@ impl Worker {
                 speech,
                 audio_ms,
                 elapsed_ms: started.elapsed().as_millis() as u64,
+                threads,
             }
         };
         if !speech.has_speech() {
@@ -284,7 +343,7 @@ impl Worker {
         if !self.initial_prompt.is_empty() {
             params.set_initial_prompt(&self.initial_prompt);
         }
-        params.set_n_threads(self.threads as i32);
+        params.set_n_threads(threads as i32);
         params.set_language(Some(&self.language));
         params.set_translate(false);
         params.set_no_context(true);
@@ -300,12 +359,20 @@ impl Worker {
         params.set_print_timestamps(false);
         // whisper-rs 0.16's `set_abort_callback_safe` casts its boxed closure to the wrong
         // type (undefined behaviour: it aborted every encode here), so the raw API is used
-        // with a plain flag.
-        // SAFETY: the callback only reads an AtomicBool; `cancel` (and so the Arc holding the
-        // flag) outlives `self.state.full`, the only call that can invoke the callback.
+        // with plain data: the cancel flag and the deadline. A job past its deadline stops
+        // at once (whisper checks between graph nodes), so the model is free for the next.
+        let abort = AbortWhen {
+            cancel: cancel.flag_ptr(),
+            deadline,
+        };
+        // SAFETY: the callback only reads `abort`, which lives on this stack frame, and the
+        // AtomicBool it points to, kept alive by `cancel`; both outlive `self.state.full`,
+        // the only call that can invoke the callback.
         unsafe {
             params.set_abort_callback(Some(abort_if_cancelled));
-            params.set_abort_callback_user_data(cancel.flag_ptr() as *mut std::ffi::c_void);
+            params.set_abort_callback_user_data(
+                &abort as *const AbortWhen as *mut std::ffi::c_void,
+            );
         }
         // whisper pads clips shorter than one second badly; give it a second of silence.
         let mut padded;
@@ -319,6 +386,9 @@ impl Worker {
         let res = self.state.full(params, input);
         if cancel.is_cancelled() {
             return Err(AsrError::Cancelled);
+        }
+        if abort.past_deadline() {
+            return Err(AsrError::TimedOut);
         }
         res.map_err(|e| AsrError::Engine(e.to_string()))?;
         let mut segments = Vec::new();
@@ -357,11 +427,25 @@ fn segment_ms(t0: i64, t1: i64, audio_ms: u64) -> (u64, u64) {
     (start, end)
 }
 
-/// whisper.cpp's abort callback: `user_data` points at a [`CancelToken`]'s flag.
+/// When whisper should stop: the job was cancelled, or its deadline has passed.
+struct AbortWhen {
+    cancel: *const std::sync::atomic::AtomicBool,
+    deadline: Option<Instant>,
+}
+
+impl AbortWhen {
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// whisper.cpp's abort callback: `user_data` points at an [`AbortWhen`].
 unsafe extern "C" fn abort_if_cancelled(user_data: *mut std::ffi::c_void) -> bool {
-    // SAFETY: set above to a pointer to an AtomicBool that is alive during the call.
-    let flag = unsafe { &*(user_data as *const std::sync::atomic::AtomicBool) };
-    flag.load(std::sync::atomic::Ordering::Relaxed)
+    // SAFETY: set above to a pointer to an AbortWhen alive during the call, whose `cancel`
+    // points to an AtomicBool kept alive by the job's CancelToken.
+    let abort = unsafe { &*(user_data as *const AbortWhen) };
+    let flag = unsafe { &*abort.cancel };
+    flag.load(std::sync::atomic::Ordering::Relaxed) || abort.past_deadline()
 }
 
 /// whisper's annotations for non-speech: "[BLANK_AUDIO]", "(music)", "*coughs*".

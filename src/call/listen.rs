@@ -409,7 +409,10 @@ impl CallSession {
     fn unscreened(&mut self, now: Instant, why: AsrFailure) {
         let r =
             ScreeningResult::without_transcript(Action::Unscreened, format!("unscreened: {why}"));
-        if matches!(why, AsrFailure::TimedOut | AsrFailure::Overloaded)
+        if matches!(
+            why,
+            AsrFailure::TimedOut | AsrFailure::Overloaded | AsrFailure::CannotMakeIt
+        )
             && !self.listener.earlier.is_empty()
         {
             self.submit(JobKind::Afterwards);

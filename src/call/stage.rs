@@ -89,6 +89,9 @@ pub enum AsrFailure {
     Overloaded,
     /// No transcript within `screening_timeout`.
     TimedOut,
+    /// The recogniser said early that it cannot finish by `screening_timeout` (work ahead of
+    /// the job, its recent speed): the call acts now instead of at the deadline.
+    CannotMakeIt,
     /// The model or the scoring failed.
     Failed(String),
 }
@@ -99,6 +102,7 @@ impl std::fmt::Display for AsrFailure {
             AsrFailure::Skipped => f.write_str("skipped (model busy)"),
             AsrFailure::Overloaded => f.write_str("ASR overloaded (queue full)"),
             AsrFailure::TimedOut => f.write_str("ASR timed out"),
+            AsrFailure::CannotMakeIt => f.write_str("ASR cannot make the deadline"),
             AsrFailure::Failed(why) => write!(f, "ASR failed: {why}"),
         }
     }

@@ -632,6 +632,32 @@ fn screening_timeout_fails_open_with_unscreened_verdict() {
 }
 
 #[test]
+fn asr_that_cannot_make_the_deadline_fails_open_at_once() {
+    let mut t = T::new(cfg());
+    t.actions();
+    t.input(CallInput::FromCaller(caller_request("ACK", 1)));
+    t.input(CallInput::PromptFinished(Leg::A));
+    t.audio(true, 2000);
+    let (job, _, _) = t.until_transcribe();
+    // Answered at once, well before screening_timeout: the callee rings now, not in 3 s.
+    let a = t.input(CallInput::Transcribed {
+        job,
+        result: Err(AsrFailure::CannotMakeIt),
+    });
+    let inv = sent(&a)
+        .into_iter()
+        .find(|(_, m)| m.method() == Some("INVITE"))
+        .expect("callee rung at once");
+    assert_eq!(inv.1.header("x-scamscreen-verdict"), Some("unscreened"));
+    assert_eq!(
+        inv.1.header("x-scamscreen-reason"),
+        Some("unscreened: ASR cannot make the deadline")
+    );
+    // The audio is still transcribed for the record.
+    assert_eq!(transcribe_of(&a).map(|j| j.1), Some(JobKind::Afterwards));
+}
+
+#[test]
 fn divert_uri_sends_the_scam_to_voicemail_through_the_upstream() {
     let mut c = cfg();
     c.divert_uri = Some("sip:voicemail@pbx.example".into());

@@ -69,6 +69,7 @@ pub fn resources(
     let mut wcfg = WhisperConfig::new(model);
     wcfg.initial_prompt = SCREENING_PROMPT.to_string();
     wcfg.queue_depth = cfg.screening.asr_queue_depth;
+    wcfg.threads = cfg.screening.asr_threads;
     let pool = WhisperPool::start(&wcfg).context("cannot load the whisper model")?;
     let detector = Detector::load_dir(&cfg.screening.rules_dir, cfg.screening.thresholds())
         .and_then(|d| d.with_model_weight(cfg.screening.model_weight))

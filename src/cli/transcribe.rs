@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use scamscreen::asr::audio::read_wav_16k;
-use scamscreen::asr::whisper::{WhisperConfig, WhisperPool, DEFAULT_THREADS_PER_WORKER};
+use scamscreen::asr::cpu::ThreadPolicy;
+use scamscreen::asr::whisper::{WhisperConfig, WhisperPool};
 use scamscreen::asr::{Transcriber, Transcript};
 use scamscreen::detect::{Detector, Verdict};
 use scamscreen::model::ModelPaths;
@@ -23,9 +24,10 @@ pub struct TranscribeArgs {
     /// Folder of the default model.
     #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
     models_dir: PathBuf,
-    /// CPU threads for the recogniser.
-    #[arg(long, default_value_t = DEFAULT_THREADS_PER_WORKER)]
-    threads: usize,
+    /// CPU threads for the recogniser: `auto` (as many as cores are free of other work,
+    /// chosen per file) or a number.
+    #[arg(long, default_value = "auto", value_parser = ThreadPolicy::parse)]
+    threads: ThreadPolicy,
     /// Also score each transcript for scam phrases (allow / warn / divert, with reasons).
     #[arg(long)]
     detect: bool,
@@ -62,7 +64,7 @@ pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
         .model
         .unwrap_or_else(|| ModelPaths::new(&args.models_dir).default_ggml());
     let mut cfg = WhisperConfig::new(model);
-    cfg.threads_per_worker = args.threads;
+    cfg.threads = args.threads;
     let pool = WhisperPool::start(&cfg)?;
     let detector = if args.detect {
         Some(args.rules.detector()?)

@@ -19,6 +19,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::asr::cpu::ThreadPolicy;
 use crate::detect::score::Thresholds;
 pub use crate::detect::score::{DEFAULT_DIVERT_THRESHOLD, DEFAULT_WARN_THRESHOLD};
 pub use crate::sip::classify::ScreeningPolicy;
@@ -374,6 +375,10 @@ pub struct ScreeningConfig {
     /// Screenings that may wait for the speech model while it is busy; beyond that a call
     /// is `unscreened` at once. Waiting ones still get a verdict or time out.
     pub asr_queue_depth: usize,
+    /// CPU threads per transcription: `"auto"` (as many as cores are free of other work
+    /// right now, see [`crate::asr::cpu`]) or a number.
+    #[serde(deserialize_with = "deserialize_threads")]
+    pub asr_threads: ThreadPolicy,
     /// While the caller still speaks, transcribe what they said so far (only when the
     /// model is idle) and divert at once if that is already a confident scam verdict.
     pub early_verdict: bool,
@@ -417,6 +422,7 @@ impl Default for ScreeningConfig {
             screening_timeout_ms: DEFAULT_SCREENING_TIMEOUT_MS,
             ring_secs: DEFAULT_RING_SECS,
             asr_queue_depth: DEFAULT_ASR_QUEUE_DEPTH,
+            asr_threads: ThreadPolicy::auto(),
             early_verdict: DEFAULT_EARLY_VERDICT,
             max_listen_secs: DEFAULT_MAX_LISTEN_SECS,
             no_speech_secs: DEFAULT_NO_SPEECH_SECS,
@@ -606,4 +612,19 @@ fn line_column(src: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     (line, before[line_start..].chars().count() + 1)
+}
+
+/// serde: `"auto"` or a thread count.
+fn deserialize_threads<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ThreadPolicy, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Threads {
+        Count(i64),
+        Word(String),
+    }
+    let text = match Threads::deserialize(d)? {
+        Threads::Count(n) => n.to_string(),
+        Threads::Word(w) => w,
+    };
+    ThreadPolicy::parse(&text).map_err(serde::de::Error::custom)
 }

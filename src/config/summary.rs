@@ -151,14 +151,18 @@ impl fmt::Display for Config {
         )?;
         writeln!(
             f,
-            "model       {}; rules {}; language {}",
+            "model       {}; rules {}; language {}; threads {}; {} screenings may wait, \
+             verdict within {} ms",
             s.model
                 .as_ref()
                 .map_or("(installed default)".to_string(), |m| m
                     .display()
                     .to_string()),
             s.rules_dir.display(),
-            s.language
+            s.language,
+            s.asr_threads,
+            s.asr_queue_depth,
+            s.screening_timeout_ms
         )?;
         write!(
             f,

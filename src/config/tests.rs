@@ -119,6 +119,7 @@ fn example_mentions_every_option() {
         "screening_timeout_ms",
         "ring_secs",
         "asr_queue_depth",
+        "asr_threads",
         "early_verdict",
         "max_listen_secs",
         "no_speech_secs",
@@ -278,6 +279,19 @@ fn type_errors_have_a_line() {
     let e = Config::from_toml_str("[sip]\nlisten_udp = [\"localhost\"]\n").unwrap_err();
     assert!(e.to_string().starts_with("<config>:2:"), "{e}");
     assert!(e.to_string().contains("\"localhost\" is not"), "{e}");
+}
+
+#[test]
+fn asr_threads_is_auto_or_a_count() {
+    use crate::asr::cpu::ThreadPolicy;
+    let c = Config::from_toml_str("[screening]\nasr_threads = 1\n").unwrap();
+    assert_eq!(c.screening.asr_threads, ThreadPolicy::Fixed(1));
+    let c = Config::from_toml_str("[screening]\nasr_threads = \"auto\"\n").unwrap();
+    assert!(matches!(c.screening.asr_threads, ThreadPolicy::Auto { .. }));
+    let e = Config::from_toml_str("[screening]\nasr_threads = 0\n").unwrap_err();
+    assert!(e.to_string().contains("`auto` or a number"), "{e}");
+    let e = Config::from_toml_str("[screening]\nasr_threads = \"fast\"\n").unwrap_err();
+    assert!(e.to_string().starts_with("<config>:2:"), "{e}");
 }
 
 #[test]

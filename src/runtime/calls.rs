@@ -730,6 +730,7 @@ fn asr_failure(e: &AsrError) -> AsrFailure {
     match e {
         AsrError::QueueFull => AsrFailure::Overloaded,
         AsrError::TimedOut => AsrFailure::TimedOut,
+        AsrError::CannotMakeIt { .. } => AsrFailure::CannotMakeIt,
         other => AsrFailure::Failed(other.to_string()),
     }
 }
