@@ -123,6 +123,7 @@ fn full_queue_is_an_error_not_a_block_and_cancel_works() {
             pcm_8k: None,
             pcm_16k: clip.clone(),
             deadline: None,
+            language: None,
         }) {
             Ok(p) => pending.push(p),
             Err(AsrError::QueueFull) => refused += 1,
@@ -179,6 +180,7 @@ fn cancel_during_decode_stops_early() {
             pcm_8k: None,
             pcm_16k: long.clone(),
             deadline: None,
+            language: None,
         })
         .expect("queued");
     let token = p.cancel_token();
@@ -195,6 +197,7 @@ fn cancel_during_decode_stops_early() {
             pcm_8k: None,
             pcm_16k: long.clone(),
             deadline: None,
+            language: None,
         })
         .expect("queued");
     assert_eq!(
@@ -213,6 +216,7 @@ fn cancel_during_decode_stops_early() {
         pcm_8k: None,
         pcm_16k: long.clone(),
         deadline: Some(std::time::Instant::now() + Duration::from_millis(20)),
+        language: None,
     }) {
         Err(AsrError::CannotMakeIt {
             expected_ms,
@@ -228,6 +232,7 @@ fn cancel_during_decode_stops_early() {
             pcm_8k: None,
             pcm_16k: long.clone(),
             deadline: Some(started + Duration::from_millis(400)),
+            language: None,
         })
         .expect("queued: the pool has not learned yet that this takes longer");
     assert_eq!(p.wait().expect_err("stopped"), AsrError::TimedOut);

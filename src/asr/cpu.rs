@@ -160,8 +160,7 @@ fn affinity() -> Option<Vec<usize>> {
         // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for this process.
         unsafe {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
-            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0
-            {
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
                 return None;
             }
             let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)

@@ -82,6 +82,8 @@ pub struct AsrRequest {
     /// spending the model on it: under overload, the model's time goes to calls that can
     /// still get a verdict.
     pub deadline: Option<std::time::Instant>,
+    /// The spoken language (`en`, `de`); `None`: the recogniser's configured one.
+    pub language: Option<String>,
 }
 
 impl AsrRequest {
@@ -91,7 +93,14 @@ impl AsrRequest {
             pcm_16k: Vec::new(),
             pcm_8k: Some(pcm_8k),
             deadline,
+            language: None,
         }
+    }
+
+    /// The same request, spoken in `lang`.
+    pub fn in_language(mut self, lang: &str) -> AsrRequest {
+        self.language = Some(lang.to_string());
+        self
     }
 
     /// The audio at 16 kHz (resampling telephone audio).
@@ -225,6 +234,7 @@ pub trait Transcriber: Send + Sync {
             pcm_16k,
             pcm_8k: None,
             deadline: None,
+            language: None,
         })?
         .wait()
     }

@@ -129,6 +129,31 @@ pub fn audio_ctx_for(samples: usize) -> i32 {
     frames.clamp(MIN_AUDIO_CTX, FULL_AUDIO_CTX)
 }
 
+/// Whether a whisper.cpp ggml model hears other languages than English: its header's
+/// vocabulary size (51864 for the English-only `.en` models, 51865 and more for the
+/// multilingual ones, which carry the language tokens).
+pub fn model_is_multilingual(model: &Path) -> Result<bool, AsrError> {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(model)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_err(|e| AsrError::ModelMissing(format!("{} ({e})", model.display())))?;
+    let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    if magic != GGML_MAGIC {
+        return Err(AsrError::ModelLoad {
+            path: model.display().to_string(),
+            reason: "not a whisper.cpp ggml model (wrong magic)".into(),
+        });
+    }
+    let n_vocab = i32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    Ok(n_vocab >= MULTILINGUAL_VOCAB)
+}
+
+/// `ggml` as whisper.cpp writes it (little-endian u32).
+const GGML_MAGIC: u32 = 0x6767_6d6c;
+/// Vocabulary size from which a whisper model is multilingual.
+const MULTILINGUAL_VOCAB: i32 = 51_865;
+
 fn load(model: &Path) -> Result<WhisperContext, AsrError> {
     if !model.is_file() {
         return Err(AsrError::ModelMissing(model.display().to_string()));
@@ -277,10 +302,10 @@ impl Worker {
                     left_ms: d.saturating_duration_since(now).as_millis() as u64,
                 })
             } else {
-                let r = job
-                    .request
-                    .into_16k()
-                    .and_then(|pcm| self.transcribe(&pcm, &job.cancel, job.deadline));
+                let lang = job.request.language.clone();
+                let r = job.request.into_16k().and_then(|pcm| {
+                    self.transcribe(&pcm, &job.cancel, job.deadline, lang.as_deref())
+                });
                 if let Ok(t) = &r {
                     if t.speech.has_speech() && !t.text.is_empty() {
                         let old = typical.as_millis() as u64;
@@ -308,6 +333,7 @@ impl Worker {
         pcm: &[f32],
         cancel: &CancelToken,
         deadline: Option<Instant>,
+        language: Option<&str>,
     ) -> Result<Transcript, AsrError> {
         let started = Instant::now();
         let threads = self.threads_now();
@@ -344,7 +370,8 @@ impl Worker {
             params.set_initial_prompt(&self.initial_prompt);
         }
         params.set_n_threads(threads as i32);
-        params.set_language(Some(&self.language));
+        let language = language.unwrap_or(&self.language).to_string();
+        params.set_language(Some(&language));
         params.set_translate(false);
         params.set_no_context(true);
         params.set_audio_ctx(audio_ctx_for(pcm.len()));
@@ -370,9 +397,8 @@ impl Worker {
         // the only call that can invoke the callback.
         unsafe {
             params.set_abort_callback(Some(abort_if_cancelled));
-            params.set_abort_callback_user_data(
-                &abort as *const AbortWhen as *mut std::ffi::c_void,
-            );
+            params
+                .set_abort_callback_user_data(&abort as *const AbortWhen as *mut std::ffi::c_void);
         }
         // whisper pads clips shorter than one second badly; give it a second of silence.
         let mut padded;

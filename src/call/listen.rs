@@ -412,8 +412,7 @@ impl CallSession {
         if matches!(
             why,
             AsrFailure::TimedOut | AsrFailure::Overloaded | AsrFailure::CannotMakeIt
-        )
-            && !self.listener.earlier.is_empty()
+        ) && !self.listener.earlier.is_empty()
         {
             self.submit(JobKind::Afterwards);
             self.afterwards_until = Some(now + AFTERWARDS_WAIT);

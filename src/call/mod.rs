@@ -44,6 +44,7 @@
 mod accept;
 pub mod dialog;
 mod keys;
+pub mod language;
 mod listen;
 mod stage;
 mod uac;
@@ -56,7 +57,6 @@ pub use listen::{AFTERWARDS_WAIT, PARTIAL_FIRST_MS, PARTIAL_STEP_MS};
 pub use stage::{
     Action as ScreeningAction, AsrFailure, CallAction, CallConfig, CallInput, CallOutcome,
     CallRecordDraft, CallSession, JobKind, Leg, Prompt, ScreeningResult, SilentAction, Stage,
-    CHOICE_TEXT,
 };
 
 #[cfg(test)]

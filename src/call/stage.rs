@@ -136,9 +136,6 @@ pub enum Prompt {
     BlockMessage,
 }
 
-/// The sentence after the warning that asks the callee to choose.
-pub const CHOICE_TEXT: &str = "Press 1 to accept the call, or 2 to refuse it.";
-
 /// The verdict on what the caller said.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScreeningResult {
@@ -207,6 +204,8 @@ pub struct CallConfig {
     /// Most time the callee may ring.
     pub ring_timeout: Duration,
     pub timers: TimerConfig,
+    /// The call's language (prompts, the callee's "press 1 / 2"): `en`, `de`.
+    pub language: String,
 }
 
 /// Something the call asks the runtime to do.
@@ -790,7 +789,10 @@ impl CallSession {
                 self.stage = Stage::Warning;
                 self.actions.push_back(CallAction::PlayPrompt {
                     leg: Leg::B,
-                    prompt: Prompt::Warning(format!("{text} {CHOICE_TEXT}")),
+                    prompt: Prompt::Warning(format!(
+                        "{text} {}",
+                        super::language::texts(&self.cfg.language).choice
+                    )),
                 });
             }
             None => self.bridge(),

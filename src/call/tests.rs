@@ -29,6 +29,7 @@ fn cfg() -> CallConfig {
         fail_open: true,
         ring_timeout: Duration::from_secs(60),
         timers: TimerConfig::default(),
+        language: "en".into(),
     }
 }
 
@@ -452,7 +453,8 @@ fn warned_call_plays_the_warning_to_the_callee_first() {
         Some(&CallAction::PlayPrompt {
             leg: Leg::B,
             prompt: Prompt::Warning(format!(
-                "Warning: the caller claims to be Microsoft. {CHOICE_TEXT}"
+                "Warning: the caller claims to be Microsoft. {}",
+                super::language::texts("en").choice
             ))
         })
     );

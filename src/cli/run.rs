@@ -84,6 +84,33 @@ pub fn check_config(args: ConfigArgs) -> anyhow::Result<()> {
     for w in cfg.warnings() {
         println!("warning: {w}");
     }
+    if cfg.screening.mode == ScreeningMode::Screen {
+        // The languages must be ones the models can hear (a German call with only tiny.en
+        // would be transcribed as English nonsense and never screened).
+        let plan = crate::cli::screening_setup::SpeechPlan::of(&cfg, &args.models_dir)
+            .context("the speech models cannot screen this configuration")?;
+        println!(
+            "speech      {} for {}{}",
+            plan.first.display(),
+            if plan.first_multilingual {
+                plan.languages.join(", ")
+            } else {
+                "en".to_string()
+            },
+            plan.multilingual
+                .as_ref()
+                .map_or(String::new(), |m| format!(
+                    "; {} for {}",
+                    m.display(),
+                    plan.languages
+                        .iter()
+                        .filter(|l| *l != "en")
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+        );
+    }
     println!("configuration OK");
     Ok(())
 }
@@ -230,6 +257,8 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
                 t2: cfg.sip.timer_t2(),
                 t4: cfg.sip.timer_t4(),
             },
+            // Set per call from the number called (`screening.called`).
+            language: cfg.screening.language.clone(),
         };
         let (res, writer) =
             crate::cli::screening_setup::resources(&cfg, &models_dir, media_ip, call)?;

@@ -1,39 +1,36 @@
 //! Everything `scamscreen run` needs to screen calls: model, rules, prompts, ports, store.
 
 use anyhow::Context;
-use scamscreen::asr::whisper::{WhisperConfig, WhisperPool, SCREENING_PROMPT};
+use scamscreen::asr::whisper::{
+    model_is_multilingual, WhisperConfig, WhisperPool, SCREENING_PROMPT,
+};
+use scamscreen::asr::Transcriber;
+use scamscreen::call::language::{self, LanguageByNumber};
 use scamscreen::call::CallConfig;
 use scamscreen::config::Config;
 use scamscreen::detect::Detector;
 use scamscreen::media::ports::PortPool;
 use scamscreen::model::ModelPaths;
-use scamscreen::runtime::calls::{load_prompt, Prompts, ScreeningResources};
+use scamscreen::runtime::calls::{load_prompt, PromptBook, Prompts, ScreeningResources};
 use scamscreen::store::CallStore;
 use scamscreen::store::{StoreWriter, WriterOptions};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The default prompts, spoken with espeak-ng when their WAV files are missing.
-pub const GREETING_TEXT: &str =
-    "This call is being screened. Please say your name and why you are calling.";
-pub const BLOCK_TEXT: &str =
-    "This call cannot be connected. The person you are calling does not accept this call. Goodbye.";
-pub const REPROMPT_TEXT: &str =
-    "Sorry, I did not hear you. Please say your name and why you are calling.";
-pub const FOLLOW_UP_TEXT: &str =
-    "Which company are you calling from, and what would you like us to do?";
-pub const BLOCK_MESSAGE_TEXT: &str = "This call cannot be connected. \
-    If you think this is a mistake, please leave a message with your name and number after the tone.";
-
 /// Make `dir/name` with espeak-ng if it does not exist yet, then load it as 8 kHz PCM.
-pub fn ensure_prompt(dir: &Path, name: &str, text: &str) -> anyhow::Result<Arc<[i16]>> {
+pub fn ensure_prompt(
+    dir: &Path,
+    name: &str,
+    text: &str,
+    voice: &str,
+) -> anyhow::Result<Arc<[i16]>> {
     let path = dir.join(name);
     if !path.exists() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create prompts folder {}", dir.display()))?;
         let ok = std::process::Command::new("espeak-ng")
-            .args(["-v", "en-us", "-s", "150", "-w"])
+            .args(["-v", voice, "-s", "150", "-w"])
             .arg(&path)
             .arg(text)
             .status()
@@ -50,40 +47,136 @@ pub fn ensure_prompt(dir: &Path, name: &str, text: &str) -> anyhow::Result<Arc<[
     Ok(Arc::from(pcm))
 }
 
+/// Which speech models the configuration needs, checked against the files: the first model
+/// for English calls (and all calls when it is multilingual), the multilingual one for calls
+/// in a language the first cannot hear.
+#[derive(Debug, Clone)]
+pub struct SpeechPlan {
+    pub first: PathBuf,
+    pub first_multilingual: bool,
+    pub multilingual: Option<PathBuf>,
+    /// Every language calls may be held in (the default first).
+    pub languages: Vec<String>,
+}
+
+impl SpeechPlan {
+    pub fn of(cfg: &Config, models_dir: &Path) -> anyhow::Result<SpeechPlan> {
+        let paths = ModelPaths::new(models_dir);
+        let first = cfg
+            .screening
+            .model
+            .clone()
+            .unwrap_or_else(|| paths.default_ggml());
+        anyhow::ensure!(
+            first.exists(),
+            "whisper model {} not found: run `make model` (or `scamscreen model fetch && scamscreen model convert --quantize q8_0`), or use --mode mark",
+            first.display()
+        );
+        let first_multilingual = model_is_multilingual(&first)?;
+        let mut languages = vec![language::base(&cfg.screening.language).to_string()];
+        for c in &cfg.screening.called {
+            let l = language::base(&c.language).to_string();
+            if !languages.contains(&l) {
+                languages.push(l);
+            }
+        }
+        let foreign: Vec<&String> = languages.iter().filter(|l| *l != "en").collect();
+        let multilingual = if first_multilingual || foreign.is_empty() {
+            None
+        } else {
+            let m = cfg
+                .screening
+                .multilingual_model
+                .clone()
+                .unwrap_or_else(|| models_dir.join(DEFAULT_MULTILINGUAL));
+            let langs = foreign
+                .iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            anyhow::ensure!(
+                m.exists(),
+                "calls in {langs} need a multilingual whisper model, and {} (English only) cannot hear {langs}: \
+                 {} not found; run `scamscreen model fetch --model base && scamscreen model convert --model base --quantize q8_0`, \
+                 or set screening.multilingual_model",
+                first.display(),
+                m.display()
+            );
+            anyhow::ensure!(
+                model_is_multilingual(&m)?,
+                "screening.multilingual_model {} is an English-only model: it cannot hear {langs}",
+                m.display()
+            );
+            Some(m)
+        };
+        Ok(SpeechPlan {
+            first,
+            first_multilingual,
+            multilingual,
+            languages,
+        })
+    }
+}
+
+/// The multilingual model looked for in the models folder.
+pub const DEFAULT_MULTILINGUAL: &str = "ggml-base-q8_0.bin";
+
+/// Each language's prompts: recorded WAVs from the prompts folder (`greeting.wav`,
+/// `de/greeting.wav`, …), made with espeak-ng when missing.
+pub fn prompt_book(dir: &Path, languages: &[String]) -> anyhow::Result<PromptBook> {
+    let mut langs = Vec::new();
+    for lang in languages {
+        let t = language::texts(lang);
+        let v = language::voice(lang);
+        let d = dir.join(language::prompt_subdir(lang));
+        let block_message = ensure_prompt(&d, "block-message.wav", t.block_message, v)?;
+        langs.push((
+            lang.clone(),
+            Prompts {
+                greeting: ensure_prompt(&d, "greeting.wav", t.greeting, v)?,
+                reprompt: ensure_prompt(&d, "reprompt.wav", t.reprompt, v)?,
+                follow_up: ensure_prompt(&d, "follow-up.wav", t.follow_up, v)?,
+                block: ensure_prompt(&d, "block.wav", t.block, v)?,
+                // The tone that says "speak now" (a recorded WAV may bring its own).
+                block_message: with_tone(&block_message),
+            },
+        ));
+    }
+    Ok(PromptBook::new(langs))
+}
+
+fn pool(model: &Path, cfg: &Config) -> anyhow::Result<WhisperPool> {
+    let mut wcfg = WhisperConfig::new(model);
+    wcfg.initial_prompt = SCREENING_PROMPT.to_string();
+    wcfg.queue_depth = cfg.screening.asr_queue_depth;
+    wcfg.threads = cfg.screening.asr_threads;
+    WhisperPool::start(&wcfg)
+        .with_context(|| format!("cannot load the whisper model {}", model.display()))
+}
+
 pub fn resources(
     cfg: &Config,
     models_dir: &Path,
     media_ip: IpAddr,
     call: CallConfig,
 ) -> anyhow::Result<(ScreeningResources, Option<StoreWriter>)> {
-    let model = cfg
-        .screening
-        .model
-        .clone()
-        .unwrap_or_else(|| ModelPaths::new(models_dir).default_ggml());
-    anyhow::ensure!(
-        model.exists(),
-        "whisper model {} not found: run `make model` (or `scamscreen model fetch && scamscreen model convert --quantize q8_0`), or use --mode mark",
-        model.display()
-    );
-    let mut wcfg = WhisperConfig::new(model);
-    wcfg.initial_prompt = SCREENING_PROMPT.to_string();
-    wcfg.queue_depth = cfg.screening.asr_queue_depth;
-    wcfg.threads = cfg.screening.asr_threads;
-    let pool = WhisperPool::start(&wcfg).context("cannot load the whisper model")?;
+    let plan = SpeechPlan::of(cfg, models_dir)?;
+    let first = pool(&plan.first, cfg)?;
+    let multilingual = match &plan.multilingual {
+        Some(m) => Some(Arc::new(pool(m, cfg)?) as Arc<dyn Transcriber>),
+        None => None,
+    };
     let detector = Detector::load_dir(&cfg.screening.rules_dir, cfg.screening.thresholds())
         .and_then(|d| d.with_model_weight(cfg.screening.model_weight))
         .with_context(|| format!("rule packs in {}", cfg.screening.rules_dir.display()))?;
-    let prompts = &cfg.media.prompts_dir;
-    let block_message = ensure_prompt(prompts, "block-message.wav", BLOCK_MESSAGE_TEXT)?;
-    let prompts = Prompts {
-        greeting: ensure_prompt(prompts, "greeting.wav", GREETING_TEXT)?,
-        reprompt: ensure_prompt(prompts, "reprompt.wav", REPROMPT_TEXT)?,
-        follow_up: ensure_prompt(prompts, "follow-up.wav", FOLLOW_UP_TEXT)?,
-        block: ensure_prompt(prompts, "block.wav", BLOCK_TEXT)?,
-        // The tone that says "speak now" (a recorded WAV may bring its own).
-        block_message: with_tone(&block_message),
-    };
+    let prompts = prompt_book(&cfg.media.prompts_dir, &plan.languages)?;
+    let languages = LanguageByNumber::new(
+        cfg.screening
+            .called
+            .iter()
+            .map(|c| (c.number.as_str(), c.language.as_str())),
+    )
+    .context("screening.called")?;
     let range = cfg
         .media
         .port_range()
@@ -101,9 +194,12 @@ pub fn resources(
     )?;
     let recorder = writer.recorder();
     let res = ScreeningResources {
-        transcriber: Arc::new(pool),
+        transcriber: Arc::new(first),
+        transcriber_multilingual: plan.first_multilingual,
+        multilingual,
         detector: Arc::new(detector),
         prompts,
+        languages,
         ringback: cfg.media.ringback.pcm(),
         ports,
         media_ip,

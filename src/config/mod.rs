@@ -364,8 +364,14 @@ pub struct ScreeningConfig {
     pub fail_open: bool,
     /// Where diverted calls go (`sip:` or `sips:` URI); `None`: announcement, then BYE.
     pub divert_uri: Option<String>,
-    /// Language of callers (whisper and the rule pack).
+    /// Language of callers (whisper, the rule pack and the prompts) unless a `called` entry
+    /// names another for the number called.
     pub language: String,
+    /// Language per called number (first match wins).
+    pub called: Vec<CalledLanguage>,
+    /// The multilingual whisper model for calls in a language `model` cannot hear (German
+    /// with tiny.en); `None`: `models/ggml-base-q8_0.bin` in the models folder.
+    pub multilingual_model: Option<PathBuf>,
     /// `screen` (answer and listen) or `mark` (forward marked, the PBX decides).
     pub mode: ScreeningMode,
     /// Most time from the end of the caller's speech to a verdict before `fail_open` applies.
@@ -418,6 +424,8 @@ impl Default for ScreeningConfig {
             fail_open: DEFAULT_FAIL_OPEN,
             divert_uri: None,
             language: DEFAULT_LANGUAGE.to_string(),
+            called: Vec::new(),
+            multilingual_model: None,
             mode: ScreeningMode::Screen,
             screening_timeout_ms: DEFAULT_SCREENING_TIMEOUT_MS,
             ring_secs: DEFAULT_RING_SECS,
@@ -458,6 +466,15 @@ impl ScreeningConfig {
             deny: PatternList::parse(&self.deny)?,
         })
     }
+}
+
+/// `[[screening.called]]`: calls to numbers matching `number` (a pattern as in `allow`) are
+/// held in `language`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalledLanguage {
+    pub number: String,
+    pub language: String,
 }
 
 /// `[log]`.

@@ -151,7 +151,7 @@ impl fmt::Display for Config {
         )?;
         writeln!(
             f,
-            "model       {}; rules {}; language {}; threads {}; {} screenings may wait, \
+            "model       {}; rules {}; language {}{}; threads {}; {} screenings may wait, \
              verdict within {} ms",
             s.model
                 .as_ref()
@@ -160,6 +160,10 @@ impl fmt::Display for Config {
                     .to_string()),
             s.rules_dir.display(),
             s.language,
+            s.called
+                .iter()
+                .map(|c| format!(", {} for calls to {}", c.language, c.number))
+                .collect::<String>(),
             s.asr_threads,
             s.asr_queue_depth,
             s.screening_timeout_ms

@@ -115,6 +115,7 @@ fn example_mentions_every_option() {
         "fail_open",
         "divert_uri",
         "language",
+        "multilingual_model",
         "mode",
         "screening_timeout_ms",
         "ring_secs",
@@ -147,6 +148,7 @@ fn example_mentions_every_option() {
             "{option} is missing from scamscreen.example.toml"
         );
     }
+    assert!(EXAMPLE.contains("\n# [[screening.called]]\n# number = "));
 }
 
 #[test]
@@ -489,10 +491,26 @@ fn divert_uri_and_language() {
         assert_eq!(fields(&problems_of(&c)), ["screening.divert_uri"], "{bad}");
     }
     c.screening.divert_uri = None;
-    for bad in ["", "e", "EN", "en-US", "engl"] {
+    for bad in ["", "e", "EN", "en-US", "engl", "fr"] {
         c.screening.language = bad.to_string();
         assert_eq!(fields(&problems_of(&c)), ["screening.language"], "{bad}");
     }
+    c.screening.language = "de".into();
+    assert_eq!(c.validate(), Ok(()));
+    c.screening.called = vec![
+        CalledLanguage {
+            number: "+41*".into(),
+            language: "de".into(),
+        },
+        CalledLanguage {
+            number: "0044*".into(),
+            language: "english".into(),
+        },
+    ];
+    assert_eq!(fields(&problems_of(&c)), ["screening.called[1].language"]);
+    let c = Config::from_toml_str("[[screening.called]]\nnumber = \"+41*\"\nlanguage = \"de\"\n")
+        .unwrap();
+    assert_eq!(c.screening.called[0].language, "de");
 }
 
 #[test]

@@ -340,16 +340,29 @@ impl Config {
                 );
             }
         }
-        let lang_ok = (2..=3).contains(&s.language.len())
-            && s.language.bytes().all(|b| b.is_ascii_lowercase());
-        if !lang_ok {
+        let supported = crate::call::language::SUPPORTED.join(", ");
+        if !crate::call::language::SUPPORTED.contains(&s.language.as_str()) {
             p.push(
                 "screening.language",
                 format!(
-                    "{:?} is not a language code (two or three lowercase letters: \"en\", \"de\")",
+                    "{:?} is not a language scamscreen can screen in (prompts and rules: {supported})",
                     s.language
                 ),
             );
+        }
+        for (i, c) in s.called.iter().enumerate() {
+            if let Err(e) = crate::sip::pattern::Pattern::parse(&c.number) {
+                p.push(format!("screening.called[{i}].number"), e.to_string());
+            }
+            if !crate::call::language::SUPPORTED.contains(&c.language.as_str()) {
+                p.push(
+                    format!("screening.called[{i}].language"),
+                    format!(
+                        "{:?} is not a language scamscreen can screen in ({supported})",
+                        c.language
+                    ),
+                );
+            }
         }
     }
 

@@ -59,6 +59,28 @@ pub struct Prompts {
     pub block_message: Arc<[i16]>,
 }
 
+/// The prompts of every language calls may be held in.
+#[derive(Clone)]
+pub struct PromptBook {
+    langs: Vec<(String, Prompts)>,
+}
+
+impl PromptBook {
+    /// One set per language; the first is used for a language without its own.
+    pub fn new(langs: Vec<(String, Prompts)>) -> PromptBook {
+        PromptBook { langs }
+    }
+
+    fn get(&self, lang: &str) -> Option<&Prompts> {
+        let base = crate::call::language::base(lang);
+        self.langs
+            .iter()
+            .find(|(l, _)| crate::call::language::base(l) == base)
+            .or(self.langs.first())
+            .map(|(_, p)| p)
+    }
+}
+
 impl Prompts {
     fn pcm(&self, prompt: &Prompt) -> Option<Arc<[i16]>> {
         Some(match prompt {
@@ -74,18 +96,37 @@ impl Prompts {
 
 /// What the call layer needs, built once at start.
 pub struct ScreeningResources {
+    /// The speech model for English calls (and every call when it is multilingual).
     pub transcriber: Arc<dyn Transcriber>,
+    /// Whether `transcriber` hears other languages than English.
+    pub transcriber_multilingual: bool,
+    /// The multilingual model for calls in a language `transcriber` cannot hear.
+    pub multilingual: Option<Arc<dyn Transcriber>>,
     pub detector: Arc<Detector>,
-    pub prompts: Prompts,
+    pub prompts: PromptBook,
+    /// The language of calls to numbers named in `screening.called`.
+    pub languages: crate::call::language::LanguageByNumber,
     /// One cadence of the ringback tone, looped while the callee rings; `None`: silence.
     pub ringback: Option<Arc<[i16]>>,
     pub ports: PortPool,
     /// Address put into our SDP and bound for RTP.
     pub media_ip: IpAddr,
     pub call: CallConfig,
+    /// The language of calls no `languages` entry names.
     pub language: Option<String>,
     /// Called with every finished call (the call record store).
     pub on_finished: Option<FinishedHook>,
+}
+
+impl ScreeningResources {
+    /// The model that hears `lang`: the first one for English or when it is multilingual,
+    /// else the multilingual one (start-up refuses a language no model hears).
+    pub fn transcriber_for(&self, lang: &str) -> &Arc<dyn Transcriber> {
+        if self.transcriber_multilingual || crate::call::language::base(lang) == "en" {
+            return &self.transcriber;
+        }
+        self.multilingual.as_ref().unwrap_or(&self.transcriber)
+    }
 }
 
 /// Reports from the call layer's helpers to the core task.
@@ -154,6 +195,8 @@ struct ActiveCall {
     finished: bool,
     withheld_reason: String,
     started_at: std::time::SystemTime,
+    /// The call's language (prompts, model, rules).
+    language: String,
 }
 
 impl ActiveCall {
@@ -281,7 +324,16 @@ impl CallManager {
             a: pa.rtp,
             b: pb.rtp,
         };
-        let (call, negotiated) = match pending.answer(now, id, self.res.call.clone(), media) {
+        let language = pending
+            .invite()
+            .request_uri()
+            .and_then(|u| self.res.languages.language_for(u))
+            .or(self.res.language.as_deref())
+            .unwrap_or("en")
+            .to_string();
+        let mut cfg = self.res.call.clone();
+        cfg.language = language.clone();
+        let (call, negotiated) = match pending.answer(now, id, cfg, media) {
             Ok(v) => v,
             Err(r) => {
                 self.res.ports.release(pa.rtp);
@@ -323,6 +375,7 @@ impl CallManager {
                 finished: false,
                 withheld_reason,
                 started_at: std::time::SystemTime::now(),
+                language,
             },
         );
         self.pump(proxy, id).await;
@@ -511,7 +564,9 @@ impl CallManager {
         pcm: Vec<i16>,
     ) -> Option<AsrFailure> {
         let res = &self.res;
-        if kind == JobKind::Partial && res.transcriber.in_flight() > 0 {
+        let lang = self.calls.get(&id).map_or("en", |c| c.language.as_str());
+        let transcriber = res.transcriber_for(lang);
+        if kind == JobKind::Partial && transcriber.in_flight() > 0 {
             return Some(AsrFailure::Skipped);
         }
         let (deadline, wait) = match kind {
@@ -521,7 +576,9 @@ impl CallManager {
                 res.call.screening_timeout,
             ),
         };
-        let pending = match res.transcriber.submit(AsrRequest::telephone(pcm, deadline)) {
+        let request = AsrRequest::telephone(pcm, deadline).in_language(lang);
+        let lang = Some(lang.to_string());
+        let pending = match transcriber.submit(request) {
             Ok(p) => p,
             Err(e) => return Some(asr_failure(&e)),
         };
@@ -529,7 +586,6 @@ impl CallManager {
             c.jobs.insert(job, pending.cancel_token());
         }
         let (events, detector) = (self.events.clone(), res.detector.clone());
-        let lang = res.language.clone();
         tokio::task::spawn_blocking(move || {
             let result = match pending.wait_timeout(wait) {
                 Ok(t) => score(&detector, &t, lang.as_deref()).map_err(AsrFailure::Failed),
@@ -556,7 +612,12 @@ impl CallManager {
             };
             match action {
                 CallAction::Send { to, bytes } => proxy.send_raw(to, bytes),
-                CallAction::PlayPrompt { leg, prompt } => match self.res.prompts.pcm(&prompt) {
+                CallAction::PlayPrompt { leg, prompt } => match self
+                    .res
+                    .prompts
+                    .get(&c.language)
+                    .and_then(|p| p.pcm(&prompt))
+                {
                     Some(pcm) => {
                         let media = match leg {
                             Leg::A => c.a.as_ref(),
@@ -572,8 +633,9 @@ impl CallManager {
                             continue;
                         };
                         let events = self.events.clone();
+                        let voice = crate::call::language::voice(&c.language);
                         tokio::task::spawn_blocking(move || {
-                            let pcm = synthesize(&text).map(Arc::from);
+                            let pcm = synthesize(&text, voice).map(Arc::from);
                             let _ = events.blocking_send(CallEvent::Warning { call: id, pcm });
                         });
                     }
@@ -638,7 +700,7 @@ impl CallManager {
                             &record,
                             &c.withheld_reason,
                             c.started_at,
-                            self.res.language.as_deref(),
+                            Some(c.language.as_str()),
                         ));
                     }
                 }
@@ -771,12 +833,12 @@ pub fn score(
     })
 }
 
-/// Speak `text` with espeak-ng into 8 kHz mono PCM (the warning prompt).
-pub fn synthesize(text: &str) -> Option<Vec<i16>> {
+/// Speak `text` with espeak-ng's `voice` into 8 kHz mono PCM (the warning prompt).
+pub fn synthesize(text: &str, voice: &str) -> Option<Vec<i16>> {
     let dir = tempfile::tempdir().ok()?;
     let wav = dir.path().join("warning.wav");
     let ok = std::process::Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
+        .args(["-v", voice, "-s", "150", "-w"])
         .arg(&wav)
         .arg(text)
         .status()
