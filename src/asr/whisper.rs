@@ -37,6 +37,18 @@ const FULL_AUDIO_CTX: i32 = 1500;
 /// legitimate calls flagged (BENCHMARKS.md).
 pub const SCREENING_PROMPT: &str = "Microsoft, Windows, Apple, iCloud, Amazon, PayPal, TeamViewer, AnyDesk, computer, bank account, gift cards, bitcoin, police, IRS, refund.";
 
+/// The same for German calls (multilingual models): the names and words German scam callers
+/// use, spelled as the rule pack expects them.
+pub const SCREENING_PROMPT_DE: &str = "Microsoft, Windows, Apple, Amazon, PayPal, TeamViewer, AnyDesk, Computer, Bankkonto, Sparkasse, Volksbank, Polizei, Staatsanwaltschaft, Europol, Gutscheinkarten, Bitcoin, Rückerstattung.";
+
+/// The decoder prompt for screening calls in `lang`.
+pub fn screening_prompt(lang: &str) -> &'static str {
+    match lang.split(['-', '_']).next().unwrap_or(lang) {
+        "de" => SCREENING_PROMPT_DE,
+        _ => SCREENING_PROMPT,
+    }
+}
+
 /// Defaults, named once.
 pub const DEFAULT_WORKERS: usize = 1;
 pub const DEFAULT_QUEUE_DEPTH: usize = 4;
@@ -59,6 +71,9 @@ pub struct WhisperConfig {
     /// Text given to the decoder as if it had been said before: biases spelling and
     /// vocabulary (e.g. brand and tool names). Empty for none.
     pub initial_prompt: String,
+    /// Per language, a prompt used instead of `initial_prompt` for jobs in that language
+    /// (an English prompt pulls a multilingual model towards English).
+    pub initial_prompts: Vec<(String, String)>,
 }
 
 impl WhisperConfig {
@@ -71,7 +86,18 @@ impl WhisperConfig {
             language: "en".into(),
             beam_size: 1,
             initial_prompt: String::new(),
+            initial_prompts: Vec::new(),
         }
+    }
+
+    /// Screening calls: the decoder prompts of every language.
+    pub fn for_screening(mut self) -> Self {
+        self.initial_prompt = SCREENING_PROMPT.to_string();
+        self.initial_prompts = ["en", "de"]
+            .iter()
+            .map(|l| (l.to_string(), screening_prompt(l).to_string()))
+            .collect();
+        self
     }
 }
 
@@ -193,6 +219,7 @@ impl WhisperPool {
                 language: cfg.language.clone(),
                 beam_size: cfg.beam_size.max(1),
                 initial_prompt: cfg.initial_prompt.clone(),
+                initial_prompts: cfg.initial_prompts.clone(),
                 vad: VoiceActivity::new(16_000),
                 typical_ms: typical_ms.clone(),
             };
@@ -279,6 +306,7 @@ struct Worker {
     language: String,
     beam_size: usize,
     initial_prompt: String,
+    initial_prompts: Vec<(String, String)>,
     vad: VoiceActivity,
     /// How long a transcription of speech takes here (moving average, shared by the
     /// workers): a job with less time than this left before its deadline is refused.
@@ -366,11 +394,16 @@ impl Worker {
             SamplingStrategy::Greedy { best_of: 1 }
         };
         let mut params = FullParams::new(strategy);
-        if !self.initial_prompt.is_empty() {
-            params.set_initial_prompt(&self.initial_prompt);
+        let language = language.unwrap_or(&self.language).to_string();
+        let prompt = self
+            .initial_prompts
+            .iter()
+            .find(|(l, _)| *l == language)
+            .map_or(self.initial_prompt.as_str(), |(_, p)| p.as_str());
+        if !prompt.is_empty() {
+            params.set_initial_prompt(prompt);
         }
         params.set_n_threads(threads as i32);
-        let language = language.unwrap_or(&self.language).to_string();
         params.set_language(Some(&language));
         params.set_translate(false);
         params.set_no_context(true);

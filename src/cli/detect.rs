@@ -171,15 +171,17 @@ pub struct EvalArgs {
     #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
     models_dir: PathBuf,
     /// Voices for --audio, rotated over the items: VOICE:WPM,… (espeak-ng voice names such as
-    /// en-us+f2 or mb-us1 for MBROLA, or festival/NAME for a Festival voice)
-    #[arg(long, default_value = crate::cli::eval_audio::DEFAULT_VOICES)]
-    voices: String,
+    /// en-us+f2 or mb-us1 for MBROLA, or festival/NAME for a Festival voice). Default: two
+    /// espeak-ng and two MBROLA voices of the language (--lang, else English).
+    #[arg(long)]
+    voices: Option<String>,
     /// Beam width for --audio (1 = greedy).
     #[arg(long, default_value_t = 1)]
     beam: usize,
-    /// Decoder prompt for --audio (biases vocabulary; "" for none).
-    #[arg(long, default_value = scamscreen::asr::whisper::SCREENING_PROMPT)]
-    asr_prompt: String,
+    /// Decoder prompt for --audio (biases vocabulary; "" for none). Default: the screening
+    /// prompt of the language.
+    #[arg(long)]
+    asr_prompt: Option<String>,
     /// List the items the combined scorer got wrong (off for the held-out split unless asked:
     /// reading held-out misses is how a corpus gets fitted).
     #[arg(long)]
@@ -272,13 +274,30 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             .model
             .clone()
             .unwrap_or_else(|| scamscreen::model::ModelPaths::new(&args.models_dir).default_ggml());
+        let lang = args.lang.clone().unwrap_or_else(|| "en".to_string());
+        if lang != "en" && !scamscreen::asr::whisper::model_is_multilingual(&model)? {
+            bail!(
+                "{} is English only and cannot hear {lang}: use --model with a multilingual \
+                 model (scamscreen model convert --model base --quantize q8_0 makes \
+                 models/ggml-base-q8_0.bin)",
+                model.display()
+            );
+        }
         let mut cfg = scamscreen::asr::whisper::WhisperConfig::new(model);
         cfg.beam_size = args.beam;
-        cfg.initial_prompt = args.asr_prompt.clone();
-        let voices = crate::cli::eval_audio::parse_voices(&args.voices)?;
+        cfg.language = lang.clone();
+        cfg.initial_prompt = args
+            .asr_prompt
+            .clone()
+            .unwrap_or_else(|| scamscreen::asr::whisper::screening_prompt(&lang).to_string());
+        let voices = crate::cli::eval_audio::parse_voices(
+            args.voices
+                .as_deref()
+                .unwrap_or(crate::cli::eval_audio::default_voices(&lang)),
+        )?;
         let mut english: Vec<CorpusItem> = items
             .into_iter()
-            .filter(|i| i.lang.as_deref().unwrap_or("en") == "en")
+            .filter(|i| i.lang.as_deref().unwrap_or("en") == lang)
             .collect();
         if let Some(n) = args.limit.filter(|n| *n > 0 && *n < english.len()) {
             let step = english.len() as f64 / n as f64;

@@ -1,4 +1,4 @@
-//! `scamscreen eval --audio`: each English corpus item is spoken by espeak-ng (voices and
+//! `scamscreen eval --audio`: each corpus item of the language (`--lang`, default English) is spoken by espeak-ng (voices and
 //! speeds rotate), band-limited and stored as 8 kHz G.711 µ-law by sox, transcribed by the real
 //! whisper model, and the transcript is scored.
 
@@ -16,6 +16,18 @@ use scamscreen::detect::eval::CorpusItem;
 /// Debian's contrib/non-free `mbrola-us1`/`-us2`, installed by `make deps-bench`), which sound
 /// more like people.
 pub const DEFAULT_VOICES: &str = "en-us+f2:140,mb-us1:140,en-us+m1:140,mb-us2:140";
+
+/// German: four MBROLA diphone voices (`mb-de2`, `mb-de6` male; `mb-de5`, `mb-de7` female;
+/// Debian's contrib/non-free `mbrola-de*`), closer to people than espeak-ng's own German.
+pub const DEFAULT_VOICES_DE: &str = "mb-de2:140,mb-de5:140,mb-de6:140,mb-de7:140";
+
+/// The default voices for items in `lang`.
+pub fn default_voices(lang: &str) -> &'static str {
+    match lang {
+        "de" => DEFAULT_VOICES_DE,
+        _ => DEFAULT_VOICES,
+    }
+}
 
 /// Parse `voice:wpm,voice:wpm`.
 pub fn parse_voices(spec: &str) -> anyhow::Result<Vec<(String, String)>> {

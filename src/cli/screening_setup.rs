@@ -1,9 +1,7 @@
 //! Everything `scamscreen run` needs to screen calls: model, rules, prompts, ports, store.
 
 use anyhow::Context;
-use scamscreen::asr::whisper::{
-    model_is_multilingual, WhisperConfig, WhisperPool, SCREENING_PROMPT,
-};
+use scamscreen::asr::whisper::{model_is_multilingual, WhisperConfig, WhisperPool};
 use scamscreen::asr::Transcriber;
 use scamscreen::call::language::{self, LanguageByNumber};
 use scamscreen::call::CallConfig;
@@ -146,8 +144,7 @@ pub fn prompt_book(dir: &Path, languages: &[String]) -> anyhow::Result<PromptBoo
 }
 
 fn pool(model: &Path, cfg: &Config) -> anyhow::Result<WhisperPool> {
-    let mut wcfg = WhisperConfig::new(model);
-    wcfg.initial_prompt = SCREENING_PROMPT.to_string();
+    let mut wcfg = WhisperConfig::new(model).for_screening();
     wcfg.queue_depth = cfg.screening.asr_queue_depth;
     wcfg.threads = cfg.screening.asr_threads;
     WhisperPool::start(&wcfg)
