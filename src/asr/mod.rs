@@ -68,6 +68,9 @@ pub struct Transcript {
     pub elapsed_ms: u64,
     /// CPU threads the recogniser used (chosen per transcription with `threads = auto`).
     pub threads: usize,
+    /// The language heard: the one asked for, or the one a multilingual model detected
+    /// when asked for `auto`.
+    pub language: String,
 }
 
 /// A request for transcription: 16 kHz mono samples in [-1, 1].
@@ -82,7 +85,8 @@ pub struct AsrRequest {
     /// spending the model on it: under overload, the model's time goes to calls that can
     /// still get a verdict.
     pub deadline: Option<std::time::Instant>,
-    /// The spoken language (`en`, `de`); `None`: the recogniser's configured one.
+    /// The spoken language (`en`, `de`, or `auto` for a multilingual model to detect);
+    /// `None`: the recogniser's configured one.
     pub language: Option<String>,
 }
 

@@ -367,7 +367,7 @@ impl Worker {
         let threads = self.threads_now();
         let audio_ms = (pcm.len() as u64 * 1000) / 16_000;
         let speech = self.vad.analyze(pcm);
-        let done = |segments: Vec<Segment>, speech| {
+        let done = |segments: Vec<Segment>, speech, language: String| {
             let text = segments
                 .iter()
                 .map(|s| s.text.as_str())
@@ -380,10 +380,12 @@ impl Worker {
                 audio_ms,
                 elapsed_ms: started.elapsed().as_millis() as u64,
                 threads,
+                language,
             }
         };
         if !speech.has_speech() {
-            return Ok(done(Vec::new(), speech));
+            let asked = language.unwrap_or(&self.language).to_string();
+            return Ok(done(Vec::new(), speech, asked));
         }
         let strategy = if self.beam_size > 1 {
             SamplingStrategy::BeamSearch {
@@ -394,7 +396,7 @@ impl Worker {
             SamplingStrategy::Greedy { best_of: 1 }
         };
         let mut params = FullParams::new(strategy);
-        let language = language.unwrap_or(&self.language).to_string();
+        let mut language = language.unwrap_or(&self.language).to_string();
         let prompt = self
             .initial_prompts
             .iter()
@@ -404,6 +406,8 @@ impl Worker {
             params.set_initial_prompt(prompt);
         }
         params.set_n_threads(threads as i32);
+        // "auto": a multilingual model detects the language first (English-only ones hear
+        // English whatever they are told).
         params.set_language(Some(&language));
         params.set_translate(false);
         params.set_no_context(true);
@@ -449,6 +453,10 @@ impl Worker {
         if abort.past_deadline() {
             return Err(AsrError::TimedOut);
         }
+        if language == "auto" {
+            let id = self.state.full_lang_id_from_state();
+            language = whisper_rs::get_lang_str(id).unwrap_or("en").to_string();
+        }
         res.map_err(|e| AsrError::Engine(e.to_string()))?;
         let mut segments = Vec::new();
         let audio_ms = pcm.len() as u64 * 1000 / 16_000;
@@ -472,7 +480,7 @@ impl Worker {
             });
         }
         super::repeats::dedup_segments(&mut segments, |s: &Segment| s.text.as_str());
-        Ok(done(segments, speech))
+        Ok(done(segments, speech, language))
     }
 }
 

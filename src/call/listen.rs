@@ -77,6 +77,10 @@ pub(super) struct Listener {
     checkpoint_wanted: bool,
     reprompted: bool,
     followed_up: bool,
+    /// The first pass's full verdict while the second pass runs.
+    first: Option<ScreeningResult>,
+    /// The second pass was used (once per call).
+    second_used: bool,
 }
 
 impl Listener {
@@ -326,8 +330,14 @@ impl CallSession {
         l.next_job += 1;
         let id = l.next_job;
         l.jobs.push(Job { id, kind, pieces });
-        self.actions
-            .push_back(CallAction::Transcribe { job: id, kind, pcm });
+        // The second pass shares the first's deadline; the others get the runtime's.
+        let deadline = (kind == JobKind::Second).then_some(self.deadline).flatten();
+        self.actions.push_back(CallAction::Transcribe {
+            job: id,
+            kind,
+            pcm,
+            deadline,
+        });
     }
 
     pub(super) fn on_transcribed(
@@ -373,6 +383,18 @@ impl CallSession {
                 }
             }
             (JobKind::Full, Ok(r)) if self.stage == Stage::Screening => self.full_verdict(now, r),
+            (JobKind::Second, r) if self.stage == Stage::Screening => {
+                let first = self.listener.first.take();
+                match (r, first) {
+                    (Ok(second), _) if !second.transcript.trim().is_empty() => {
+                        self.after_verdict(now, second)
+                    }
+                    (_, Some(first)) => self.after_verdict(now, first),
+                    (_, None) => {
+                        self.unscreened(now, AsrFailure::Failed("no first verdict".into()))
+                    }
+                }
+            }
             (JobKind::Full, Err(e)) if self.stage == Stage::Screening => self.unscreened(now, e),
             (JobKind::Afterwards, r) => {
                 self.afterwards = r.ok();
@@ -389,6 +411,22 @@ impl CallSession {
             self.no_speech(now);
             return;
         }
+        if self.cfg.second_pass
+            && !self.listener.second_used
+            && open_verdict(&r)
+            && self.deadline.is_some_and(|d| d >= now + SECOND_PASS_MIN)
+        {
+            self.listener.second_used = true;
+            self.listener.first = Some(r);
+            self.submit(JobKind::Second);
+            return;
+        }
+        self.after_verdict(now, r);
+    }
+
+    /// A full verdict (first or second pass): one follow-up question if it is open and
+    /// configured, else act on it.
+    fn after_verdict(&mut self, now: Instant, r: ScreeningResult) {
         let l = &self.listener;
         if r.more_speech && r.action != Action::Divert && self.cfg.follow_up && !l.followed_up {
             self.listener.followed_up = true;
@@ -399,6 +437,13 @@ impl CallSession {
     }
 
     pub(super) fn screening_timed_out(&mut self, now: Instant) {
+        if let Some(first) = self.listener.first.take() {
+            // The second pass is late: the first pass's verdict stands.
+            self.listener
+                .cancel(&mut self.actions, |k| k == JobKind::Second);
+            self.after_verdict(now, first);
+            return;
+        }
         self.listener
             .cancel(&mut self.actions, |k| k == JobKind::Full);
         self.unscreened(now, AsrFailure::TimedOut);
@@ -419,6 +464,18 @@ impl CallSession {
         }
         self.decide(now, r);
     }
+}
+
+/// Least time left before the screening deadline for a second pass to be worth starting
+/// (base on 2 cores: ~1 s for a 10 s turn; the recogniser itself refuses at once when its
+/// recent speed says it cannot make it).
+pub const SECOND_PASS_MIN: Duration = Duration::from_millis(1_000);
+
+/// A full verdict worth a second, better hearing: not a divert, and either a warning (the
+/// bigger model may confirm it as a divert or clear it) or more speech could change it
+/// (few words, a claim without a request: often what a small model misheard).
+fn open_verdict(r: &ScreeningResult) -> bool {
+    r.action != Action::Divert && (r.action == Action::Warn || r.more_speech)
 }
 
 /// Milliseconds into a job's audio → milliseconds in the call.

@@ -119,6 +119,10 @@ pub enum JobKind {
     Full,
     /// After an unscreened verdict, for the record only (no deadline).
     Afterwards,
+    /// The full verdict was open: the same audio again, heard by the bigger (multilingual)
+    /// model, within the same screening deadline. Its verdict replaces the first one; when it
+    /// fails or is late, the first one stands.
+    Second,
 }
 
 /// A prompt to play on a leg.
@@ -206,6 +210,9 @@ pub struct CallConfig {
     pub timers: TimerConfig,
     /// The call's language (prompts, the callee's "press 1 / 2"): `en`, `de`.
     pub language: String,
+    /// An open full verdict is heard again by a bigger model (`JobKind::Second`) when at
+    /// least `SECOND_PASS_MIN` of the screening deadline is left.
+    pub second_pass: bool,
 }
 
 /// Something the call asks the runtime to do.
@@ -228,6 +235,9 @@ pub enum CallAction {
         job: u64,
         kind: JobKind,
         pcm: Vec<i16>,
+        /// When the answer is no longer wanted; `None`: `screening_timeout` from now (no
+        /// deadline for `Afterwards`).
+        deadline: Option<Instant>,
     },
     /// The job's answer is no longer wanted.
     CancelTranscription(u64),

@@ -30,6 +30,7 @@ fn cfg() -> CallConfig {
         ring_timeout: Duration::from_secs(60),
         timers: TimerConfig::default(),
         language: "en".into(),
+        second_pass: false,
     }
 }
 
@@ -657,6 +658,93 @@ fn asr_that_cannot_make_the_deadline_fails_open_at_once() {
     );
     // The audio is still transcribed for the record.
     assert_eq!(transcribe_of(&a).map(|j| j.1), Some(JobKind::Afterwards));
+}
+
+/// Up to the first pass's verdict with the second pass on; returns the second job.
+fn first_pass(t: &mut T, first: ScreeningResult) -> (u64, Vec<CallAction>) {
+    t.actions();
+    t.input(CallInput::FromCaller(caller_request("ACK", 1)));
+    t.input(CallInput::PromptFinished(Leg::A));
+    t.audio(true, 2000);
+    let (job, kind, _) = t.until_transcribe();
+    assert_eq!(kind, JobKind::Full);
+    t.at(t.speech_end_ms + 400);
+    let a = t.input(transcribed(job, first));
+    let (second, kind) = transcribe_of(&a).expect("a second pass");
+    assert_eq!(kind, JobKind::Second);
+    assert!(sent(&a).is_empty(), "nothing decided yet: {a:?}");
+    (second, a)
+}
+
+#[test]
+fn second_pass_hears_an_open_verdict_again_and_its_verdict_counts() {
+    let mut c = cfg();
+    c.second_pass = true;
+    let mut t = T::new(c);
+    let (second, a) = first_pass(&mut t, verdict(ScreeningAction::Warn));
+    // It shares the first pass's deadline: end of speech + screening_timeout.
+    let deadline = a.iter().find_map(|x| match x {
+        CallAction::Transcribe { deadline, .. } => *deadline,
+        _ => None,
+    });
+    let at = deadline
+        .expect("a deadline")
+        .duration_since(t.t0)
+        .as_millis() as u64;
+    assert!(
+        at.abs_diff(t.speech_end_ms + 3_000) <= 20,
+        "{at} vs {}",
+        t.speech_end_ms
+    );
+    // The bigger model heard the request the small one missed: divert.
+    t.at(t.speech_end_ms + 1_500);
+    let a = t.input(transcribed(second, verdict(ScreeningAction::Divert)));
+    assert_eq!(
+        a.last(),
+        Some(&CallAction::PlayPrompt {
+            leg: Leg::A,
+            prompt: Prompt::Block
+        })
+    );
+}
+
+#[test]
+fn a_late_or_failed_second_pass_leaves_the_first_verdict() {
+    let mut c = cfg();
+    c.second_pass = true;
+    // Late: at the deadline the first verdict (warn) is acted on, the second cancelled.
+    let mut t = T::new(c.clone());
+    let (second, _) = first_pass(&mut t, verdict(ScreeningAction::Warn));
+    let end = t.speech_end_ms;
+    let a = t.run_until(end + 3_100);
+    assert!(a.contains(&CallAction::CancelTranscription(second)));
+    let inv = sent(&a)
+        .into_iter()
+        .find(|(_, m)| m.method() == Some("INVITE"))
+        .expect("callee rung with the first verdict");
+    assert_eq!(inv.1.header("x-scamscreen-verdict"), Some("warn"));
+    // Failed (the model is busy): the first verdict at once.
+    let mut t = T::new(c.clone());
+    let (second, _) = first_pass(&mut t, verdict(ScreeningAction::Warn));
+    let a = t.input(CallInput::Transcribed {
+        job: second,
+        result: Err(AsrFailure::CannotMakeIt),
+    });
+    let inv = sent(&a)
+        .into_iter()
+        .find(|(_, m)| m.method() == Some("INVITE"))
+        .expect("callee rung with the first verdict");
+    assert_eq!(inv.1.header("x-scamscreen-verdict"), Some("warn"));
+    // A clear verdict (allow with nothing open) is not heard twice.
+    let mut t = T::new(c);
+    t.actions();
+    t.input(CallInput::FromCaller(caller_request("ACK", 1)));
+    t.input(CallInput::PromptFinished(Leg::A));
+    t.audio(true, 2000);
+    let (job, _, _) = t.until_transcribe();
+    let a = t.input(transcribed(job, verdict(ScreeningAction::Allow)));
+    assert!(transcribe_of(&a).is_none(), "{a:?}");
+    assert_eq!(sent(&a)[0].1.header("x-scamscreen-verdict"), Some("allow"));
 }
 
 #[test]

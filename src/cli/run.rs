@@ -259,6 +259,8 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
             },
             // Set per call from the number called (`screening.called`).
             language: cfg.screening.language.clone(),
+            // Per call too: only where a bigger model is loaded and hears better.
+            second_pass: cfg.screening.second_pass,
         };
         let (res, writer) =
             crate::cli::screening_setup::resources(&cfg, &models_dir, media_ip, call)?;

@@ -55,6 +55,9 @@ pub struct SpeechPlan {
     pub multilingual: Option<PathBuf>,
     /// Every language calls may be held in (the default first).
     pub languages: Vec<String>,
+    /// The model of the second pass on English calls (the multilingual one, when it exists
+    /// and `second_pass` is on).
+    pub second: Option<PathBuf>,
 }
 
 impl SpeechPlan {
@@ -107,11 +110,22 @@ impl SpeechPlan {
             );
             Some(m)
         };
+        let second = if cfg.screening.second_pass && !first_multilingual {
+            let m = cfg
+                .screening
+                .multilingual_model
+                .clone()
+                .unwrap_or_else(|| models_dir.join(DEFAULT_MULTILINGUAL));
+            (m.exists() && model_is_multilingual(&m).unwrap_or(false)).then_some(m)
+        } else {
+            None
+        };
         Ok(SpeechPlan {
             first,
             first_multilingual,
             multilingual,
             languages,
+            second,
         })
     }
 }
@@ -159,10 +173,13 @@ pub fn resources(
 ) -> anyhow::Result<(ScreeningResources, Option<StoreWriter>)> {
     let plan = SpeechPlan::of(cfg, models_dir)?;
     let first = pool(&plan.first, cfg)?;
-    let multilingual = match &plan.multilingual {
+    // One pool for the multilingual model, whether it serves German calls, second passes
+    // or both.
+    let multilingual = match plan.multilingual.as_ref().or(plan.second.as_ref()) {
         Some(m) => Some(Arc::new(pool(m, cfg)?) as Arc<dyn Transcriber>),
         None => None,
     };
+    let second = plan.second.as_ref().and(multilingual.clone());
     let detector = Detector::load_dir(&cfg.screening.rules_dir, cfg.screening.thresholds())
         .and_then(|d| d.with_model_weight(cfg.screening.model_weight))
         .with_context(|| format!("rule packs in {}", cfg.screening.rules_dir.display()))?;
@@ -194,6 +211,7 @@ pub fn resources(
         transcriber: Arc::new(first),
         transcriber_multilingual: plan.first_multilingual,
         multilingual,
+        second,
         detector: Arc::new(detector),
         prompts,
         languages,

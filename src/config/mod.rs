@@ -107,6 +107,7 @@ pub const DEFAULT_RING_SECS: u64 = 60;
 /// are skipped unrun, so a deep queue costs no CPU, only a later "unscreened".
 pub const DEFAULT_ASR_QUEUE_DEPTH: usize = 16;
 pub const DEFAULT_EARLY_VERDICT: bool = true;
+pub const DEFAULT_SECOND_PASS: bool = true;
 pub const DEFAULT_MAX_LISTEN_SECS: u32 = 30;
 pub const DEFAULT_NO_SPEECH_SECS: u32 = 5;
 pub const DEFAULT_FOLLOW_UP: bool = false;
@@ -369,6 +370,10 @@ pub struct ScreeningConfig {
     pub language: String,
     /// Language per called number (first match wins).
     pub called: Vec<CalledLanguage>,
+    /// Hear an open verdict (a warning, or one more speech could change) again with the
+    /// multilingual model, within `screening_timeout_ms`; on English calls that model also
+    /// detects a caller who does not speak English. Used when the multilingual model exists.
+    pub second_pass: bool,
     /// The multilingual whisper model for calls in a language `model` cannot hear (German
     /// with tiny.en); `None`: `models/ggml-base-q8_0.bin` in the models folder.
     pub multilingual_model: Option<PathBuf>,
@@ -425,6 +430,7 @@ impl Default for ScreeningConfig {
             divert_uri: None,
             language: DEFAULT_LANGUAGE.to_string(),
             called: Vec::new(),
+            second_pass: DEFAULT_SECOND_PASS,
             multilingual_model: None,
             mode: ScreeningMode::Screen,
             screening_timeout_ms: DEFAULT_SCREENING_TIMEOUT_MS,

@@ -116,6 +116,7 @@ fn example_mentions_every_option() {
         "divert_uri",
         "language",
         "multilingual_model",
+        "second_pass",
         "mode",
         "screening_timeout_ms",
         "ring_secs",

@@ -102,6 +102,9 @@ pub struct ScreeningResources {
     pub transcriber_multilingual: bool,
     /// The multilingual model for calls in a language `transcriber` cannot hear.
     pub multilingual: Option<Arc<dyn Transcriber>>,
+    /// The bigger model that hears an open verdict again (`JobKind::Second`); `None`: no
+    /// second pass.
+    pub second: Option<Arc<dyn Transcriber>>,
     pub detector: Arc<Detector>,
     pub prompts: PromptBook,
     /// The language of calls to numbers named in `screening.called`.
@@ -332,6 +335,12 @@ impl CallManager {
             .unwrap_or("en")
             .to_string();
         let mut cfg = self.res.call.clone();
+        // A second pass only where it hears better than the first: calls on the small
+        // English model.
+        cfg.second_pass = cfg.second_pass
+            && self.res.second.is_some()
+            && !self.res.transcriber_multilingual
+            && crate::call::language::base(&language) == "en";
         cfg.language = language.clone();
         let (call, negotiated) = match pending.answer(now, id, cfg, media) {
             Ok(v) => v,
@@ -562,22 +571,35 @@ impl CallManager {
         job: u64,
         kind: JobKind,
         pcm: Vec<i16>,
+        deadline: Option<Instant>,
     ) -> Option<AsrFailure> {
         let res = &self.res;
-        let lang = self.calls.get(&id).map_or("en", |c| c.language.as_str());
-        let transcriber = res.transcriber_for(lang);
+        let call_lang = self.calls.get(&id).map_or("en", |c| c.language.as_str());
+        // The second pass: the bigger model; on an English call it also finds out whether
+        // the caller speaks English at all (`auto`: the model detects the language).
+        let (transcriber, asr_lang) = if kind == JobKind::Second {
+            match &res.second {
+                Some(t) if call_lang == "en" => (t, "auto"),
+                Some(t) => (t, call_lang),
+                None => return Some(AsrFailure::Failed("no second model".into())),
+            }
+        } else {
+            (res.transcriber_for(call_lang), call_lang)
+        };
         if kind == JobKind::Partial && transcriber.in_flight() > 0 {
             return Some(AsrFailure::Skipped);
         }
-        let (deadline, wait) = match kind {
-            JobKind::Afterwards => (None, AFTERWARDS_WAIT),
-            _ => (
-                Some(Instant::now() + res.call.screening_timeout),
+        let now = Instant::now();
+        let (deadline, wait) = match (kind, deadline) {
+            (JobKind::Afterwards, _) => (None, AFTERWARDS_WAIT),
+            (_, Some(d)) => (Some(d), d.saturating_duration_since(now)),
+            (_, None) => (
+                Some(now + res.call.screening_timeout),
                 res.call.screening_timeout,
             ),
         };
-        let request = AsrRequest::telephone(pcm, deadline).in_language(lang);
-        let lang = Some(lang.to_string());
+        let request = AsrRequest::telephone(pcm, deadline).in_language(asr_lang);
+        let call_lang = call_lang.to_string();
         let pending = match transcriber.submit(request) {
             Ok(p) => p,
             Err(e) => return Some(asr_failure(&e)),
@@ -588,7 +610,16 @@ impl CallManager {
         let (events, detector) = (self.events.clone(), res.detector.clone());
         tokio::task::spawn_blocking(move || {
             let result = match pending.wait_timeout(wait) {
-                Ok(t) => score(&detector, &t, lang.as_deref()).map_err(AsrFailure::Failed),
+                Ok(t) => {
+                    // Rules of the language heard (a German caller on an English line is
+                    // scored with the German rules once the bigger model has heard German).
+                    let lang = if crate::call::language::SUPPORTED.contains(&t.language.as_str()) {
+                        t.language.clone()
+                    } else {
+                        call_lang
+                    };
+                    score(&detector, &t, Some(&lang)).map_err(AsrFailure::Failed)
+                }
                 Err(e) => Err(asr_failure(&e)),
             };
             let _ = events.blocking_send(CallEvent::Transcribed {
@@ -641,8 +672,13 @@ impl CallManager {
                     }
                 },
                 CallAction::StopPrompt(leg) => c.players.retain(|(l, _)| *l != leg),
-                CallAction::Transcribe { job, kind, pcm } => {
-                    if let Some(failure) = self.transcribe(id, job, kind, pcm) {
+                CallAction::Transcribe {
+                    job,
+                    kind,
+                    pcm,
+                    deadline,
+                } => {
+                    if let Some(failure) = self.transcribe(id, job, kind, pcm, deadline) {
                         if failure != AsrFailure::Skipped {
                             info_span!("call", call = id).in_scope(
                                 || warn!(error = %failure, kind = ?kind, "transcription refused"),
