@@ -1,7 +1,7 @@
 //! Word error rate, for tests and benchmarks. Both texts are normalised first, in the spirit
 //! of whisper's own English text normaliser: lower case, punctuation dropped, hyphens split,
 //! numbers written in digits spelled out in words ("25" → "twenty five", "$5" → "five
-//! dollars"), titles expanded ("Dr." → "doctor") and British spellings made American
+//! dollars"), contractions expanded ("you're" → "you are"), titles expanded ("Dr." → "doctor") and British spellings made American
 //! ("neighbour" → "neighbor"), so that only real recognition errors count.
 
 const ONES: [&str; 20] = [
@@ -116,6 +116,40 @@ fn canonical(word: String) -> String {
         .unwrap_or(word)
 }
 
+/// Words whose `'s` is "is" (elsewhere it is a possessive and stays).
+const IS_CONTRACTIONS: [&str; 12] = [
+    "it", "that", "he", "she", "what", "there", "here", "who", "where", "how", "this", "everything",
+];
+
+/// "you're" → "you are", "can't" → "can not", "that's" → "that is", as whisper's English
+/// normaliser does: a reference says "you are" where a recogniser writes "you're".
+fn expand_contraction(w: &str) -> Vec<String> {
+    match w {
+        "can't" => return vec!["can".into(), "not".into()],
+        "won't" => return vec!["will".into(), "not".into()],
+        "let's" => return vec!["let".into(), "us".into()],
+        _ => {}
+    }
+    for (suffix, full) in [
+        ("n't", "not"),
+        ("'re", "are"),
+        ("'m", "am"),
+        ("'ll", "will"),
+        ("'ve", "have"),
+        ("'d", "would"),
+    ] {
+        if let Some(stem) = w.strip_suffix(suffix).filter(|s| !s.is_empty()) {
+            return vec![stem.to_string(), full.to_string()];
+        }
+    }
+    if let Some(stem) = w.strip_suffix("'s") {
+        if IS_CONTRACTIONS.contains(&stem) {
+            return vec![stem.to_string(), "is".to_string()];
+        }
+    }
+    vec![w.to_string()]
+}
+
 /// Normalise text into comparable words.
 pub fn normalize(text: &str) -> Vec<String> {
     let lowered = text.to_lowercase().replace(['-', '/'], " ");
@@ -146,7 +180,7 @@ pub fn normalize(text: &str) -> Vec<String> {
             .collect();
         let w = w.trim_matches('\'').to_string();
         if !w.is_empty() {
-            words.push(canonical(w));
+            words.extend(expand_contraction(&w).into_iter().map(canonical));
         }
     }
     words
@@ -172,6 +206,8 @@ pub fn word_errors(reference: &[String], hypothesis: &[String]) -> usize {
 /// use scamscreen::asr::wer::wer;
 /// assert_eq!(wer("Call Dr. Miller at 10", "call doctor miller at ten"), 0.0);
 /// assert_eq!(wer("install team viewer", "install team newer"), 1.0 / 3.0);
+/// assert_eq!(wer("If you are sure, press 1", "If you're sure, press one."), 0.0);
+/// assert_eq!(wer("that is not the bank's number", "That's not the bank's number"), 0.0);
 /// ```
 pub fn wer(reference: &str, hypothesis: &str) -> f64 {
     let (r, h) = (normalize(reference), normalize(hypothesis));
