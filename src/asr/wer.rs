@@ -118,7 +118,18 @@ fn canonical(word: String) -> String {
 
 /// Words whose `'s` is "is" (elsewhere it is a possessive and stays).
 const IS_CONTRACTIONS: [&str; 12] = [
-    "it", "that", "he", "she", "what", "there", "here", "who", "where", "how", "this", "everything",
+    "it",
+    "that",
+    "he",
+    "she",
+    "what",
+    "there",
+    "here",
+    "who",
+    "where",
+    "how",
+    "this",
+    "everything",
 ];
 
 /// "you're" → "you are", "can't" → "can not", "that's" → "that is", as whisper's English

@@ -155,30 +155,16 @@ pub fn audio_ctx_for(samples: usize) -> i32 {
     frames.clamp(MIN_AUDIO_CTX, FULL_AUDIO_CTX)
 }
 
-/// Whether a whisper.cpp ggml model hears other languages than English: its header's
-/// vocabulary size (51864 for the English-only `.en` models, 51865 and more for the
-/// multilingual ones, which carry the language tokens).
+/// Whether a whisper.cpp ggml model hears other languages than English (its header's
+/// vocabulary: the `.en` models have no language tokens).
 pub fn model_is_multilingual(model: &Path) -> Result<bool, AsrError> {
-    use std::io::Read;
-    let mut head = [0u8; 8];
-    std::fs::File::open(model)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .map_err(|e| AsrError::ModelMissing(format!("{} ({e})", model.display())))?;
-    let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    if magic != GGML_MAGIC {
-        return Err(AsrError::ModelLoad {
+    crate::model::ggml::read_hparams(model)
+        .map(|h| h.multilingual())
+        .map_err(|e| AsrError::ModelLoad {
             path: model.display().to_string(),
-            reason: "not a whisper.cpp ggml model (wrong magic)".into(),
-        });
-    }
-    let n_vocab = i32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    Ok(n_vocab >= MULTILINGUAL_VOCAB)
+            reason: e.to_string(),
+        })
 }
-
-/// `ggml` as whisper.cpp writes it (little-endian u32).
-const GGML_MAGIC: u32 = 0x6767_6d6c;
-/// Vocabulary size from which a whisper model is multilingual.
-const MULTILINGUAL_VOCAB: i32 = 51_865;
 
 fn load(model: &Path) -> Result<WhisperContext, AsrError> {
     if !model.is_file() {

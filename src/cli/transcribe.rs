@@ -28,6 +28,10 @@ pub struct TranscribeArgs {
     /// chosen per file) or a number.
     #[arg(long, default_value = "auto", value_parser = ThreadPolicy::parse)]
     threads: ThreadPolicy,
+    /// Spoken language (`en`, `de`, or `auto` for the model to detect); other than English
+    /// needs a multilingual model (e.g. models/ggml-base-q8_0.bin).
+    #[arg(long, default_value = "en")]
+    language: String,
     /// Also score each transcript for scam phrases (allow / warn / divert, with reasons).
     #[arg(long)]
     detect: bool,
@@ -35,9 +39,9 @@ pub struct TranscribeArgs {
     rules: crate::cli::detect::RuleArgs,
 }
 
-/// The verdict on a transcript (the model is English-only).
+/// The verdict on a transcript, with the rules of the language heard.
 fn verdict(det: &Detector, t: &Transcript) -> anyhow::Result<Verdict> {
-    Ok(det.score_segments(&t.segments, Some("en"))?)
+    Ok(det.score_segments(&t.segments, Some(&t.language))?)
 }
 
 fn print_text(file: &str, t: &Transcript) {
@@ -63,8 +67,17 @@ pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
     let model = args
         .model
         .unwrap_or_else(|| ModelPaths::new(&args.models_dir).default_ggml());
+    if args.language != "en" && !scamscreen::asr::whisper::model_is_multilingual(&model)? {
+        bail!(
+            "{} is English only and cannot hear {:?}: use a multilingual model \
+             (scamscreen model fetch --model base && scamscreen model convert --model base --quantize q8_0)",
+            model.display(),
+            args.language
+        );
+    }
     let mut cfg = WhisperConfig::new(model);
     cfg.threads = args.threads;
+    cfg.language = args.language.clone();
     let pool = WhisperPool::start(&cfg)?;
     let detector = if args.detect {
         Some(args.rules.detector()?)

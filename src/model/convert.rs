@@ -225,6 +225,8 @@ pub struct ConvertSummary {
     pub hparams: HParams,
     pub tensors: usize,
     pub vocabulary: usize,
+    /// Multilingual by whisper.cpp's rule (vocabulary of 51865 tokens and more).
+    pub multilingual: bool,
     /// Largest |value| of the dropped key biases (should be 0).
     pub dropped_key_bias_max: f32,
 }
@@ -258,6 +260,8 @@ pub fn convert<W: std::io::Write>(
 ) -> Result<(W, ConvertSummary), ModelError> {
     model.require_whisper()?;
     let h = hparams(model, format)?;
+    let lines: Vec<&str> = vocabulary_txt.lines().collect();
+    vocab::check_special_tokens(&lines, h.n_vocab.max(0) as usize)?;
     let tokens = vocab::ordinary_tokens(vocabulary_txt)?;
     let filters = mel::mel_filters(16_000, 400, h.n_mels as usize);
     let plan = tensor_plan(&h);
@@ -303,19 +307,21 @@ pub fn convert<W: std::io::Write>(
         progress(i + 1, plan.len());
     }
     let out = w.finish()?;
+    let multilingual = h.multilingual();
     Ok((
         out,
         ConvertSummary {
             hparams: h,
             tensors: plan.len(),
             vocabulary: tokens.len(),
+            multilingual,
             dropped_key_bias_max,
         },
     ))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::ct2::tests::write_ct2;
     use super::*;
 
@@ -328,7 +334,11 @@ mod tests {
     }
 
     /// A one-layer whisper with state size 32 whose fused weights encode their row number.
-    fn tiny_model() -> Vec<u8> {
+    pub(crate) fn tiny_model() -> Vec<u8> {
+        tiny_model_with_vocab(4)
+    }
+
+    fn tiny_model_with_vocab(n_vocab: usize) -> Vec<u8> {
         let mut vars: Vec<(String, Vec<usize>, u8, Vec<u8>)> = Vec::new();
         let mut add = |name: &str, dims: Vec<usize>, f: &dyn Fn(usize) -> f32| {
             let n: usize = dims.iter().product();
@@ -343,7 +353,7 @@ mod tests {
             0.0
         });
         add("decoder/position_encodings/encodings", vec![8, D], &|_| 0.0);
-        add("decoder/embeddings/weight", vec![4, D], &|_| 1.0);
+        add("decoder/embeddings/weight", vec![n_vocab, D], &|_| 1.0);
         for side in ["encoder", "decoder"] {
             add(&format!("{side}/layer_norm/gamma"), vec![D], &|_| 1.0);
             add(&format!("{side}/layer_norm/beta"), vec![D], &|_| 0.0);
@@ -515,22 +525,59 @@ mod tests {
         let buf = tiny_model();
         let m = Ct2Model::parse(&buf).expect("parse");
         let vocab = "a\n<|endoftext|>\n";
-        let (out, _) =
-            convert(&m, vocab, WeightFormat::Q8_0, Vec::new(), |_, _| {}).expect("convert");
-        assert_eq!(
-            i32::from_le_bytes([out[44], out[45], out[46], out[47]]),
-            2007
-        );
-        for (name, ne, ty, _) in read_tensors(&out) {
-            let want = if name.contains("conv") && name.ends_with("weight") {
-                1
-            } else if name.ends_with(".weight") && ne.len() == 2 && !name.contains("ln") {
-                8
-            } else {
-                0
-            };
-            assert_eq!(ty, want, "{name}");
+        for (format, ftype, ty) in [(WeightFormat::Q8_0, 2007, 8), (WeightFormat::Q5_0, 2008, 6)] {
+            let (out, sum) = convert(&m, vocab, format, Vec::new(), |_, _| {}).expect("convert");
+            assert_eq!(
+                i32::from_le_bytes([out[44], out[45], out[46], out[47]]),
+                ftype
+            );
+            assert!(!sum.multilingual);
+            for (name, ne, t, data) in read_tensors(&out) {
+                let want = if name.contains("conv") && name.ends_with("weight") {
+                    1
+                } else if name.ends_with(".weight") && ne.len() == 2 && !name.contains("ln") {
+                    ty
+                } else {
+                    0
+                };
+                assert_eq!(t, want, "{name}");
+                if name == "decoder.blocks.0.attn.value.weight" && ty == 6 {
+                    // Rows 2D..3D of a fused matrix whose rows hold their index: the first
+                    // block is 32 × 64.0, exact in q5_0 (d = -4, every q = 0).
+                    assert_eq!(half::f16::from_le_bytes([data[0], data[1]]).to_f32(), -4.0);
+                    assert!(data[2..22].iter().all(|&b| b == 0), "{:?}", &data[..22]);
+                }
+            }
         }
+    }
+
+    #[test]
+    fn multilingual_vocabulary_keeps_50257_ordinary_tokens() {
+        use super::super::vocab::tests::whisper_vocab;
+        let buf = tiny_model_with_vocab(51865);
+        let m = Ct2Model::parse(&buf).expect("parse");
+        let vocab = whisper_vocab(51865, "nocaptions").join("\n");
+        let (out, sum) =
+            convert(&m, &vocab, WeightFormat::Q8_0, Vec::new(), |_, _| {}).expect("convert");
+        assert!(sum.multilingual);
+        assert_eq!(sum.hparams.n_vocab, 51865);
+        // whisper.cpp: 51865 → multilingual, <|endoftext|> = 50257 = the first token it adds.
+        assert_eq!(sum.vocabulary, 50257);
+        let voc = 48 + 8 + 4 * 4 * 201;
+        assert_eq!(
+            i32::from_le_bytes([out[voc], out[voc + 1], out[voc + 2], out[voc + 3]]),
+            50257
+        );
+        let emb = read_tensors(&out)
+            .into_iter()
+            .find(|t| t.0 == "decoder.token_embedding.weight")
+            .expect("embedding");
+        assert_eq!((emb.1, emb.2), (vec![D as i32, 51865], 8));
+        // The English layout (one token short, specials shifted) is refused, not converted.
+        let english = whisper_vocab(51864, "nocaptions").join("\n");
+        let e = convert(&m, &english, WeightFormat::Q8_0, Vec::new(), |_, _| {})
+            .expect_err("wrong vocabulary");
+        assert!(e.to_string().contains("51864 tokens"), "{e}");
     }
 
     #[test]

@@ -29,6 +29,51 @@ pub struct HParams {
     pub ftype: i32,
 }
 
+impl HParams {
+    /// Multilingual by whisper.cpp's rule (51865 tokens and more).
+    pub fn multilingual(&self) -> bool {
+        super::vocab::is_multilingual(self.n_vocab.max(0) as usize)
+    }
+
+    /// The model this is, by its shape (`None` for other whisper sizes).
+    pub fn model_name(&self) -> Option<super::ModelName> {
+        use super::ModelName::*;
+        match (self.n_audio_state, self.n_audio_layer, self.multilingual()) {
+            (384, 4, false) => Some(TinyEn),
+            (512, 6, true) => Some(Base),
+            (768, 12, true) => Some(Small),
+            _ => None,
+        }
+    }
+}
+
+/// Read the hyper-parameters of a ggml file (its first 48 bytes), e.g. to tell whether a
+/// configured model is multilingual before loading it.
+pub fn read_hparams(path: &std::path::Path) -> Result<HParams, super::ModelError> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| super::ModelError::io(path, e))?;
+    let mut b = [0u8; 48];
+    f.read_exact(&mut b)
+        .map_err(|e| super::ModelError::io(path, e))?;
+    let at = |i: usize| i32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+    if at(0) as u32 != GGML_MAGIC {
+        return Err(super::ModelError::NotGgml(path.to_path_buf()));
+    }
+    Ok(HParams {
+        n_vocab: at(1),
+        n_audio_ctx: at(2),
+        n_audio_state: at(3),
+        n_audio_head: at(4),
+        n_audio_layer: at(5),
+        n_text_ctx: at(6),
+        n_text_state: at(7),
+        n_text_head: at(8),
+        n_text_layer: at(9),
+        n_mels: at(10),
+        ftype: at(11),
+    })
+}
+
 /// Streams a ggml file to any writer.
 pub struct GgmlWriter<W: Write> {
     out: W,
@@ -149,5 +194,28 @@ mod tests {
         assert_eq!(ints, vec![2, 6, 0, 1, 3]);
         assert_eq!(&b[t + 20..t + 26], b"x.bias");
         assert_eq!(b.len(), t + 26 + 12);
+
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("m.bin");
+        std::fs::write(&p, &b).expect("write");
+        let back = read_hparams(&p).expect("read");
+        assert_eq!(back, h);
+        assert!(!back.multilingual());
+        assert_eq!(back.model_name(), Some(super::super::ModelName::TinyEn));
+        let base = HParams {
+            n_vocab: 51865,
+            n_audio_state: 512,
+            n_audio_layer: 6,
+            ..h
+        };
+        assert!(base.multilingual());
+        assert_eq!(base.model_name(), Some(super::super::ModelName::Base));
+        std::fs::write(&p, [0u8; 48]).expect("write");
+        assert!(matches!(
+            read_hparams(&p),
+            Err(super::super::ModelError::NotGgml(_))
+        ));
+        std::fs::write(&p, [0u8; 10]).expect("write");
+        assert!(read_hparams(&p).is_err());
     }
 }

@@ -19,6 +19,18 @@ pub enum WeightFormat {
 }
 
 impl WeightFormat {
+    /// Every format.
+    pub const ALL: [WeightFormat; 3] = [WeightFormat::F16, WeightFormat::Q8_0, WeightFormat::Q5_0];
+
+    /// The name on the command line and in records: `f16`, `q8_0`, `q5_0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightFormat::F16 => "f16",
+            WeightFormat::Q8_0 => "q8_0",
+            WeightFormat::Q5_0 => "q5_0",
+        }
+    }
+
     /// ggml's tensor type id for the weight matrices.
     pub fn ggml_type(self) -> u32 {
         match self {
@@ -158,6 +170,61 @@ mod tests {
                 assert!((a - b).abs() <= amax / 16.0 + 1e-6, "{a} vs {b}");
             }
         }
+    }
+
+    /// Bytes worked out by hand from ggml's `quantize_row_q5_0_ref`: the value of largest
+    /// magnitude is -1, so d = -1 / -16 = 0.0625 (f16 0x2C00); -1 → 0 (fifth bit 0), every 0 →
+    /// 16 (low nibble 0, fifth bit 1).
+    #[test]
+    fn q5_0_matches_ggml_reference_bytes() {
+        let mut x = [0f32; 32];
+        x[0] = -1.0;
+        let mut out = Vec::new();
+        WeightFormat::Q5_0.encode(&x, &mut out);
+        assert_eq!(out.len(), 22);
+        assert_eq!(&out[0..2], &[0x00, 0x2C]);
+        assert_eq!(&out[2..6], &0xFFFF_FFFEu32.to_le_bytes());
+        assert!(out[6..].iter().all(|&b| b == 0));
+        // Largest magnitude positive: d = 2 / -16 = -0.125, 2 → 0, -2 → 32 clamps to 31.
+        let mut y = [0f32; 32];
+        y[0] = 2.0;
+        y[16] = -2.0;
+        let mut out = Vec::new();
+        WeightFormat::Q5_0.encode(&y, &mut out);
+        assert_eq!(half::f16::from_le_bytes([out[0], out[1]]).to_f32(), -0.125);
+        let back = dequant_q5_0(&out);
+        assert_eq!(back[0], 2.0);
+        assert_eq!(back[16], -1.875);
+        assert!(back[1..16].iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn q5_0_round_trip_on_weight_like_values() {
+        // 8 blocks of a smooth, signed, weight-like spread; error per value within d / 2
+        // (plus the clamp of the extreme opposite value).
+        let x: Vec<f32> = (0..256).map(|i| ((i as f32) * 0.37).sin() * 0.08).collect();
+        let mut out = Vec::new();
+        WeightFormat::Q5_0.encode(&x, &mut out);
+        assert_eq!(out.len(), 8 * 22);
+        for (blk, xs) in out.chunks(22).zip(x.chunks(32)) {
+            let d = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32().abs();
+            for (a, b) in dequant_q5_0(blk).iter().zip(xs) {
+                assert!((a - b).abs() <= d * 1.01, "{a} vs {b} (d {d})");
+            }
+        }
+    }
+
+    #[test]
+    fn names_and_ftypes() {
+        let names: Vec<&str> = WeightFormat::ALL.iter().map(|f| f.as_str()).collect();
+        assert_eq!(names, ["f16", "q8_0", "q5_0"]);
+        for f in WeightFormat::ALL {
+            use clap::ValueEnum;
+            let v = f.to_possible_value().expect("value");
+            assert_eq!(v.get_name(), f.as_str());
+        }
+        assert_eq!(WeightFormat::Q5_0.header_ftype(), 2008);
+        assert_eq!(WeightFormat::Q5_0.ggml_type(), 6);
     }
 
     #[test]

@@ -1,0 +1,86 @@
+//! A German withheld caller, end to end: the number called is configured as German, the
+//! caller hears the German greeting, speaks German, the multilingual model (whisper base)
+//! hears it and the German rules divert the scam. Needs `make model` (tiny.en and base).
+
+mod common;
+
+use common::screening::{callee, invites, Scamscreen, GREETING_MS};
+use scamscreen::asr::whisper::{WhisperConfig, WhisperPool};
+use scamscreen::asr::{AsrRequest, Transcriber};
+use std::time::Duration;
+
+/// espeak-ng's German voice as 8 kHz PCM.
+fn german(text: &str) -> Vec<i16> {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("de.wav");
+    let ok = std::process::Command::new("espeak-ng")
+        .args(["-v", "de", "-s", "150", "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng runs")
+        .success();
+    assert!(ok, "espeak-ng failed");
+    scamscreen::runtime::calls::load_prompt(&wav).expect("WAV loads")
+}
+
+/// What the multilingual model hears in 8 kHz audio spoken in German, lower-cased.
+fn hear_german(pcm: &[i16]) -> String {
+    let pool = WhisperPool::start(&WhisperConfig::new(common::model("ggml-base-q8_0.bin")))
+        .expect("base loads");
+    let t = pool
+        .submit(AsrRequest::telephone(pcm.to_vec(), None).in_language("de"))
+        .unwrap()
+        .wait()
+        .unwrap();
+    t.text.to_lowercase()
+}
+
+#[test]
+fn a_german_scam_call_hears_german_and_is_diverted_by_the_german_rules() {
+    let _cpu = common::cpu_heavy();
+    common::model("ggml-base-q8_0.bin");
+    let callee = callee();
+    // The demo caller dials 100: that number is German here, the default stays English.
+    let ss = Scamscreen::start_with(
+        callee.addr(),
+        8,
+        Some(
+            "[screening]\nlanguage = \"en\"\nmessage_secs = 0\n\
+             [[screening.called]]\nnumber = \"100\"\nlanguage = \"de\"\n",
+        ),
+    );
+    let words = german(
+        "Guten Tag, hier spricht die Kriminalpolizei. Ihr Bankkonto wurde gehackt. \
+         Heben Sie Ihr Geld ab und übergeben Sie es heute unserem Kollegen, \
+         und nennen Sie mir bitte Ihre PIN.",
+    );
+    let mut caller = ss.dial("german");
+    caller.silence(GREETING_MS + 1_500).unwrap();
+    caller.speak(&words).unwrap();
+    assert!(
+        caller.wait_for_bye(Duration::from_secs(30)).unwrap(),
+        "the scam caller is hung up on"
+    );
+    assert!(invites(&callee).is_empty(), "the callee's phone never rang");
+    let rec = ss.record(caller.call_id());
+    assert_eq!(rec["language"], "de", "{rec}");
+    assert_eq!(rec["action"], "divert", "{rec}");
+    // German rules fired (their explanations are German) on what base heard.
+    let reasons = rec["reasons"].as_array().expect("reasons");
+    assert!(!reasons.is_empty(), "{rec}");
+    let transcript = rec["transcript"].as_str().unwrap_or("").to_lowercase();
+    assert!(
+        transcript.contains("polizei") || transcript.contains("konto"),
+        "{transcript}"
+    );
+    // The caller heard the German greeting (and the German block announcement).
+    let heard = caller.heard();
+    let greeting = &heard[..heard.len().min(8 * 6_000)];
+    let text = hear_german(greeting);
+    assert!(
+        text.contains("anruf") || text.contains("namen") || text.contains("grund"),
+        "the greeting was not German: {text:?}"
+    );
+    ss.assert_ports_free();
+}
