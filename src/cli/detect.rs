@@ -168,6 +168,11 @@ pub struct EvalArgs {
     /// whisper.cpp model for --audio (default: the models folder's q8_0 model).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// With --audio: the second pass of `scamscreen run`: items whose first verdict is open
+    /// (a warning, or more speech could change it) are heard again by this (multilingual)
+    /// model, language detected, and scored in the language heard.
+    #[arg(long)]
+    second_model: Option<PathBuf>,
     #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
     models_dir: PathBuf,
     /// Voices for --audio, rotated over the items: VOICE:WPM,… (espeak-ng voice names such as
@@ -268,8 +273,9 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             args.split
         );
     }
-    // (item, what was heard, condition)
-    let heard: Vec<(CorpusItem, String, String)> = if args.audio {
+    // (item, what was heard, condition, scoring language)
+    let mut passes: Option<(usize, Vec<u64>, Vec<u64>)> = None;
+    let heard: Vec<(CorpusItem, String, String, Option<String>)> = if args.audio {
         let model = args
             .model
             .clone()
@@ -305,21 +311,59 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
                 .map(|k| english[(k as f64 * step) as usize].clone())
                 .collect();
         }
-        crate::cli::eval_audio::transcripts(&english, &cfg, &voices, args.listen_secs)?
+        let open = |text: &str, lang: Option<&str>| {
+            scorers
+                .combined
+                .score_text(text, lang)
+                .map(|v| v.is_open())
+                .unwrap_or(false)
+        };
+        let second = match &args.second_model {
+            Some(m) => {
+                let mut c = scamscreen::asr::whisper::WhisperConfig::new(m).for_screening();
+                c.beam_size = args.beam;
+                Some(crate::cli::eval_audio::SecondPass {
+                    asr: c,
+                    open: &open,
+                })
+            }
+            None => None,
+        };
+        let heard = crate::cli::eval_audio::transcripts(
+            &english,
+            &cfg,
+            &voices,
+            args.listen_secs,
+            second.as_ref(),
+        )?;
+        if second.is_some() {
+            let used = heard.iter().filter(|h| h.second_ms.is_some()).count();
+            let first: Vec<u64> = heard.iter().map(|h| h.first_ms).collect();
+            let both: Vec<u64> = heard
+                .iter()
+                .map(|h| h.first_ms + h.second_ms.unwrap_or(0))
+                .collect();
+            passes = Some((used, first, both));
+        }
+        heard
+            .into_iter()
+            .map(|h| (h.item, h.text, h.condition, h.lang))
+            .collect()
     } else {
         items
             .into_iter()
             .map(|i| {
                 let t = i.text.clone();
-                (i, t, String::new())
+                let l = i.lang.clone();
+                (i, t, String::new(), l)
             })
             .collect()
     };
     let names = scorers.names();
     let mut outcomes: Vec<Vec<Outcome>> = vec![Vec::new(); names.len()];
-    for (item, text, cond) in &heard {
+    for (item, text, cond, lang) in &heard {
         for (k, (action, score)) in scorers
-            .score(text, item.lang.as_deref())?
+            .score(text, lang.as_deref())?
             .into_iter()
             .enumerate()
         {
@@ -343,6 +387,10 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             .iter()
             .map(|(n, r)| Ok((n.to_string(), serde_json::to_value(r)?)))
             .collect::<anyhow::Result<_>>()?;
+        let mut obj = obj;
+        if let Some(p) = &passes {
+            obj.insert("two_pass".into(), two_pass_json(p));
+        }
         println!("{}", serde_json::to_string_pretty(&obj)?);
         return Ok(());
     }
@@ -357,6 +405,18 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     print!("{}", render(last));
+    if let Some((used, first, both)) = &passes {
+        let pct = |v: &[u64], q: f64| percentile_ms(v, q);
+        println!(
+            "\nsecond pass: {used} of {} items heard again; recogniser time per item p50/p95: \
+             first pass only {}/{} ms, with the second pass {}/{} ms",
+            first.len(),
+            pct(first, 0.5),
+            pct(first, 0.95),
+            pct(both, 0.5),
+            pct(both, 0.95)
+        );
+    }
     println!("\n{last_name} vs the others\n");
     let refs: Vec<(&str, &scamscreen::detect::eval::Report)> =
         reports.iter().map(|(n, r)| (*n, r)).collect();
@@ -559,4 +619,26 @@ fn cross_validate(
         .collect();
     print!("{}", render_comparison(&refs));
     Ok(())
+}
+
+/// The `q` quantile of `v` (ms), 0 for none.
+fn percentile_ms(v: &[u64], q: f64) -> u64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    match v.len() {
+        0 => 0,
+        n => v[((n as f64 - 1.0) * q).round() as usize],
+    }
+}
+
+/// The second pass's share and recogniser times, for `eval --json`.
+fn two_pass_json((used, first, both): &(usize, Vec<u64>, Vec<u64>)) -> serde_json::Value {
+    serde_json::json!({
+        "items": first.len(),
+        "second_pass_items": used,
+        "first_ms_p50": percentile_ms(first, 0.5),
+        "first_ms_p95": percentile_ms(first, 0.95),
+        "two_pass_ms_p50": percentile_ms(both, 0.5),
+        "two_pass_ms_p95": percentile_ms(both, 0.95),
+    })
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use scamscreen::asr::audio::read_wav_16k;
 use scamscreen::asr::whisper::{WhisperConfig, WhisperPool};
-use scamscreen::asr::Transcriber;
+use scamscreen::asr::{AsrRequest, Transcriber};
 use scamscreen::detect::eval::CorpusItem;
 
 /// Default rotation of `voice:words-per-minute`: two espeak-ng voices (a clear female one, a
@@ -96,13 +96,34 @@ pub fn synthesize(
         .args(["sinc", "300-3400", "norm", "-3"]))
 }
 
-/// Speak, cut, transcribe: what whisper heard of each (English) item, with the voice used.
+/// What whisper heard of one item.
+pub struct Heard {
+    pub item: CorpusItem,
+    pub text: String,
+    /// `voice:wpm`.
+    pub condition: String,
+    /// The language to score in: the item's, or the one the second pass detected.
+    pub lang: Option<String>,
+    /// Recogniser time: the first pass, and the second when there was one (ms).
+    pub first_ms: u64,
+    pub second_ms: Option<u64>,
+}
+
+/// The second pass as `scamscreen run` does it: a bigger model hears the item again when
+/// `open` says the first verdict is open (language detected: `auto`).
+pub struct SecondPass<'a> {
+    pub asr: WhisperConfig,
+    pub open: &'a dyn Fn(&str, Option<&str>) -> bool,
+}
+
+/// Speak, cut, transcribe: what whisper heard of each item, with the voice used.
 pub fn transcripts(
     items: &[CorpusItem],
     asr: &WhisperConfig,
     voices: &[(String, String)],
     listen_secs: Option<f64>,
-) -> anyhow::Result<Vec<(CorpusItem, String, String)>> {
+    second: Option<&SecondPass>,
+) -> anyhow::Result<Vec<Heard>> {
     if voices.is_empty() {
         bail!("no voices");
     }
@@ -110,6 +131,10 @@ pub fn transcripts(
         bail!("--listen-secs {s}: must be a positive number of seconds");
     }
     let pool = WhisperPool::start(asr)?;
+    let second_pool = match second {
+        Some(s) => Some(WhisperPool::start(&s.asr)?),
+        None => None,
+    };
     let dir = tempfile::tempdir()?;
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         indicatif::ProgressBar::new(items.len() as u64)
@@ -125,9 +150,35 @@ pub fn transcripts(
         if let Some(secs) = listen_secs {
             audio.truncate((secs * 16_000.0) as usize);
         }
-        let t = pool.transcribe(audio)?;
+        let t = pool.transcribe(audio.clone())?;
+        let mut heard = Heard {
+            item: item.clone(),
+            text: t.text.clone(),
+            condition: format!("{voice}:{wpm}"),
+            lang: item.lang.clone(),
+            first_ms: t.elapsed_ms,
+            second_ms: None,
+        };
+        if let (Some(s), Some(p)) = (second, &second_pool) {
+            if (s.open)(&t.text, item.lang.as_deref()) {
+                let t2 = p.submit(AsrRequest {
+                    pcm_16k: audio,
+                    pcm_8k: None,
+                    deadline: None,
+                    language: Some("auto".into()),
+                })?;
+                let t2 = t2.wait()?;
+                heard.second_ms = Some(t2.elapsed_ms);
+                if !t2.text.trim().is_empty() {
+                    heard.text = t2.text.clone();
+                    if ["en", "de"].contains(&t2.language.as_str()) {
+                        heard.lang = Some(t2.language.clone());
+                    }
+                }
+            }
+        }
         bar.inc(1);
-        out.push((item.clone(), t.text.clone(), format!("{voice}:{wpm}")));
+        out.push(heard);
     }
     bar.finish_and_clear();
     Ok(out)

@@ -65,6 +65,13 @@ impl Verdict {
     pub fn is_confident(&self) -> bool {
         self.confident_at_ms.is_some()
     }
+
+    /// Open: worth a second, better hearing (the second pass of `scamscreen run`): not a
+    /// divert, and a warning or a verdict more speech could change.
+    pub fn is_open(&self) -> bool {
+        self.action != Action::Divert
+            && (self.action == Action::Warn || self.more_speech_could_change)
+    }
 }
 
 /// Errors loading rule packs.
