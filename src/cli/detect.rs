@@ -275,6 +275,8 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     }
     // (item, what was heard, condition, scoring language)
     let mut passes: Option<(usize, Vec<u64>, Vec<u64>)> = None;
+    // With the second pass: what the first pass alone heard, to compare in the same run.
+    let mut first_only: Vec<(CorpusItem, String, String, Option<String>)> = Vec::new();
     let heard: Vec<(CorpusItem, String, String, Option<String>)> = if args.audio {
         let model = args
             .model
@@ -344,6 +346,13 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
                 .map(|h| h.first_ms + h.second_ms.unwrap_or(0))
                 .collect();
             passes = Some((used, first, both));
+            first_only = heard
+                .iter()
+                .map(|h| {
+                    let (text, lang) = h.first.clone();
+                    (h.item.clone(), text, h.condition.clone(), lang)
+                })
+                .collect();
         }
         heard
             .into_iter()
@@ -390,6 +399,8 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         let mut obj = obj;
         if let Some(p) = &passes {
             obj.insert("two_pass".into(), two_pass_json(p));
+            let r = report(&combined_only(&scorers, &first_only)?);
+            obj.insert("combined_first_pass_only".into(), serde_json::to_value(r)?);
         }
         println!("{}", serde_json::to_string_pretty(&obj)?);
         return Ok(());
@@ -406,6 +417,9 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     );
     print!("{}", render(last));
     if let Some((used, first, both)) = &passes {
+        let r = report(&combined_only(&scorers, &first_only)?);
+        println!("\ncombined on the first pass alone (tiny.en), same run:");
+        print!("{}", render(&r));
         let pct = |v: &[u64], q: f64| percentile_ms(v, q);
         println!(
             "\nsecond pass: {used} of {} items heard again; recogniser time per item p50/p95: \
@@ -641,4 +655,24 @@ fn two_pass_json((used, first, both): &(usize, Vec<u64>, Vec<u64>)) -> serde_jso
         "two_pass_ms_p50": percentile_ms(both, 0.5),
         "two_pass_ms_p95": percentile_ms(both, 0.95),
     })
+}
+
+/// The combined scorer's outcomes on `heard` (item, text, condition, scoring language).
+fn combined_only(
+    scorers: &Scorers,
+    heard: &[(CorpusItem, String, String, Option<String>)],
+) -> anyhow::Result<Vec<Outcome>> {
+    heard
+        .iter()
+        .map(|(item, text, cond, lang)| {
+            let v = scorers.combined.score_text(text, lang.as_deref())?;
+            Ok(Outcome {
+                item: item.clone(),
+                action: v.action,
+                score: v.score,
+                heard: text.clone(),
+                condition: cond.clone(),
+            })
+        })
+        .collect()
 }

@@ -104,6 +104,8 @@ pub struct Heard {
     pub condition: String,
     /// The language to score in: the item's, or the one the second pass detected.
     pub lang: Option<String>,
+    /// What the first pass heard (text, scoring language), when a second pass replaced it.
+    pub first: (String, Option<String>),
     /// Recogniser time: the first pass, and the second when there was one (ms).
     pub first_ms: u64,
     pub second_ms: Option<u64>,
@@ -156,6 +158,7 @@ pub fn transcripts(
             text: t.text.clone(),
             condition: format!("{voice}:{wpm}"),
             lang: item.lang.clone(),
+            first: (t.text.clone(), item.lang.clone()),
             first_ms: t.elapsed_ms,
             second_ms: None,
         };
