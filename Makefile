@@ -93,6 +93,9 @@ bench: model deps-bench
 	python3 bench/detect_bench.py --bin $(BIN) --out BENCHMARKS.md
 	$(BIN) bench screening --models-dir $(MODELS) --out BENCHMARKS.md
 	$(BIN) bench screening --models-dir $(MODELS) --background-load 2 --rounds 40 --out BENCHMARKS.md
+	$(BIN) bench screening --models-dir $(MODELS) --two-pass --rounds 20 --out BENCHMARKS.md
+	$(BIN) bench screening --models-dir $(MODELS) --two-pass --background-load 2 --rounds 20 --out BENCHMARKS.md
+	python3 bench/speech_eval.py --bin $(BIN) --models $(MODELS) --out BENCHMARKS.md
 	$(BIN) bench relay --models-dir $(MODELS) --out BENCHMARKS.md
 	$(BIN) bench listening --models-dir $(MODELS) --out BENCHMARKS.md
 	python3 bench/sip_bench.py --bin $(BIN) --rates 1000,2000,3000,4000,6000 --bisect 2 --duration 5 --out BENCHMARKS.md

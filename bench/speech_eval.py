@@ -2,7 +2,7 @@
 """Detection through audio with the speech models of issue 12, for `make bench`:
 
 - held-out English (espeak-ng + MBROLA voices → 8 kHz µ-law) heard by tiny.en alone and with the
-  second pass (base hears the open verdicts again, language detected), in the same run: recall,
+  second pass (base hears the open verdicts again in the call's language), in the same run: recall,
   legitimate calls flagged, the share of calls heard twice and the recogniser time per call;
 - held-out German (four MBROLA German voices → 8 kHz µ-law) heard by base, scored by the
   German rules.
@@ -74,8 +74,7 @@ def main():
              "300–3400 Hz, whole call.",
              "- Second pass as `scamscreen run` does it: when the combined verdict on tiny.en's "
              "transcript is open (a warning, or more speech could change it), whisper base q8_0 hears "
-             "the same audio again with the language detected, and the rules of the language heard "
-             "score it.", "",
+             "the same audio again in the call's language (English), and the rules score it again.", "",
              "| set | items | scam caught | legit diverted | legit warned | hard neg. diverted | hard neg. warned |",
              "|---|---|---|---|---|---|---|",
              row("English, tiny.en alone", first),

@@ -191,7 +191,10 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("SCAMSCREEN_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,whisper_rs=off")),
         )
-        .with_writer(std::io::stderr)
+        .with_ansi(scamscreen::runtime::log_writer::stderr_is_terminal())
+        .with_writer(scamscreen::runtime::log_writer::SafeStderr {
+            keep_esc: scamscreen::runtime::log_writer::stderr_is_terminal(),
+        })
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -222,6 +222,19 @@ impl Drop for PendingTranscript {
 }
 
 /// Anything that turns speech into text without blocking the caller.
+/// The recogniser's load and speed at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsrCapacity {
+    /// Recent time per transcription of speech (moving average).
+    pub typical: std::time::Duration,
+    /// Transcriptions that run at once.
+    pub workers: usize,
+    /// Jobs queued or running.
+    pub in_flight: usize,
+    /// Room left in the queue.
+    pub queue_free: usize,
+}
+
 pub trait Transcriber: Send + Sync {
     /// Queue a transcription. Returns at once: [`AsrError::QueueFull`] when there is no room.
     fn submit(&self, request: AsrRequest) -> Result<PendingTranscript, AsrError>;
@@ -230,6 +243,12 @@ pub trait Transcriber: Send + Sync {
     /// cancelled job counts until its worker has let go of it.
     fn in_flight(&self) -> usize {
         0
+    }
+
+    /// What the recogniser can take on now, for refusing calls before they are answered;
+    /// `None` when it cannot say.
+    fn capacity(&self) -> Option<AsrCapacity> {
+        None
     }
 
     /// Convenience for tools and tests: submit and wait.

@@ -132,7 +132,7 @@ pub struct WhisperPool {
     workers: Vec<JoinHandle<()>>,
     in_flight: Arc<AtomicUsize>,
     /// What the workers learned about their speed (ms per transcription of speech).
-    typical_ms: Arc<AtomicU64>,
+    speed: Arc<Speed>,
     /// The CPU sampler behind `threads = auto` (kept alive by the pool).
     load: Option<Arc<CpuLoad>>,
 }
@@ -191,7 +191,7 @@ impl WhisperPool {
             ThreadPolicy::Auto { .. } => Some(cpu::start_sampler()),
             ThreadPolicy::Fixed(_) => None,
         };
-        let typical_ms = Arc::new(AtomicU64::new(TYPICAL_TRANSCRIPTION_MS));
+        let speed = Arc::new(Speed::new(first_guess_ms(&cfg.model)));
         let mut workers = Vec::new();
         for i in 0..cfg.workers.max(1) {
             let state = ctx
@@ -207,7 +207,7 @@ impl WhisperPool {
                 initial_prompt: cfg.initial_prompt.clone(),
                 initial_prompts: cfg.initial_prompts.clone(),
                 vad: VoiceActivity::new(16_000),
-                typical_ms: typical_ms.clone(),
+                speed: speed.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("asr-{i}"))
@@ -219,7 +219,7 @@ impl WhisperPool {
             tx: Some(tx),
             workers,
             in_flight: Arc::new(AtomicUsize::new(0)),
-            typical_ms,
+            speed,
             load,
         })
     }
@@ -232,7 +232,7 @@ impl WhisperPool {
     /// When a job submitted now would be done, from the jobs ahead of it and the workers'
     /// recent speed. The job being run is counted as half done.
     fn expected_done(&self, now: Instant) -> Instant {
-        let typical = Duration::from_millis(self.typical_ms.load(Ordering::Relaxed));
+        let typical = self.speed.typical();
         let ahead = self.in_flight.load(Ordering::SeqCst) as f64;
         let waits = (ahead / self.workers.len().max(1) as f64 - 0.5).max(0.0);
         now + typical.mul_f64(waits) + typical
@@ -247,7 +247,7 @@ impl Transcriber for WhisperPool {
         if let Some(deadline) = request.deadline {
             let now = Instant::now();
             let done = self.expected_done(now);
-            if done > deadline {
+            if done > deadline && !self.speed.stale(now) {
                 return Err(AsrError::CannotMakeIt {
                     expected_ms: done.saturating_duration_since(now).as_millis() as u64,
                     left_ms: deadline.saturating_duration_since(now).as_millis() as u64,
@@ -273,6 +273,18 @@ impl Transcriber for WhisperPool {
     fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
+
+    fn capacity(&self) -> Option<super::AsrCapacity> {
+        let tx = self.tx.as_ref()?;
+        Some(super::AsrCapacity {
+            typical: self.speed.typical(),
+            workers: self.workers.len().max(1),
+            in_flight: self.in_flight.load(Ordering::SeqCst),
+            queue_free: tx
+                .capacity()
+                .map_or(usize::MAX, |c| c.saturating_sub(tx.len())),
+        })
+    }
 }
 
 impl Drop for WhisperPool {
@@ -296,21 +308,86 @@ struct Worker {
     vad: VoiceActivity,
     /// How long a transcription of speech takes here (moving average, shared by the
     /// workers): a job with less time than this left before its deadline is refused.
-    typical_ms: Arc<AtomicU64>,
+    speed: Arc<Speed>,
 }
 
 /// First guess of the typical transcription time (ms): tiny.en q8_0 on 2 cores, 3–10 s
 /// clips (BENCHMARKS.md). Learned from the first jobs on.
 const TYPICAL_TRANSCRIPTION_MS: u64 = 350;
+/// tiny.en q8_0's size, for scaling the first guess to bigger models (base q8_0, 82 MB, is
+/// ~1.8× tiny's time on the same clip: BENCHMARKS.md).
+const TINY_Q8_BYTES: u64 = 44_000_000;
+/// A speed not confirmed for this long is stale: one job may run to measure it again (else
+/// a model once measured slow on a busy box would be refused for good).
+const SPEED_STALE: Duration = Duration::from_secs(60);
+
+/// The first guess of the time per transcription for `model`, by its size.
+fn first_guess_ms(model: &Path) -> u64 {
+    let size = std::fs::metadata(model).map_or(TINY_Q8_BYTES, |m| m.len());
+    (TYPICAL_TRANSCRIPTION_MS * size / TINY_Q8_BYTES).max(TYPICAL_TRANSCRIPTION_MS)
+}
+
+/// How long a transcription of speech takes on this box now (moving average shared by
+/// the workers), and when that was last measured.
+#[derive(Debug)]
+struct Speed {
+    typical_ms: AtomicU64,
+    /// When `typical_ms` was last measured, in ms after `epoch`.
+    measured_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Speed {
+    fn new(first_guess_ms: u64) -> Speed {
+        Speed {
+            typical_ms: AtomicU64::new(first_guess_ms),
+            measured_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn typical(&self) -> Duration {
+        Duration::from_millis(self.typical_ms.load(Ordering::Relaxed))
+    }
+
+    fn stamp(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        self.measured_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    /// A transcription finished in `ms`.
+    fn observe(&self, now: Instant, ms: u64) {
+        let old = self.typical_ms.load(Ordering::Relaxed);
+        self.typical_ms.store((old * 3 + ms) / 4, Ordering::Relaxed);
+        self.stamp(now);
+    }
+
+    /// A transcription was stopped after `ms`: it takes at least that long.
+    fn at_least(&self, now: Instant, ms: u64) {
+        let old = self.typical_ms.load(Ordering::Relaxed);
+        self.typical_ms.store(old.max(ms), Ordering::Relaxed);
+        self.stamp(now);
+    }
+
+    /// Measured (not first-guessed) and not for [`SPEED_STALE`].
+    fn stale(&self, now: Instant) -> bool {
+        let at = self.measured_ms.load(Ordering::Relaxed);
+        at != 0
+            && now.saturating_duration_since(self.epoch) > Duration::from_millis(at) + SPEED_STALE
+    }
+}
 
 impl Worker {
     fn run(mut self, rx: Receiver<Job>) {
         while let Ok(job) = rx.recv() {
             let now = Instant::now();
-            let typical = Duration::from_millis(self.typical_ms.load(Ordering::Relaxed));
+            let typical = self.speed.typical();
             let result = if job.cancel.is_cancelled() {
                 Err(AsrError::Cancelled)
-            } else if let Some(d) = job.deadline.filter(|&d| now + typical > d) {
+            } else if let Some(d) = job
+                .deadline
+                .filter(|&d| now + typical > d && !self.speed.stale(now))
+            {
                 Err(AsrError::CannotMakeIt {
                     expected_ms: typical.as_millis() as u64,
                     left_ms: d.saturating_duration_since(now).as_millis() as u64,
@@ -320,12 +397,16 @@ impl Worker {
                 let r = job.request.into_16k().and_then(|pcm| {
                     self.transcribe(&pcm, &job.cancel, job.deadline, lang.as_deref())
                 });
-                if let Ok(t) = &r {
-                    if t.speech.has_speech() && !t.text.is_empty() {
-                        let old = typical.as_millis() as u64;
-                        self.typical_ms
-                            .store((old * 3 + t.elapsed_ms) / 4, Ordering::Relaxed);
+                match &r {
+                    Ok(t) if t.speech.has_speech() && !t.text.is_empty() => {
+                        self.speed.observe(Instant::now(), t.elapsed_ms);
                     }
+                    // Stopped at its deadline: it would have taken at least this long.
+                    Err(AsrError::TimedOut) => {
+                        let spent = now.elapsed().as_millis() as u64;
+                        self.speed.at_least(Instant::now(), spent);
+                    }
+                    _ => {}
                 }
                 r
             };

@@ -252,6 +252,8 @@ enum ServerTx {
 
 struct Served {
     leg: Leg,
+    /// Where its answers go (§18.2.2: where the request came from, per its top Via).
+    to: Peer,
     branch: String,
     method: String,
     tx: ServerTx,
@@ -268,7 +270,7 @@ pub struct ServedRequests {
     reliability: [Reliability; 2],
     served: Vec<Served>,
     /// Answers sent without a transaction (no branch, or [`MAX_SERVED`] reached).
-    stateless: Vec<(Leg, Bytes)>,
+    stateless: Vec<(Peer, Bytes)>,
 }
 
 impl ServedRequests {
@@ -318,11 +320,19 @@ impl ServedRequests {
             .any(|s| s.leg == leg && s.branch == branch && s.method == "INVITE")
     }
 
-    /// Our answer (`status`, `bytes`) to `req`, queued for `poll_transmit`.
-    pub fn answer(&mut self, now: Instant, leg: Leg, req: &SipMessage, status: u16, bytes: Bytes) {
+    /// Our answer (`status`, `bytes`) to `req` on `leg`, for `to`, queued for
+    /// `poll_transmit`; its retransmissions go to the same place.
+    pub fn answer(
+        &mut self,
+        now: Instant,
+        (leg, to): (Leg, Peer),
+        req: &SipMessage,
+        status: u16,
+        bytes: Bytes,
+    ) {
         let branch = top_branch(req).unwrap_or_default();
         if branch.is_empty() || self.served.len() >= MAX_SERVED {
-            self.stateless.push((leg, bytes));
+            self.stateless.push((to, bytes));
             return;
         }
         let method = req.method().unwrap_or_default().to_string();
@@ -341,14 +351,15 @@ impl ServedRequests {
         };
         self.served.push(Served {
             leg,
+            to,
             branch,
             method,
             tx,
         });
     }
 
-    /// The next answer to send, with its leg. Finished transactions are dropped here.
-    pub fn poll_transmit(&mut self) -> Option<(Leg, Bytes)> {
+    /// The next answer to send, with where it goes. Finished transactions are dropped here.
+    pub fn poll_transmit(&mut self) -> Option<(Peer, Bytes)> {
         if !self.stateless.is_empty() {
             return Some(self.stateless.remove(0));
         }
@@ -358,7 +369,7 @@ impl ServedRequests {
                 ServerTx::NonInvite(tx) => tx.poll_transmit(),
             };
             if let Some(bytes) = bytes {
-                return Some((s.leg, bytes));
+                return Some((s.to, bytes));
             }
         }
         // Events need nothing from us: a refusal whose ACK never came (Timer H) stands.

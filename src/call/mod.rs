@@ -42,6 +42,7 @@
 //!   transactions, 2xx retransmission, session-timer values).
 
 mod accept;
+pub mod admission;
 pub mod dialog;
 mod keys;
 pub mod language;

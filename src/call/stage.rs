@@ -272,6 +272,8 @@ pub enum CallOutcome {
     CalleeRefused,
     /// Something timed out or failed in signalling.
     Failed,
+    /// scamscreen was stopped (SIGTERM) and ended the call after the shutdown grace.
+    Shutdown,
 }
 
 /// The record of a finished call (the store turns it into a row).
@@ -301,7 +303,18 @@ pub enum CallInput {
     FromCaller(SipMessage),
     /// A SIP message on leg B.
     FromCallee(SipMessage),
+    /// A SIP message on leg B (`upstream`) or A, with the address it came from: answers to
+    /// a request go there per its top Via (RFC 3261 §18.2.2, RFC 3581), not to the leg's
+    /// usual peer. (`FromCaller`/`FromCallee` assume the leg's usual peer.)
+    Sip {
+        upstream: bool,
+        msg: SipMessage,
+        source: Peer,
+    },
     PromptFinished(Leg),
+    /// scamscreen is stopping: end the call now on both legs (BYE, or CANCEL for a callee
+    /// still ringing) and record it.
+    Shutdown,
     /// The caller's decoded audio (leg A), while [`CallSession::wants_audio`] is true.
     CallerAudio(crate::media::tap::AudioFrame),
     /// A key pressed on a leg (RFC 4733 telephone-event; SIP INFO is read by the call).
@@ -363,6 +376,8 @@ pub struct CallSession {
     pub(super) requests: Vec<SentRequest>,
     /// Server transactions of the requests the peers sent us.
     pub(super) served: ServedRequests,
+    /// Where the request being handled came from (set while a [`CallInput::Sip`] is).
+    pub(super) request_source: Option<Peer>,
     /// 2xx responses to INVITEs awaiting their ACK.
     pub(super) answers: PendingAnswers,
     /// The caller's BYE came: leg A's dialog is over (§15.1.2).
@@ -461,6 +476,7 @@ impl CallSession {
             cancel_pending: false,
             ended_forks: Vec::new(),
             requests: Vec::new(),
+            request_source: None,
             served: ServedRequests::new(
                 cfg.timers,
                 reliability_of(source),
@@ -540,7 +556,7 @@ impl CallSession {
         self.actions.pop_front()
     }
 
-    fn peer(&self, leg: Leg) -> Peer {
+    pub(super) fn peer(&self, leg: Leg) -> Peer {
         match leg {
             Leg::A => self.a.peer,
             Leg::B => self.cfg.upstream,
@@ -653,8 +669,7 @@ impl CallSession {
             while r.tx.poll_event().is_some() {}
         }
         self.requests.retain(|r| !r.tx.is_terminated());
-        while let Some((leg, bytes)) = self.served.poll_transmit() {
-            let to = peer(leg);
+        while let Some((to, bytes)) = self.served.poll_transmit() {
             self.actions.push_back(CallAction::Send { to, bytes });
         }
         if self.b_invite.as_ref().is_some_and(|t| t.is_terminated()) {
@@ -670,7 +685,24 @@ impl CallSession {
         match input {
             CallInput::FromCaller(msg) => self.on_caller_message(now, msg),
             CallInput::FromCallee(msg) => self.on_callee_message(now, msg),
+            CallInput::Sip {
+                upstream,
+                msg,
+                source,
+            } => {
+                self.request_source = Some(source);
+                if upstream {
+                    self.on_callee_message(now, msg);
+                } else {
+                    self.on_caller_message(now, msg);
+                }
+                self.request_source = None;
+            }
             CallInput::PromptFinished(leg) => self.prompt_finished(now, leg),
+            CallInput::Shutdown => {
+                self.hang_up(now, CallOutcome::Shutdown);
+                self.maybe_finish(now);
+            }
             CallInput::CallerAudio(frame) => self.on_caller_audio(now, &frame),
             CallInput::Dtmf { leg, digit } => self.on_dtmf(now, leg, digit),
             CallInput::Transcribed { job, result } => self.on_transcribed(now, job, result),

@@ -33,7 +33,9 @@ use super::dialog::{
     SUPPORTED_EXTENSIONS,
 };
 use super::stage::{CallOutcome, CallSession, Leg, Stage};
+use super::CallAction;
 use crate::sip::msg::SipMessage;
+use crate::sip::proxy::Peer;
 use bytes::Bytes;
 use std::time::Instant;
 
@@ -274,19 +276,35 @@ impl CallSession {
     }
 
     fn reply_bytes(&mut self, now: Instant, leg: Leg, req: &SipMessage, status: u16, bytes: Bytes) {
-        self.served.answer(now, leg, req, status, bytes);
-        while let Some((leg, bytes)) = self.served.poll_transmit() {
-            self.send(leg, bytes);
+        let to = self.reply_peer(leg, req);
+        self.served.answer(now, (leg, to), req, status, bytes);
+        while let Some((to, bytes)) = self.served.poll_transmit() {
+            self.actions.push_back(CallAction::Send { to, bytes });
+        }
+    }
+
+    /// Where the answer to `req` goes: where it came from, per its top Via (RFC 3261
+    /// §18.2.2, RFC 3581 §4), when the runtime said; else the leg's peer.
+    fn reply_peer(&self, leg: Leg, req: &SipMessage) -> Peer {
+        let via = req
+            .header_values("via")
+            .first()
+            .and_then(|v| crate::sip::via::Via::parse(v).ok());
+        match (self.request_source, via) {
+            (Some(source), Some(via)) => crate::sip::proxy::reply_peer(&via, source),
+            (Some(source), None) => source,
+            _ => self.peer(leg),
         }
     }
 
     /// A refusal for a request that is not in our dialogs, sent once and forgotten
     /// (§8.2.7): a forged request costs one datagram and no state; its retransmissions are
-    /// refused again the same way. (It goes to the leg's peer, like everything we send.)
+    /// refused again the same way. It goes where the request came from (§18.2.2).
     fn refuse_statelessly(&mut self, leg: Leg, msg: &SipMessage, refusal: &Refusal) {
         let tag = format!("ss{:x}x", self.id);
         let bytes = refusal.response(msg, &tag).to_bytes();
-        self.send(leg, bytes);
+        let to = self.reply_peer(leg, msg);
+        self.actions.push_back(CallAction::Send { to, bytes });
     }
 }
 

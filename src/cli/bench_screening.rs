@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-const CALLER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-const CALLEE_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+pub(crate) const CALLER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+pub(crate) const CALLEE_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const SENTENCE: &str = "Hi, this is Anna from the library. Your book is ready to pick up.";
 const BEGIN: &str = "<!-- screen-bench:begin -->";
 const END: &str = "<!-- screen-bench:end -->";
@@ -42,6 +42,11 @@ pub struct ScreeningBenchArgs {
     /// its own section with the slowest calls.
     #[arg(long, default_value_t = 0)]
     background_load: usize,
+    /// Measure the second pass instead: `rounds` calls whose caller says something that
+    /// leaves the verdict open (a warning), once with `second_pass = false` and once with
+    /// `true` (follow-up question off in both), with `background_load` busy loops.
+    #[arg(long)]
+    two_pass: bool,
     /// Write the results into this markdown file between its screen-bench markers.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -51,10 +56,10 @@ const BUSY_BEGIN: &str = "<!-- screen-bench-busy:begin -->";
 const BUSY_END: &str = "<!-- screen-bench-busy:end -->";
 
 /// Busy loops that are killed when dropped.
-struct BusyLoops(Vec<std::process::Child>);
+pub(crate) struct BusyLoops(Vec<std::process::Child>);
 
 impl BusyLoops {
-    fn start(n: usize) -> anyhow::Result<BusyLoops> {
+    pub(crate) fn start(n: usize) -> anyhow::Result<BusyLoops> {
         let mut loops = BusyLoops(Vec::new());
         for _ in 0..n {
             let child = std::process::Command::new("sh")
@@ -146,7 +151,7 @@ fn run_busy(args: &ScreeningBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn percentile(mut v: Vec<u64>, q: f64) -> Option<u64> {
+pub(crate) fn percentile(mut v: Vec<u64>, q: f64) -> Option<u64> {
     if v.is_empty() {
         return None;
     }
@@ -166,7 +171,7 @@ fn vm_kb(pid: u32, key: &str) -> Option<u64> {
 }
 
 /// One call: greeting, the sentence, wait for the callee to ring, hang up.
-fn one_call(
+pub(crate) fn one_call(
     ss_sip: std::net::SocketAddr,
     name: &str,
     greeting_ms: u64,
@@ -182,6 +187,14 @@ fn one_call(
 }
 
 pub fn run(args: ScreeningBenchArgs) -> anyhow::Result<()> {
+    if args.two_pass {
+        return crate::cli::bench_two_pass::run(
+            &args.models_dir,
+            args.rounds,
+            args.background_load,
+            args.out.as_deref(),
+        );
+    }
     if args.background_load > 0 {
         return run_busy(&args);
     }

@@ -170,7 +170,7 @@ pub struct EvalArgs {
     model: Option<PathBuf>,
     /// With --audio: the second pass of `scamscreen run`: items whose first verdict is open
     /// (a warning, or more speech could change it) are heard again by this (multilingual)
-    /// model, language detected, and scored in the language heard.
+    /// model in the item's language, and scored again.
     #[arg(long)]
     second_model: Option<PathBuf>,
     #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]

@@ -112,7 +112,7 @@ pub struct Heard {
 }
 
 /// The second pass as `scamscreen run` does it: a bigger model hears the item again when
-/// `open` says the first verdict is open (language detected: `auto`).
+/// `open` says the first verdict is open, in the item's language.
 pub struct SecondPass<'a> {
     pub asr: WhisperConfig,
     pub open: &'a dyn Fn(&str, Option<&str>) -> bool,
@@ -168,7 +168,8 @@ pub fn transcripts(
                     pcm_16k: audio,
                     pcm_8k: None,
                     deadline: None,
-                    language: Some("auto".into()),
+                    // As in a call: the second pass hears the call's language.
+                    language: Some(item.lang.clone().unwrap_or_else(|| "en".into())),
                 })?;
                 let t2 = t2.wait()?;
                 heard.second_ms = Some(t2.elapsed_ms);

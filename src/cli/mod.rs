@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_listening;
 pub mod bench_relay;
 pub mod bench_screening;
+pub mod bench_two_pass;
 pub mod calls;
 pub mod demo;
 pub mod detect;

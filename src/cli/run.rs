@@ -7,7 +7,9 @@ use scamscreen::call::{CallConfig, SilentAction};
 use scamscreen::config::{
     self, Config, ConfigError, Host, HostPort, LogFormat, Overrides, ScreeningMode,
 };
+use scamscreen::runtime::log_writer;
 use scamscreen::runtime::sip_server::SipServer;
+use scamscreen::runtime::tcp_limits::TcpLimits;
 use scamscreen::sip::proxy::{Peer, ProxyConfig, Transport, UntrustedAction};
 use scamscreen::sip::ratelimit::RateLimitConfig;
 use scamscreen::sip::transaction::TimerConfig;
@@ -120,9 +122,12 @@ fn init_logging(cfg: &Config) {
         tracing_subscriber::EnvFilter::try_from_env("SCAMSCREEN_LOG").unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!("{},whisper_rs=off", cfg.log.level))
         });
+    // Colours only on a terminal; control characters from the network escaped either way.
+    let ansi = log_writer::stderr_is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(log_writer::SafeStderr { keep_esc: ansi });
     let _ = match cfg.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -211,7 +216,14 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
             (host, first.port())
         }
     };
-    let mut server = server.with_config(proxy_config(&cfg, upstream, host.clone(), port, classify));
+    let proxy_cfg = proxy_config(&cfg, upstream, host.clone(), port, classify);
+    // TCP connections from the same sources the proxy serves (the PBX included).
+    let mut tcp = TcpLimits::new(proxy_cfg.trusted.clone(), cfg.sip.tcp_idle());
+    let mut server = server.with_config(proxy_cfg);
+    tcp.total = cfg.sip.tcp_max_connections;
+    tcp.per_source = cfg.sip.tcp_max_per_source;
+    tcp.message = std::time::Duration::from_secs(cfg.sip.tcp_message_timeout_secs);
+    server = server.with_tcp_limits(tcp);
     let mut recorder = None;
     if cfg.screening.mode == ScreeningMode::Screen {
         let missing = cfg.check_paths();
@@ -237,7 +249,8 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
             local_host: format!("{host}:{port}"),
             listen: cfg.screening.listen(),
             screening_timeout: std::time::Duration::from_millis(cfg.screening.screening_timeout_ms),
-            fail_open: cfg.screening.fail_open,
+            // After answering, "503" can no longer refuse: the call rings (as "allow").
+            fail_open: cfg.screening.when_unscreened() != config::WhenUnscreened::Divert,
             ring_timeout: std::time::Duration::from_secs(cfg.screening.ring_secs),
             max_listen: secs(cfg.screening.max_listen_secs),
             no_speech: secs(cfg.screening.no_speech_secs),
@@ -288,21 +301,23 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let shutdown = async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
+    // SIGTERM or Ctrl-C: the first starts a graceful stop, the second ends its grace.
+    let (stop_tx, stop) = tokio::sync::watch::channel(0u32);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch for SIGTERM")?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => if r.is_err() { std::future::pending::<()>().await },
+                _ = term.recv() => {},
+            }
+            stop_tx.send_modify(|n| *n += 1);
         }
-    };
-    let stats = server.run(shutdown).await;
+    });
+    let stats = server
+        .with_shutdown_grace(std::time::Duration::from_secs(cfg.sip.shutdown_grace_secs))
+        .run(stop)
+        .await;
     if let Some(w) = recorder {
         w.shutdown();
     }
@@ -327,6 +342,11 @@ fn proxy_config(
             config::Transport::Tcp => Transport::Tcp,
         },
         record_route: cfg.sip.record_route,
+        limits: scamscreen::sip::proxy::Limits {
+            message_bytes: cfg.sip.max_message_bytes,
+            header_bytes: cfg.sip.max_header_bytes,
+            headers: cfg.sip.max_headers,
+        },
         // The PBX is always trusted: its BYEs and re-INVITEs must come back through us.
         trusted: {
             let mut t = cfg.security.trusted.clone();

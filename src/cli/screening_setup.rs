@@ -219,6 +219,8 @@ pub fn resources(
         ports,
         media_ip,
         call,
+        refuse_when_saturated: cfg.screening.when_unscreened()
+            == scamscreen::config::WhenUnscreened::Refuse,
         language: Some(cfg.screening.language.clone()),
         // try_record counts and logs drops itself; the call never waits for the disk.
         on_finished: Some(Box::new(move |record| {

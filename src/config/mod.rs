@@ -44,6 +44,18 @@ pub const DEFAULT_TIMER_T4_MS: u64 = 5_000;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 65_535;
 /// An idle TCP connection is closed after this long.
 pub const DEFAULT_TCP_IDLE_SECS: u64 = 300;
+/// Accepted TCP connections at once, all sources together.
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
+/// Accepted TCP connections one source address may hold.
+pub const DEFAULT_TCP_MAX_PER_SOURCE: usize = 32;
+/// A SIP message begun on TCP must be complete within this long.
+pub const DEFAULT_TCP_MESSAGE_TIMEOUT_SECS: u64 = 10;
+/// Longest header field (name and value) passed on.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = crate::sip::proxy::DEFAULT_MAX_HEADER_BYTES;
+/// Most header fields in a message passed on.
+pub const DEFAULT_MAX_HEADERS: usize = crate::sip::proxy::DEFAULT_MAX_HEADERS;
+/// After SIGTERM, calls in progress may go on this long before they are ended.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 45;
 
 pub const DEFAULT_UNTRUSTED: UntrustedAction = UntrustedAction::Reject;
 /// Token-bucket refill per source IP.
@@ -60,7 +72,35 @@ pub const DEFAULT_TRUST_ASSERTED_IDENTITY: bool = true;
 /// How long the caller is heard at most.
 pub const DEFAULT_LISTEN_SECS: u32 = 8;
 pub const DEFAULT_RULES_DIR: &str = "models/rules";
-pub const DEFAULT_FAIL_OPEN: bool = true;
+/// A call that cannot be screened rings (a home user must not lose the dentist's call).
+pub const DEFAULT_WHEN_UNSCREENED: WhenUnscreened = WhenUnscreened::Allow;
+
+/// `screening.when_unscreened`: a call that cannot be screened (the speech model failed, is
+/// saturated or cannot meet the deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum WhenUnscreened {
+    /// Ring the callee, marked `X-Scamscreen-Verdict: unscreened`.
+    #[serde(rename = "allow")]
+    Allow,
+    /// Divert it like a scam.
+    #[serde(rename = "divert")]
+    Divert,
+    /// Refuse a withheld INVITE with 503 + Retry-After before it is answered when the model
+    /// cannot screen it in time, so a dispatcher fails over to another node; a call already
+    /// answered that still goes unscreened rings (as `allow`).
+    #[serde(rename = "503")]
+    Refuse,
+}
+
+impl WhenUnscreened {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenUnscreened::Allow => "allow",
+            WhenUnscreened::Divert => "divert",
+            WhenUnscreened::Refuse => "503",
+        }
+    }
+}
 pub const DEFAULT_LANGUAGE: &str = "en";
 
 pub const DEFAULT_LOG_LEVEL: &str = "info";
@@ -222,6 +262,12 @@ pub struct SipConfig {
     pub timer_t4_ms: u64,
     pub max_message_bytes: usize,
     pub tcp_idle_secs: u64,
+    pub tcp_max_connections: usize,
+    pub tcp_max_per_source: usize,
+    pub tcp_message_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
 }
 
 impl Default for SipConfig {
@@ -238,6 +284,12 @@ impl Default for SipConfig {
             timer_t4_ms: DEFAULT_TIMER_T4_MS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             tcp_idle_secs: DEFAULT_TCP_IDLE_SECS,
+            tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
+            tcp_max_per_source: DEFAULT_TCP_MAX_PER_SOURCE,
+            tcp_message_timeout_secs: DEFAULT_TCP_MESSAGE_TIMEOUT_SECS,
+            shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
         }
     }
 }
@@ -361,8 +413,10 @@ pub struct ScreeningConfig {
     pub rules_dir: PathBuf,
     /// ggml whisper model; `None` for the installed default.
     pub model: Option<PathBuf>,
-    /// An unscreened call (ASR failed, overloaded, timed out) is let through.
-    pub fail_open: bool,
+    /// What a call that cannot be screened gets; `None`: `fail_open`, else the default.
+    pub when_unscreened: Option<WhenUnscreened>,
+    /// The old name of `when_unscreened`: true = "allow", false = "divert".
+    pub fail_open: Option<bool>,
     /// Where diverted calls go (`sip:` or `sips:` URI); `None`: announcement, then BYE.
     pub divert_uri: Option<String>,
     /// Language of callers (whisper, the rule pack and the prompts) unless a `called` entry
@@ -413,6 +467,18 @@ pub struct ScreeningConfig {
     pub skip_from: Vec<IpNet>,
 }
 
+impl ScreeningConfig {
+    /// `when_unscreened`, or what its old name `fail_open` says, or the default.
+    pub fn when_unscreened(&self) -> WhenUnscreened {
+        match (self.when_unscreened, self.fail_open) {
+            (Some(w), _) => w,
+            (None, Some(true)) => WhenUnscreened::Allow,
+            (None, Some(false)) => WhenUnscreened::Divert,
+            (None, None) => DEFAULT_WHEN_UNSCREENED,
+        }
+    }
+}
+
 impl Default for ScreeningConfig {
     fn default() -> Self {
         ScreeningConfig {
@@ -426,7 +492,8 @@ impl Default for ScreeningConfig {
             model_weight: crate::detect::score::DEFAULT_MODEL_WEIGHT,
             rules_dir: PathBuf::from(DEFAULT_RULES_DIR),
             model: None,
-            fail_open: DEFAULT_FAIL_OPEN,
+            when_unscreened: None,
+            fail_open: None,
             divert_uri: None,
             language: DEFAULT_LANGUAGE.to_string(),
             called: Vec::new(),

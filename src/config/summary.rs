@@ -51,6 +51,11 @@ impl fmt::Display for Config {
             sip.max_message_bytes,
             sip.tcp_idle_secs
         )?;
+        writeln!(
+            f,
+            "sip tcp     trusted sources only, at most {} connections ({} per source), a message within {} s",
+            sip.tcp_max_connections, sip.tcp_max_per_source, sip.tcp_message_timeout_secs
+        )?;
         let trusted = if sec.trusted.is_empty() {
             "(nobody)".to_string()
         } else {
@@ -109,10 +114,11 @@ impl fmt::Display for Config {
             s.warn_threshold,
             s.divert_threshold,
             s.model_weight,
-            if s.fail_open {
-                "fail open (unscreened calls ring)"
-            } else {
-                "fail closed (unscreened calls are diverted)"
+            match s.when_unscreened() {
+                super::WhenUnscreened::Allow => "when unscreened: allow (the call rings)",
+                super::WhenUnscreened::Divert => "when unscreened: divert",
+                super::WhenUnscreened::Refuse =>
+                    "when unscreened: 503 before answering when the model cannot keep up (else allow)",
             }
         )?;
         writeln!(

@@ -48,7 +48,7 @@ fn empty_file_is_the_defaults() {
     assert_eq!(c.screening.listen(), Duration::from_secs(8));
     assert_eq!(c.screening.thresholds(), Thresholds::default());
     assert_eq!(c.screening.rules_dir, PathBuf::from("models/rules"));
-    assert!(c.screening.fail_open);
+    assert_eq!(c.screening.when_unscreened(), WhenUnscreened::Allow);
     assert_eq!(c.screening.language, "en");
     assert_eq!(c.log.level, "info");
     assert_eq!(c.log.format, LogFormat::Text);
@@ -96,6 +96,12 @@ fn example_mentions_every_option() {
         "timer_t4_ms",
         "max_message_bytes",
         "tcp_idle_secs",
+        "tcp_max_connections",
+        "tcp_max_per_source",
+        "tcp_message_timeout_secs",
+        "shutdown_grace_secs",
+        "max_header_bytes",
+        "max_headers",
         "trusted",
         "untrusted",
         "rate_limit_per_sec",
@@ -112,7 +118,7 @@ fn example_mentions_every_option() {
         "model_weight",
         "rules_dir",
         "model",
-        "fail_open",
+        "when_unscreened",
         "divert_uri",
         "language",
         "multilingual_model",
@@ -625,7 +631,7 @@ fn summary_shows_the_effective_config_without_numbers() {
         "{text}"
     );
     assert!(text.contains("bypass code off"), "{text}");
-    assert_eq!(text.lines().count(), 12);
+    assert_eq!(text.lines().count(), 13);
     let default = Config::default().to_string();
     assert!(
         default.contains("(not set)") && default.contains("(nobody)"),
@@ -638,4 +644,34 @@ fn is_trusted_matches_networks() {
     let c = runnable();
     assert!(c.security.is_trusted(IpAddr::from([192, 0, 2, 200])));
     assert!(!c.security.is_trusted(IpAddr::from([192, 0, 3, 1])));
+}
+
+#[test]
+fn when_unscreened_and_its_old_name() {
+    let parse = |s: &str| {
+        let mut c = Config::from_toml_str(&format!("[screening]\n{s}\n")).unwrap();
+        let r = runnable();
+        c.sip.upstream = r.sip.upstream;
+        c.security.trusted = r.security.trusted;
+        c
+    };
+    assert_eq!(parse("").screening.when_unscreened(), WhenUnscreened::Allow);
+    assert_eq!(
+        parse("fail_open = false").screening.when_unscreened(),
+        WhenUnscreened::Divert
+    );
+    assert_eq!(
+        parse("fail_open = true").screening.when_unscreened(),
+        WhenUnscreened::Allow
+    );
+    let pool = parse("when_unscreened = \"503\"");
+    assert_eq!(pool.screening.when_unscreened(), WhenUnscreened::Refuse);
+    assert_eq!(pool.validate(), Ok(()));
+    // Both, agreeing: fine; contradicting: refused, naming the old one.
+    let both = parse("when_unscreened = \"divert\"\nfail_open = false");
+    assert_eq!(both.validate(), Ok(()));
+    let clash = parse("when_unscreened = \"503\"\nfail_open = false");
+    let err = format!("{:?}", clash.validate().unwrap_err());
+    assert!(err.contains("screening.fail_open"), "{err}");
+    assert!(Config::from_toml_str("[screening]\nwhen_unscreened = \"maybe\"\n").is_err());
 }

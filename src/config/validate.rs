@@ -147,6 +147,44 @@ impl Config {
         if sip.tcp_idle_secs == 0 {
             p.push("sip.tcp_idle_secs", "must be above 0");
         }
+        if sip.tcp_max_connections == 0 {
+            p.push("sip.tcp_max_connections", "must be above 0");
+        }
+        if sip.tcp_max_per_source == 0 {
+            p.push("sip.tcp_max_per_source", "must be above 0");
+        } else if sip.tcp_max_per_source > sip.tcp_max_connections {
+            p.push(
+                "sip.tcp_max_per_source",
+                format!(
+                    "{} is above tcp_max_connections ({})",
+                    sip.tcp_max_per_source, sip.tcp_max_connections
+                ),
+            );
+        }
+        if !(256..=MAX_MESSAGE_BYTES).contains(&sip.max_header_bytes) {
+            p.push(
+                "sip.max_header_bytes",
+                format!(
+                    "{} is outside 256..={MAX_MESSAGE_BYTES}",
+                    sip.max_header_bytes
+                ),
+            );
+        }
+        if !(16..=1024).contains(&sip.max_headers) {
+            p.push(
+                "sip.max_headers",
+                format!("{} is outside 16..=1024", sip.max_headers),
+            );
+        }
+        if sip.shutdown_grace_secs > 3600 {
+            p.push(
+                "sip.shutdown_grace_secs",
+                format!("{} is above 3600 (an hour)", sip.shutdown_grace_secs),
+            );
+        }
+        if sip.tcp_message_timeout_secs == 0 {
+            p.push("sip.tcp_message_timeout_secs", "must be above 0");
+        }
     }
 
     /// `ip:port` reaches one of our own sockets of the upstream transport.
@@ -235,6 +273,21 @@ impl Config {
         }
         if self.store.retention_days == 0 {
             p.push("store.retention_days", "must be at least 1 day");
+        }
+        if let (Some(w), Some(open)) = (s.when_unscreened, s.fail_open) {
+            let same = matches!(
+                (w, open),
+                (super::WhenUnscreened::Allow, true) | (super::WhenUnscreened::Divert, false)
+            );
+            if !same {
+                p.push(
+                    "screening.fail_open",
+                    format!(
+                        "fail_open = {open} contradicts when_unscreened = \"{}\" (fail_open is its old name: set only when_unscreened)",
+                        w.as_str()
+                    ),
+                );
+            }
         }
         if s.listen_secs == 0 || s.listen_secs > MAX_LISTEN_SECS {
             p.push(

@@ -12,6 +12,18 @@
 //! would not). The latch is reset when a re-INVITE moves the phone to a new SDP address
 //! ([`MediaLeg::renegotiate`]).
 //!
+//! **Who may latch** (the learning window, as rtpengine's strict source): before the first
+//! packet, only packets from the SDP connection address's IP latch (the port may differ:
+//! NAT). When that address is private or unroutable (a phone behind NAT writes its LAN
+//! address) and the signalling came from a routable address, the signalling source's IP
+//! takes its place ([`MediaLeg::with_signalling_source`]). Until a packet latches, media goes
+//! to the SDP address only when that is where media is expected (a routable address, or
+//! everything on one private network); a NATed phone gets nothing until it has sent, so a
+//! stranger never receives a greeting. Trade-off: a phone whose media leaves from another
+//! IP than both its SDP and its signalling (a media gateway beside an SBC that writes its
+//! own address, unusual) is not heard; a stranger behind the caller's own NAT address can
+//! still win the race (it is the caller's network).
+//!
 //! **One continuous stream per phone.** Each leg owns the [`RtpSender`] for what scamscreen
 //! sends to that phone; prompts ([`MediaLeg::transmit_prompt`]) and relayed packets
 //! ([`RtpRelay::relay`]) both go through it, so the phone sees one SSRC with continuous
@@ -121,6 +133,8 @@ pub struct MediaLeg {
     sdp_address: Option<SocketAddr>,
     latched: Option<SocketAddr>,
     latched_rtcp: Option<SocketAddr>,
+    /// Where the phone's signalling came from (the INVITE's source, or the PBX).
+    signalling: Option<std::net::IpAddr>,
     sender: RtpSender,
     tap: Option<RecorderTap>,
     created: Instant,
@@ -136,11 +150,34 @@ impl MediaLeg {
             negotiated,
             latched: None,
             latched_rtcp: None,
+            signalling: None,
             sender,
             tap: None,
             created: now,
             last_activity: None,
             stats: LegStats::default(),
+        }
+    }
+
+    /// The IP the phone's signalling came from: it may latch instead of a private SDP
+    /// address (see the module documentation).
+    pub fn with_signalling_source(mut self, ip: std::net::IpAddr) -> Self {
+        self.signalling = Some(ip);
+        self
+    }
+
+    /// The IP whose packets may take the first latch, and whether media may be sent to
+    /// the SDP address before anything is latched.
+    fn learning(&self) -> (Option<std::net::IpAddr>, bool) {
+        let sdp = self
+            .sdp_address
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_unspecified());
+        let sig = self.signalling;
+        match (sdp, sig) {
+            (Some(s), Some(g)) if unroutable(s) && !unroutable(g) => (Some(g), false),
+            (Some(s), _) => (Some(s), true),
+            (None, g) => (g, false),
         }
     }
 
@@ -189,7 +226,14 @@ impl MediaLeg {
             return None;
         }
         self.negotiated.remote?;
-        self.latched.or(self.negotiated.remote)
+        match self.latched {
+            Some(l) => Some(l),
+            None => self
+                .learning()
+                .1
+                .then_some(self.negotiated.remote)
+                .flatten(),
+        }
     }
 
     /// Where RTCP for this phone would go (latched RTCP source, else `a=rtcp` / port + 1).
@@ -235,7 +279,12 @@ impl MediaLeg {
         // The exact address the SDP names may take the latch over: a stranger who won the
         // race to the first packet loses it as soon as the (un-NATed) phone itself sends.
         let from_sdp_address = Some(src) == self.sdp_address;
-        if self.latched.is_some_and(|l| l != src) && !from_sdp_address {
+        let may_learn = self.learning().0.is_none_or(|ip| same_ip(ip, src.ip()));
+        let wrong = match self.latched {
+            Some(l) => l != src,
+            None => !may_learn,
+        };
+        if wrong && !from_sdp_address {
             self.stats.dropped_wrong_source += 1;
             return PacketVerdict::Drop(DropReason::WrongSource);
         }
@@ -285,7 +334,10 @@ impl MediaLeg {
     }
 
     fn accept_rtcp(&mut self, now: Instant, src: SocketAddr) -> bool {
-        let ip_ok = self.latched.is_none_or(|l| l.ip() == src.ip());
+        let ip_ok = match self.latched {
+            Some(l) => l.ip() == src.ip(),
+            None => self.learning().0.is_none_or(|ip| same_ip(ip, src.ip())),
+        };
         let src_ok = self.latched_rtcp.is_none_or(|l| l == src);
         if !(ip_ok && src_ok) {
             self.stats.dropped_wrong_source += 1;
@@ -474,3 +526,34 @@ impl RtpRelay {
 
 #[cfg(test)]
 mod tests;
+
+/// Addresses a phone behind NAT writes into its SDP: private (RFC 1918, RFC 6598 shared,
+/// RFC 4193 unique local), link-local, unspecified. Loopback is not among them (everything
+/// on one host is one network).
+pub fn unroutable(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || (o[0] == 100 && (o[1] & 0xC0) == 64)
+        }
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => unroutable(std::net::IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                v6.is_unspecified() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
+            }
+        },
+    }
+}
+
+/// The same IP, an IPv4-mapped IPv6 address counting as its IPv4 address.
+fn same_ip(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
+    let canon = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    canon(a) == canon(b)
+}

@@ -14,7 +14,7 @@
 use crate::asr::{AsrError, AsrRequest, CancelToken, Transcriber};
 use crate::call::{
     AsrFailure, CallAction, CallConfig, CallInput, CallRecordDraft, CallSession, JobKind, Leg,
-    MediaPorts, Prompt, ScreeningAction, ScreeningResult, AFTERWARDS_WAIT,
+    MediaPorts, Prompt, ScreeningAction, ScreeningResult, Stage, AFTERWARDS_WAIT,
 };
 use crate::detect::score::Action as DetectAction;
 use crate::detect::Detector;
@@ -26,7 +26,7 @@ use crate::media::rtp::RtpSender;
 use crate::media::tap::AudioFrame;
 use crate::runtime::media_relay::{LegSockets, RelayTask};
 use crate::sip::msg::SipMessage;
-use crate::sip::proxy::{Peer, Proxy};
+use crate::sip::proxy::{Peer, Proxy, RETRY_AFTER_SECS};
 use crate::store::{CallRecord, RuleHit, VoiceMessage};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -42,6 +42,20 @@ pub const RTP_INACTIVITY: Duration = Duration::from_secs(60);
 
 /// Port pairs tried per leg before a call is refused (503).
 const BIND_ATTEMPTS: usize = 8;
+/// Least time between two retries of the RTP pairs taken out of the pool.
+const UNUSABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a bind error means another program holds the port (take it out of the pool), as
+/// opposed to a shortage of the whole process or system (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+/// that says nothing about the port.
+fn port_is_taken(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::AddrInUse
+            | std::io::ErrorKind::PermissionDenied
+            | std::io::ErrorKind::AddrNotAvailable
+    )
+}
 
 /// Receives every finished call (the call record store).
 pub type FinishedHook = Box<dyn Fn(CallRecord) + Send>;
@@ -115,6 +129,9 @@ pub struct ScreeningResources {
     /// Address put into our SDP and bound for RTP.
     pub media_ip: IpAddr,
     pub call: CallConfig,
+    /// `when_unscreened = "503"`: refuse a withheld INVITE with 503 before answering when
+    /// the speech model cannot screen it in time (see [`crate::call::admission`]).
+    pub refuse_when_saturated: bool,
     /// The language of calls no `languages` entry names.
     pub language: Option<String>,
     /// Called with every finished call (the call record store).
@@ -169,6 +186,8 @@ pub struct CallStats {
     pub rtp_port_pairs_unusable: usize,
     /// ASR jobs queued or running.
     pub asr_in_flight: usize,
+    /// Withheld INVITEs refused with 503 before answering: the model could not keep up.
+    pub refused_saturated: u64,
 }
 
 struct ActiveCall {
@@ -228,6 +247,10 @@ pub struct CallManager {
     res: ScreeningResources,
     calls: HashMap<u64, ActiveCall>,
     next_id: u64,
+    /// When the RTP pairs taken out of the pool were last tried again.
+    last_unusable_retry: Option<std::time::Instant>,
+    /// Withheld INVITEs refused with 503 because the model could not keep up.
+    refused_saturated: u64,
     events: mpsc::Sender<CallEvent>,
 }
 
@@ -244,6 +267,8 @@ impl CallManager {
             res,
             calls: HashMap::new(),
             next_id: 1,
+            last_unusable_retry: None,
+            refused_saturated: 0,
             events,
         }
     }
@@ -268,7 +293,54 @@ impl CallManager {
             rtp_port_pairs_in_use: self.ports_in_use(),
             rtp_port_pairs_unusable: self.res.ports.unusable(),
             asr_in_flight: self.res.transcriber.in_flight(),
+            refused_saturated: self.refused_saturated,
         }
+    }
+
+    /// Calls not yet ended (whatever they hold).
+    pub fn live(&self) -> usize {
+        self.calls
+            .values()
+            .filter(|c| !matches!(c.call.stage(), Stage::Ending | Stage::Ended))
+            .count()
+    }
+
+    /// Shutdown: end every call still going on both legs (BYE, or CANCEL to a callee still
+    /// ringing); each is recorded as it finishes.
+    pub async fn end_all(&mut self, proxy: &mut Proxy) {
+        let ids: Vec<u64> = self.calls.keys().copied().collect();
+        for id in ids {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.call.handle_input(Instant::now(), CallInput::Shutdown);
+            }
+            self.pump(proxy, id).await;
+        }
+    }
+
+    /// `when_unscreened = "503"` is configured.
+    pub fn refuses_when_saturated(&self) -> bool {
+        self.res.refuse_when_saturated
+    }
+
+    /// Why a new withheld call could not be screened in time now, or `None`.
+    pub fn saturated(&self) -> Option<&'static str> {
+        let cap = self.res.transcriber.capacity()?;
+        let undecided = self
+            .calls
+            .values()
+            .filter(|c| {
+                matches!(
+                    c.call.stage(),
+                    Stage::Greeting | Stage::Listening | Stage::Prompting | Stage::Screening
+                )
+            })
+            .count();
+        crate::call::admission::saturated(
+            cap,
+            undecided,
+            self.res.call.screening_timeout,
+            self.res.call.listen,
+        )
     }
 
     /// A screened INVITE: negotiate SDP (488/400 if impossible), take two port pairs
@@ -290,6 +362,27 @@ impl CallManager {
                 return;
             }
         };
+        if self.res.refuse_when_saturated {
+            if let Some(why) = self.saturated() {
+                // Before answering: the dispatcher can still send the call elsewhere.
+                self.refused_saturated += 1;
+                info!(
+                    why,
+                    "screened call refused with 503: cannot screen it in time"
+                );
+                proxy.respond_with(
+                    &invite,
+                    source,
+                    503,
+                    "Service Unavailable",
+                    &[
+                        ("Retry-After", RETRY_AFTER_SECS.to_string()),
+                        ("Warning", format!("399 scamscreen \"{why}\"")),
+                    ],
+                );
+                return;
+            }
+        }
         let id = self.next_id;
         self.next_id += 1;
         let pairs = match self.bind_pair() {
@@ -307,11 +400,12 @@ impl CallManager {
                     self.res.ports.release(p.rtp);
                 }
                 warn!("screened call refused: no free RTP ports");
-                proxy.respond(
+                proxy.respond_with(
                     pending.invite(),
                     pending.source(),
                     503,
                     "Service Unavailable",
+                    &[("Retry-After", RETRY_AFTER_SECS.to_string())],
                 );
                 return;
             }
@@ -351,11 +445,14 @@ impl CallManager {
                 return;
             }
         };
+        // Before the caller's first packet only its SDP address (or, for a NATed phone,
+        // where its INVITE came from) may latch: a stranger spraying ports gets nothing.
         let a = MediaLeg::new(
             now,
             negotiated,
             RtpSender::from_seed(id.wrapping_mul(2654435761)),
-        );
+        )
+        .with_signalling_source(source.addr.ip());
         proxy.attach_call(&call_id, false, id);
         let readers = vec![
             tokio::spawn(read_rtp(sa.clone(), id, Leg::A, self.events.clone())),
@@ -392,8 +489,24 @@ impl CallManager {
 
     /// A port pair from the pool and its bound RTP socket. A pair another program holds
     /// (e.g. the kernel gave it out as an ephemeral port) is taken out of circulation and
-    /// the next one tried, so one busy port never refuses a call.
+    /// the next one tried, so one busy port never refuses a call; pairs taken out are tried
+    /// again when the pool runs dry (at most every [`UNUSABLE_RETRY`]). A failure that says
+    /// nothing about the port (no file descriptors left, no kernel memory) gives the pair
+    /// back and refuses this call only: the port is not lost.
     fn bind_pair(&mut self) -> Option<(RtpPorts, LegSockets)> {
+        if self.res.ports.available() == 0
+            && self.res.ports.unusable() > 0
+            && self
+                .last_unusable_retry
+                .is_none_or(|t| t.elapsed() >= UNUSABLE_RETRY)
+        {
+            self.last_unusable_retry = Some(std::time::Instant::now());
+            let n = self.res.ports.retry_unusable();
+            info!(
+                pairs = n,
+                "RTP pool empty: trying the ports taken out again"
+            );
+        }
         let bind = |port: u16| {
             let addr = SocketAddr::new(self.res.media_ip, port);
             std::net::UdpSocket::bind(addr).and_then(|s| {
@@ -406,9 +519,14 @@ impl CallManager {
             let bound = bind(pair.rtp).and_then(|rtp| Ok((rtp, bind(pair.rtcp)?)));
             match bound {
                 Ok((rtp, rtcp)) => return Some((pair, LegSockets { rtp, rtcp })),
-                Err(e) => {
+                Err(e) if port_is_taken(&e) => {
                     warn!(port = pair.rtp, error = %e, "RTP port busy: taken out of the pool");
                     self.res.ports.mark_unusable(pair.rtp);
+                }
+                Err(e) => {
+                    warn!(port = pair.rtp, error = %e, "cannot open an RTP socket: call refused");
+                    self.res.ports.release(pair.rtp);
+                    return None;
                 }
             }
         }
@@ -416,12 +534,18 @@ impl CallManager {
     }
 
     /// A SIP message for a call we own.
-    pub async fn sip(&mut self, proxy: &mut Proxy, id: u64, from_upstream: bool, msg: SipMessage) {
+    pub async fn sip(
+        &mut self,
+        proxy: &mut Proxy,
+        id: u64,
+        (from_upstream, source): (bool, Peer),
+        msg: SipMessage,
+    ) {
         if let Some(c) = self.calls.get_mut(&id) {
-            let input = if from_upstream {
-                CallInput::FromCallee(msg)
-            } else {
-                CallInput::FromCaller(msg)
+            let input = CallInput::Sip {
+                upstream: from_upstream,
+                msg,
+                source,
             };
             c.call.handle_input(Instant::now(), input);
         }
@@ -575,11 +699,13 @@ impl CallManager {
     ) -> Option<AsrFailure> {
         let res = &self.res;
         let call_lang = self.calls.get(&id).map_or("en", |c| c.language.as_str());
-        // The second pass: the bigger model; on an English call it also finds out whether
-        // the caller speaks English at all (`auto`: the model detects the language).
+        // The second pass: the bigger model, in the call's language. Not `auto`: whisper.cpp
+        // detects the language by encoding a full 30 s window whatever the clip's length,
+        // which made base's second pass 4.5 s instead of 0.8 s on 2 cores (BENCHMARKS.md),
+        // past any screening deadline; a line that expects German callers says so
+        // (`[[screening.called]] language = "de"`).
         let (transcriber, asr_lang) = if kind == JobKind::Second {
             match &res.second {
-                Some(t) if call_lang == "en" => (t, "auto"),
                 Some(t) => (t, call_lang),
                 None => return Some(AsrFailure::Failed("no second model".into())),
             }
@@ -705,7 +831,8 @@ impl CallManager {
                 CallAction::CalleeMedia(negotiated) => match negotiated {
                     Some(n) => {
                         let sender = RtpSender::from_seed(id ^ 0x5bd1_e995);
-                        c.b = Some(MediaLeg::new(now, n, sender));
+                        let pbx = self.res.call.upstream.addr.ip();
+                        c.b = Some(MediaLeg::new(now, n, sender).with_signalling_source(pbx));
                     }
                     None => debug!(call = id, "callee answered without usable SDP"),
                 },

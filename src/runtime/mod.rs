@@ -2,8 +2,10 @@
 //! protocol logic it drives lives in `crate::sip` as pure state machines.
 
 pub mod calls;
+pub mod log_writer;
 pub mod media_relay;
 pub mod sip_server;
+pub mod tcp_limits;
 
 /// Raise this process's open-file limit to its hard limit. Every screened call holds two
 /// RTP sockets, and the usual soft limit (1,024) would refuse calls at ~500 while the hard

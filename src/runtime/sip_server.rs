@@ -7,11 +7,11 @@
 //! the loop sleeps on.
 
 use crate::runtime::calls::{CallEvent, CallManager, CallStats, ScreeningResources};
+use crate::runtime::tcp_limits::{ConnSlot, ConnTable, Refusal, TcpLimits, TcpStats};
 use crate::sip::msg::{frame_stream, MAX_MESSAGE_BYTES};
 use crate::sip::proxy::{Peer, Proxy, ProxyConfig, ProxyEvent, ProxyStats, Transmit, Transport};
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +66,23 @@ pub struct SipServer {
     cfg: ProxyConfig,
     max_message_bytes: usize,
     screening: Option<ScreeningResources>,
+    tcp_limits: Option<TcpLimits>,
+    shutdown_grace: Duration,
+}
+
+/// How long calls in progress may go on after SIGTERM (`sip.shutdown_grace_secs`).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(45);
+/// After the grace: how long the BYEs and CANCELs may take to be answered.
+const HANG_UP_WAIT: Duration = Duration::from_secs(3);
+
+/// Where the shutdown stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Running,
+    /// New calls refused; calls in progress go on until this moment.
+    Draining(Instant),
+    /// Remaining calls were ended; their BYEs are answered until this moment.
+    HangingUp(Instant),
 }
 
 fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -108,6 +125,8 @@ impl SipServer {
             cfg,
             max_message_bytes: max_message_bytes.min(MAX_MESSAGE_BYTES),
             screening: None,
+            tcp_limits: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         })
     }
 
@@ -115,6 +134,19 @@ impl SipServer {
     pub fn with_screening(mut self, res: ScreeningResources) -> SipServer {
         self.cfg.screen_calls = true;
         self.screening = Some(res);
+        self
+    }
+
+    /// Limits for accepted TCP connections (default: [`TcpLimits::new`] with the proxy's
+    /// trusted networks and a 300 s idle timeout).
+    pub fn with_tcp_limits(mut self, limits: TcpLimits) -> SipServer {
+        self.tcp_limits = Some(limits);
+        self
+    }
+
+    /// How long calls in progress may go on after the first stop request.
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> SipServer {
+        self.shutdown_grace = grace;
         self
     }
 
@@ -138,20 +170,30 @@ impl SipServer {
             .collect()
     }
 
-    /// Run until `shutdown` resolves; returns the final counters.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> RunStats {
+    /// Run until stopped; returns the final counters. `stop` counts the stop requests
+    /// (SIGTERM): at the first, new calls are refused with 503 (OPTIONS too) while calls in
+    /// progress go on for up to the shutdown grace ([`SipServer::with_shutdown_grace`]);
+    /// when they have all ended, or the grace is over, or at the second request, what is
+    /// left is ended on both legs (BYE, CANCEL), recorded, and the loop returns.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<u32>) -> RunStats {
+        let grace = self.shutdown_grace;
         let (tx, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
         let mut tasks = Vec::new();
         for sock in &self.udp {
             tasks.push(tokio::spawn(read_udp(sock.clone(), tx.clone())));
         }
         let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let limits = self
+            .tcp_limits
+            .unwrap_or_else(|| TcpLimits::new(self.cfg.trusted.clone(), Duration::from_secs(300)));
+        let conns = ConnTable::new(limits);
         for listener in self.tcp {
             tasks.push(tokio::spawn(accept_tcp(
                 listener,
                 tx.clone(),
                 next_conn.clone(),
                 self.max_message_bytes,
+                conns.clone(),
             )));
         }
         let (call_tx, mut call_rx) = mpsc::channel::<CallEvent>(INPUT_QUEUE);
@@ -167,12 +209,45 @@ impl SipServer {
             outbound: HashMap::new(),
             input: tx,
             next_conn,
+            conns: conns.clone(),
             max_message_bytes: self.max_message_bytes,
             send_drops: 0,
             clock_base: (Instant::now(), std::time::Instant::now()),
         };
-        tokio::pin!(shutdown);
+        let mut phase = Phase::Running;
+        let mut stop_open = true;
         loop {
+            // Shutdown: move on when the calls are done or the time is up.
+            let live = core.calls.as_ref().map_or(0, CallManager::live);
+            let active = core.calls.as_ref().map_or(0, CallManager::active);
+            match phase {
+                Phase::Running => {}
+                Phase::Draining(until) => {
+                    if live == 0 || Instant::now() >= until || *stop.borrow() >= 2 {
+                        if live > 0 {
+                            info!(calls = live, "shutdown: ending the calls still going on");
+                        }
+                        if let Some(calls) = core.calls.as_mut() {
+                            calls.end_all(&mut core.proxy).await;
+                        }
+                        core.drain().await;
+                        phase = Phase::HangingUp(Instant::now() + HANG_UP_WAIT);
+                        continue;
+                    }
+                }
+                Phase::HangingUp(until) => {
+                    if active == 0 || Instant::now() >= until {
+                        break;
+                    }
+                }
+            }
+            let check_phase = match phase {
+                Phase::Running => None,
+                // Look again soon: calls end by events the loop does not wait on here.
+                Phase::Draining(_) | Phase::HangingUp(_) => {
+                    Some(Instant::now() + Duration::from_millis(50))
+                }
+            };
             let next = match (
                 core.proxy.poll_timeout(),
                 core.calls.as_ref().and_then(|c| c.poll_timeout()),
@@ -183,9 +258,24 @@ impl SipServer {
             let deadline = next.map(|t| core.to_tokio(t));
             tokio::select! {
                 biased;
-                _ = &mut shutdown => break,
+                changed = stop.changed(), if stop_open => {
+                    match changed {
+                        Err(_) => stop_open = false,
+                        Ok(()) if phase == Phase::Running => {
+                            info!(grace_secs = grace.as_secs(), "stopping: new calls refused, calls in progress may finish");
+                            core.proxy.start_draining();
+                            phase = Phase::Draining(Instant::now() + grace);
+                        }
+                        // A second request ends the grace (checked at the top).
+                        Ok(()) => {}
+                    }
+                }
+                _ = sleep_until_opt(check_phase) => {}
                 Some(input) = rx.recv() => {
                     core.handle(input);
+                    if phase == Phase::Running {
+                        core.update_availability();
+                    }
                     core.drain().await;
                     // Whatever else is queued, each answered at once (no batching delay),
                     // before the loop looks at timers again.
@@ -227,6 +317,7 @@ impl SipServer {
         }
         let stats = RunStats {
             proxy: core.proxy.stats().clone(),
+            tcp: conns.counters.snapshot(),
             calls: core.calls.as_ref().map(CallManager::stats),
         };
         if core.send_drops > 0 {
@@ -245,6 +336,8 @@ impl SipServer {
 pub struct RunStats {
     #[serde(flatten)]
     pub proxy: ProxyStats,
+    #[serde(flatten)]
+    pub tcp: TcpStats,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calls: Option<CallStats>,
 }
@@ -265,6 +358,8 @@ struct Core {
     outbound: HashMap<SocketAddr, u64>,
     input: mpsc::Sender<Input>,
     next_conn: Arc<std::sync::atomic::AtomicU64>,
+    /// Accepted TCP connections and their limits (timeouts apply to our own too).
+    conns: Arc<ConnTable>,
     max_message_bytes: usize,
     send_drops: u64,
     /// The same moment on both clocks (the core speaks std, tokio sleeps on its own).
@@ -278,6 +373,16 @@ impl Core {
             Some(d) => tokio_base + d,
             None => tokio_base,
         }
+    }
+
+    /// OPTIONS to us answers 503 while new calls would be refused (`when_unscreened =
+    /// "503"` and the speech model saturated), so a dispatcher's probe takes the node out.
+    fn update_availability(&mut self) {
+        let why = match &self.calls {
+            Some(c) if c.refuses_when_saturated() => c.saturated(),
+            _ => None,
+        };
+        self.proxy.set_unavailable(why);
     }
 
     fn handle(&mut self, input: Input) {
@@ -322,10 +427,15 @@ impl Core {
                         call,
                         from_upstream,
                         msg,
+                        source,
                         ..
                     },
                     Some(calls),
-                ) => calls.sip(&mut self.proxy, call, from_upstream, msg).await,
+                ) => {
+                    calls
+                        .sip(&mut self.proxy, call, (from_upstream, source), msg)
+                        .await
+                }
                 _ => {}
             }
         }
@@ -384,9 +494,19 @@ impl Core {
         self.outbound.insert(to.addr, conn);
         let input = self.input.clone();
         let max = self.max_message_bytes;
+        let conns = self.conns.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(to.addr)).await {
-                Ok(Ok(stream)) => serve_tcp(stream, to.addr, conn, input, wrx, max).await,
+                Ok(Ok(stream)) => {
+                    let link = TcpLink {
+                        addr: to.addr,
+                        conn,
+                        max,
+                        conns,
+                        _slot: None,
+                    };
+                    serve_tcp(stream, link, input, wrx).await
+                }
                 _ => {
                     warn!(addr = %to.addr, "cannot connect over TCP");
                     let _ = input.send(Input::TcpClosed { conn }).await;
@@ -444,10 +564,28 @@ async fn accept_tcp(
     tx: mpsc::Sender<Input>,
     next_conn: Arc<std::sync::atomic::AtomicU64>,
     max: usize,
+    conns: Arc<ConnTable>,
 ) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
+                // Trust and caps before a byte is read: a refused connection is closed at
+                // once (dropped), so it holds a descriptor for microseconds only.
+                let slot = match conns.admit(addr.ip()) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        match why {
+                            Refusal::Untrusted => {
+                                debug!(%addr, "TCP connection refused: untrusted source")
+                            }
+                            Refusal::SourceFull | Refusal::AllFull => {
+                                debug!(%addr, ?why, "TCP connection refused: too many connections")
+                            }
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                };
                 let conn = next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (wtx, wrx) = mpsc::channel::<Bytes>(TCP_WRITE_QUEUE);
                 if tx
@@ -457,9 +595,17 @@ async fn accept_tcp(
                 {
                     return;
                 }
-                tokio::spawn(serve_tcp(stream, addr, conn, tx.clone(), wrx, max));
+                let link = TcpLink {
+                    addr,
+                    conn,
+                    max,
+                    conns: conns.clone(),
+                    _slot: Some(slot),
+                };
+                tokio::spawn(serve_tcp(stream, link, tx.clone(), wrx));
             }
             Err(e) => {
+                // EMFILE/ENFILE: the pending connection stays in the backlog; try again soon.
                 warn!(error = %e, "TCP accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -467,15 +613,27 @@ async fn accept_tcp(
     }
 }
 
-/// Read frames (Content-Length framing, RFC 3261 §18.3) and write queued bytes.
-async fn serve_tcp(
-    stream: TcpStream,
+/// One TCP connection's identity and limits.
+struct TcpLink {
     addr: SocketAddr,
     conn: u64,
+    max: usize,
+    conns: Arc<ConnTable>,
+    /// The accepted connection's place in the table (none for our own connections).
+    _slot: Option<ConnSlot>,
+}
+
+/// Read frames (Content-Length framing, RFC 3261 §18.3) and write queued bytes. The
+/// connection is closed when idle longer than the idle timeout, or when a message begun is
+/// not complete within the message timeout (a slow sender holds nothing for long).
+async fn serve_tcp(
+    stream: TcpStream,
+    link: TcpLink,
     tx: mpsc::Sender<Input>,
     mut writes: mpsc::Receiver<Bytes>,
-    max: usize,
 ) {
+    let (addr, conn, max) = (link.addr, link.conn, link.max);
+    let (idle, message) = (link.conns.limits().idle, link.conns.limits().message);
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let writer = tokio::spawn(async move {
@@ -492,10 +650,31 @@ async fn serve_tcp(
     };
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16384];
+    // When the message now in `buf` began (None: nothing pending).
+    let mut begun: Option<Instant> = None;
     'read: loop {
-        let n = match rd.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let until = match begun {
+            Some(t) => t + message,
+            None => Instant::now() + idle,
+        };
+        let n = match tokio::time::timeout_at(until, rd.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                let counters = &link.conns.counters;
+                if begun.is_some() {
+                    counters
+                        .closed_slow
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    debug!(%addr, "closing TCP connection: message not complete in time");
+                } else {
+                    counters
+                        .closed_idle
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    debug!(%addr, "closing idle TCP connection");
+                }
+                break;
+            }
         };
         buf.extend_from_slice(&chunk[..n]);
         loop {
@@ -503,6 +682,8 @@ async fn serve_tcp(
                 Ok(Some((skip, len))) => {
                     let frame = Bytes::copy_from_slice(&buf[skip..skip + len]);
                     buf.drain(..skip + len);
+                    // What is left is the start of a new message.
+                    begun = None;
                     if tx
                         .send(Input::Message {
                             from: peer,
@@ -522,6 +703,13 @@ async fn serve_tcp(
                 }
             }
         }
+        // Keep-alive CRLFs between messages (RFC 5626 §3.5.1) are not a message begun.
+        let pending = buf.iter().any(|b| !matches!(b, b'\r' | b'\n'));
+        begun = match (pending, begun) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(Instant::now()),
+        };
     }
     writer.abort();
     let _ = tx.send(Input::TcpClosed { conn }).await;

@@ -53,8 +53,11 @@ fn parsed(bytes: &[u8]) -> (RtpHeader, Vec<u8>) {
 
 fn relay(t0: Instant, caller: Negotiated, callee: Negotiated) -> RtpRelay {
     RtpRelay::new(
-        MediaLeg::new(t0, caller, RtpSender::new(0xCA11, 100, 10_000)),
-        MediaLeg::new(t0, callee, RtpSender::new(0xCA1E, 5000, 90_000)),
+        // The caller's INVITE came through its NAT; the callee is the PBX on the LAN.
+        MediaLeg::new(t0, caller, RtpSender::new(0xCA11, 100, 10_000))
+            .with_signalling_source(addr(CALLER_NAT).ip()),
+        MediaLeg::new(t0, callee, RtpSender::new(0xCA1E, 5000, 90_000))
+            .with_signalling_source(addr(CALLEE_SDP).ip()),
     )
 }
 
@@ -65,11 +68,12 @@ fn first_source_is_latched_and_strangers_are_dropped() {
         t0,
         neg(Codec::Pcmu, 0, Some(101), CALLER_SDP),
         RtpSender::new(1, 0, 0),
-    );
+    )
+    .with_signalling_source(addr(CALLER_NAT).ip());
     assert_eq!(
         leg.send_target(),
-        Some(addr(CALLER_SDP)),
-        "SDP address until latched"
+        None,
+        "a NATed phone's private SDP address gets nothing before it has sent"
     );
     // Junk and unexpected payload types never latch.
     assert!(matches!(
@@ -78,7 +82,7 @@ fn first_source_is_latched_and_strangers_are_dropped() {
     ));
     let g729 = packet(18, 1, 0, 7, &[0; 20]);
     assert_eq!(
-        leg.on_packet(t0, addr(STRANGER), &g729),
+        leg.on_packet(t0, addr(CALLER_NAT), &g729),
         PacketVerdict::Drop(DropReason::UnexpectedPayloadType(18))
     );
     assert_eq!(leg.latched(), None);
@@ -122,7 +126,7 @@ fn first_source_is_latched_and_strangers_are_dropped() {
 }
 
 #[test]
-fn the_sdp_address_wins_the_latch_back_from_a_stranger() {
+fn a_stranger_cannot_take_the_first_latch() {
     let t0 = Instant::now();
     let mut leg = MediaLeg::new(
         t0,
@@ -130,11 +134,25 @@ fn the_sdp_address_wins_the_latch_back_from_a_stranger() {
         RtpSender::new(1, 0, 0),
     );
     let p = packet(0, 1, 0, 7, &[0xFF; 160]);
-    assert!(matches!(
+    // Before the phone's first packet: a stranger is dropped and gets nothing back.
+    assert_eq!(
         leg.on_packet(t0, addr(STRANGER), &p),
+        PacketVerdict::Drop(DropReason::WrongSource)
+    );
+    assert_eq!(leg.latched(), None);
+    assert_eq!(
+        leg.send_target(),
+        Some(addr(CALLEE_SDP)),
+        "only the SDP address"
+    );
+    // The SDP address's IP from another port (NAT keeps the IP) latches.
+    let other_port = "10.0.0.50:20400";
+    assert!(matches!(
+        leg.on_packet(t0, addr(other_port), &p),
         PacketVerdict::Accept(_)
     ));
-    assert_eq!(leg.send_target(), Some(addr(STRANGER)), "the race was lost");
+    assert_eq!(leg.send_target(), Some(addr(other_port)));
+    // The exact SDP address may still take it over; strangers never.
     assert!(matches!(
         leg.on_packet(t0, addr(CALLEE_SDP), &p),
         PacketVerdict::Accept(_)
@@ -153,6 +171,70 @@ fn the_sdp_address_wins_the_latch_back_from_a_stranger() {
 }
 
 #[test]
+fn a_nated_phone_latches_from_its_signalling_address_only() {
+    let t0 = Instant::now();
+    let mut leg = MediaLeg::new(
+        t0,
+        neg(Codec::Pcmu, 0, None, CALLER_SDP),
+        RtpSender::new(1, 0, 0),
+    )
+    .with_signalling_source(addr(CALLER_NAT).ip());
+    let p = packet(0, 1, 0, 7, &[0xFF; 160]);
+    // A stranger who sprays the port first: dropped, and no greeting goes anywhere.
+    assert_eq!(
+        leg.on_packet(t0, addr(STRANGER), &p),
+        PacketVerdict::Drop(DropReason::WrongSource)
+    );
+    let mut player = leg.prompt_player(Arc::from(vec![0i16; 160]), t0);
+    assert!(leg.transmit_prompt(t0, &mut player).is_empty());
+    // The phone's NAT address (any port) latches, and the stranger stays out for good.
+    assert!(matches!(
+        leg.on_packet(t0, addr("203.0.113.9:40000"), &p),
+        PacketVerdict::Accept(_)
+    ));
+    assert_eq!(
+        leg.on_packet(t0, addr(STRANGER), &p),
+        PacketVerdict::Drop(DropReason::WrongSource)
+    );
+    assert_eq!(leg.send_target(), Some(addr("203.0.113.9:40000")));
+    // Both private (everything on one LAN): the SDP address is where media goes.
+    let lan = MediaLeg::new(
+        t0,
+        neg(Codec::Pcmu, 0, None, CALLER_SDP),
+        RtpSender::new(1, 0, 0),
+    )
+    .with_signalling_source("192.168.1.1".parse().unwrap());
+    assert_eq!(lan.send_target(), Some(addr(CALLER_SDP)));
+}
+
+#[test]
+fn unroutable_addresses() {
+    for a in [
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.0.9",
+        "100.64.1.1",
+        "169.254.1.1",
+        "0.0.0.0",
+        "fd00::1",
+        "fe80::1",
+        "::ffff:192.168.1.2",
+    ] {
+        assert!(unroutable(a.parse().unwrap()), "{a}");
+    }
+    for a in [
+        "203.0.113.9",
+        "8.8.8.8",
+        "100.128.0.1",
+        "127.0.0.1",
+        "2001:db8::1",
+        "::1",
+    ] {
+        assert!(!unroutable(a.parse().unwrap()), "{a}");
+    }
+}
+
+#[test]
 fn prompt_then_relay_is_one_continuous_stream() {
     let t0 = Instant::now();
     let mut r = relay(
@@ -160,7 +242,13 @@ fn prompt_then_relay_is_one_continuous_stream() {
         neg(Codec::Pcmu, 0, Some(101), CALLER_SDP),
         neg(Codec::Pcmu, 0, Some(101), CALLEE_SDP),
     );
-    // The caller hears a 1 s greeting.
+    // The caller (behind NAT) has sent a first packet; then it hears a 1 s greeting.
+    let first = packet(0, 1, 0, 7, &[0xFF; 160]);
+    assert!(matches!(
+        r.leg_mut(LegId::Caller)
+            .on_packet(t0, addr(CALLER_NAT), &first),
+        PacketVerdict::Accept(_)
+    ));
     let mut greeting = PromptPlayer::new(Arc::from(vec![0i16; 8000]), Codec::Pcmu, 0, t0);
     let mut to_caller = Vec::new();
     let mut now = t0;
@@ -169,7 +257,7 @@ fn prompt_then_relay_is_one_continuous_stream() {
         to_caller.extend(r.leg_mut(LegId::Caller).transmit_prompt(now, &mut greeting));
     }
     assert_eq!(to_caller.len(), 50);
-    assert!(to_caller.iter().all(|(to, _)| *to == addr(CALLER_SDP)));
+    assert!(to_caller.iter().all(|(to, _)| *to == addr(CALLER_NAT)));
     // The callee answers and talks; its packets are relayed 30 ms after the prompt ended.
     for i in 0..20u16 {
         let at = now + Duration::from_millis(30 + 20 * u64::from(i));

@@ -101,6 +101,26 @@ pub enum UntrustedAction {
     Drop,
 }
 
+/// Retry-After (seconds) on the 503s a saturated or draining node sends (RFC 3261 §21.5.4).
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// Where the responses to a request go (RFC 3261 §18.2.2, RFC 3581 §4): back on the same
+/// connection for TCP; over UDP to the source IP ("received") and either the source port
+/// (the client asked with `rport`) or the port in the top Via's sent-by (default 5060).
+/// Never simply "the dialog's peer": a trunk with several SBC ports sends a BYE from
+/// another port than its INVITE, and the answer must go where the BYE came from.
+pub fn reply_peer(top_via: &crate::sip::via::Via, from: Peer) -> Peer {
+    if from.transport == Transport::Tcp {
+        return from;
+    }
+    let port = if top_via.param("rport").is_some() {
+        from.addr.port()
+    } else {
+        top_via.port.unwrap_or(5060)
+    };
+    Peer::udp(SocketAddr::new(from.addr.ip(), port))
+}
+
 /// Everything the proxy core needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -125,7 +145,38 @@ pub struct ProxyConfig {
     /// Sources whose withheld calls are known to be fine (`screening.skip_from`): passed
     /// through marked `X-Scamscreen-Verdict: skipped` instead of screened.
     pub skip_screening_from: Vec<IpNet>,
+    /// Sanity limits on what may pass to the PBX (see [`Limits`]).
+    pub limits: Limits,
 }
+
+/// Size limits on messages (Kamailio's sanity module in spirit): a parser on the PBX's side
+/// should never see what scamscreen itself would not send. PROTOS INVITEs with a 33 KB Via
+/// host crashed sipp's UAS behind scamscreen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message, start line, headers and body (bytes).
+    pub message_bytes: usize,
+    /// Largest header field, name and value (bytes).
+    pub header_bytes: usize,
+    /// Most header fields in one message.
+    pub headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            message_bytes: crate::sip::msg::MAX_MESSAGE_BYTES,
+            header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            headers: DEFAULT_MAX_HEADERS,
+        }
+    }
+}
+
+/// Longest header field accepted by default: well above real Via, Route, P-Asserted-
+/// Identity or Allow lines (a few hundred bytes), far below a parser-breaking one.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 4096;
+/// Most header fields in one message by default.
+pub const DEFAULT_MAX_HEADERS: usize = 128;
 
 /// Something the runtime should know about (logged with a span per call).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +343,10 @@ pub struct Proxy {
     /// side (leg A's Call-ID from the caller's side, leg B's from the upstream).
     calls_a: std::collections::HashMap<String, u64>,
     calls_b: std::collections::HashMap<String, u64>,
+    /// Why OPTIONS to us answers 503 now (saturated, draining); `None`: 200.
+    unavailable: Option<&'static str>,
+    /// Shutting down: new INVITEs get 503 + Retry-After, OPTIONS 503.
+    draining: bool,
 }
 
 impl Proxy {
@@ -311,6 +366,8 @@ impl Proxy {
             dirty: Vec::new(),
             calls_a: Default::default(),
             calls_b: Default::default(),
+            unavailable: None,
+            draining: false,
         }
     }
 
@@ -336,6 +393,23 @@ impl Proxy {
     }
 
     /// [`Proxy::respond`] with extra headers (`Unsupported` on a 420, `Allow` on a 405).
+    /// Say whether this node can take calls: `Some(reason)` makes OPTIONS to us answer 503
+    /// with Retry-After (saturated, draining), `None` 200 again.
+    pub fn set_unavailable(&mut self, why: Option<&'static str>) {
+        self.unavailable = if self.draining {
+            Some("shutting down")
+        } else {
+            why
+        };
+    }
+
+    /// Shutting down (SIGTERM): refuse new INVITEs with 503 + Retry-After and answer
+    /// OPTIONS with 503 from now on; transactions and dialogs in progress go on.
+    pub fn start_draining(&mut self) {
+        self.draining = true;
+        self.unavailable = Some("shutting down");
+    }
+
     pub fn respond_with(
         &mut self,
         req: &SipMessage,
@@ -414,6 +488,12 @@ impl Proxy {
             self.stats.rate_limited += 1;
             return;
         }
+        if bytes.len() > self.cfg.limits.message_bytes {
+            // Too large to be worth an answer (which would echo it): dropped.
+            self.stats.too_large += 1;
+            self.refuse(513, format!("message of {} bytes", bytes.len()), from.addr);
+            return;
+        }
         let msg = match SipMessage::parse(bytes) {
             Ok(m) => m,
             Err(_) => {
@@ -468,16 +548,7 @@ impl Proxy {
     /// Where responses go (§18.2.2, RFC 3581): the same connection for TCP; over UDP the
     /// source IP and either the source port (rport) or the sent-by port.
     fn reply_peer(&self, facts: &Facts, from: Peer) -> Peer {
-        if from.transport == Transport::Tcp {
-            return from;
-        }
-        let via = facts.top_via();
-        let port = if via.param("rport").is_some() {
-            from.addr.port()
-        } else {
-            via.port.unwrap_or(5060)
-        };
-        Peer::udp(SocketAddr::new(from.addr.ip(), port))
+        reply_peer(facts.top_via(), from)
     }
 
     fn respond_stateless(&mut self, msg: &SipMessage, facts: &Facts, from: Peer, reject: &Reject) {
@@ -495,8 +566,62 @@ impl Proxy {
         self.send(self.reply_peer(facts, from), resp.to_bytes());
     }
 
+    /// A header field too long or too many of them: what to say (`None`: fine). An
+    /// oversized Via is not echoed back in an answer (`Err(None)`: drop).
+    fn check_limits(&self, msg: &SipMessage) -> Result<(), Option<Reject>> {
+        let l = &self.cfg.limits;
+        if msg.headers().len() > l.headers {
+            return Err(Some(Reject {
+                status: 400,
+                reason: "Bad Request",
+                detail: format!(
+                    "{} header fields (at most {})",
+                    msg.headers().len(),
+                    l.headers
+                ),
+                headers: Vec::new(),
+            }));
+        }
+        if let Some(h) = msg
+            .headers()
+            .iter()
+            .find(|h| h.name.len() + h.value.len() > l.header_bytes)
+        {
+            if h.key == "via" {
+                return Err(None);
+            }
+            return Err(Some(Reject {
+                status: 400,
+                reason: "Bad Request",
+                detail: format!(
+                    "header {} of {} bytes (at most {})",
+                    h.key,
+                    h.name.len() + h.value.len(),
+                    l.header_bytes
+                ),
+                headers: Vec::new(),
+            }));
+        }
+        Ok(())
+    }
+
     fn handle_request(&mut self, now: Instant, from: Peer, msg: SipMessage) {
         let method = msg.method().unwrap_or_default().to_string();
+        if let Err(reject) = self.check_limits(&msg) {
+            self.stats.too_large += 1;
+            match reject {
+                Some(r) => {
+                    if method != "ACK" {
+                        if let Some(via_text) = msg.header_values("via").first() {
+                            self.respond_to_invalid(&msg, via_text, from, &r);
+                        }
+                    }
+                    self.refuse(r.status, r.detail, from.addr);
+                }
+                None => self.refuse(400, "oversized Via: dropped".into(), from.addr),
+            }
+            return;
+        }
         let (facts, ruri) = match check_request(&msg) {
             Ok(v) => v,
             Err(reject) => {
@@ -568,6 +693,21 @@ impl Proxy {
             return;
         }
 
+        if self.draining && method == "INVITE" && facts.to.tag().is_none() {
+            // Shutting down: no new calls (the dispatcher or the trunk tries elsewhere or
+            // later); requests inside dialogs still pass (RFC 3261 §21.5.4).
+            self.stats.refused_draining += 1;
+            let r = Reject {
+                status: 503,
+                reason: "Service Unavailable",
+                detail: "shutting down".into(),
+                headers: vec![("Retry-After", RETRY_AFTER_SECS.to_string())],
+            };
+            self.respond_stateless(&msg, &facts, from, &r);
+            self.refuse(503, r.detail, from.addr);
+            return;
+        }
+
         // Max-Forwards (§16.3 step 3); OPTIONS may be answered by us instead (§16.3, §11.2).
         let to_us = self.addressed_to_us(&ruri, &msg);
         if facts.max_forwards == Some(0) && !(method == "OPTIONS" && to_us) {
@@ -603,6 +743,21 @@ impl Proxy {
         if method == "OPTIONS" && to_us {
             self.stats.options_answered += 1;
             let via = self.response_via(&facts, from);
+            if let Some(why) = self.unavailable {
+                // A dispatcher's probe (Kamailio dispatcher, OpenSIPS) takes this node out
+                // while it cannot screen or is shutting down (RFC 3261 §21.5.4).
+                let mut resp = build::response_to(
+                    &msg,
+                    503,
+                    "Service Unavailable",
+                    Some(&via),
+                    Some("ss-options"),
+                );
+                resp.push_header("Retry-After", RETRY_AFTER_SECS.to_string());
+                resp.push_header("Warning", format!("399 scamscreen \"{why}\""));
+                self.send(self.reply_peer(&facts, from), resp.to_bytes());
+                return;
+            }
             let mut resp = build::response_to(&msg, 200, "OK", Some(&via), Some("ss-options"));
             resp.push_header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY, SUBSCRIBE, MESSAGE");
             resp.push_header("Accept", "application/sdp");
@@ -631,6 +786,30 @@ impl Proxy {
             // `X-Scamscreen-Verdict: allow` would otherwise reach a dialplan that trusts it.
             let removed = strip_own_headers(&mut forwarded);
             self.stats.spoofed_headers_removed += removed as u64;
+            // A new request from the trunk side goes to the PBX and nowhere else: a
+            // pre-loaded Route (to a foreign host) must not steer the PBX (RFC 3261 §16.4
+            // lets a proxy drop what it does not honour; only ours, popped later, counts).
+            if facts.to.tag().is_none() {
+                let foreign: Vec<String> = forwarded
+                    .header_values("route")
+                    .iter()
+                    .filter(|r| !self.route_is_us(r))
+                    .map(|r| r.to_string())
+                    .collect();
+                if !foreign.is_empty() {
+                    let ours: Vec<String> = forwarded
+                        .header_values("route")
+                        .iter()
+                        .filter(|r| self.route_is_us(r))
+                        .map(|r| r.to_string())
+                        .collect();
+                    forwarded.remove_header("route");
+                    for r in ours {
+                        forwarded.push_header("Route", r);
+                    }
+                    self.stats.routes_stripped += foreign.len() as u64;
+                }
+            }
         }
         // New calls from the trunk side: who is calling? (§ "Who is withheld" in DESIGN.md)
         if method == "INVITE" && facts.to.tag().is_none() && !self.is_upstream(from) {

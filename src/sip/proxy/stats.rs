@@ -29,6 +29,12 @@ pub struct ProxyStats {
     pub stray_responses: u64,
     /// OPTIONS answered locally.
     pub options_answered: u64,
+    /// New INVITEs refused with 503 while shutting down.
+    pub refused_draining: u64,
+    /// Messages over the size limits (whole message, one header, header count).
+    pub too_large: u64,
+    /// Pre-loaded Route values from the trunk side removed before forwarding.
+    pub routes_stripped: u64,
     /// CANCELs accepted.
     pub cancels: u64,
     /// Upstream never answered (408) or could not be reached (503).

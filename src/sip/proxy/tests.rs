@@ -31,6 +31,7 @@ fn config() -> ProxyConfig {
         classify: ClassifyRules::default(),
         screen_calls: false,
         skip_screening_from: Vec::new(),
+        limits: Limits::default(),
     }
 }
 
