@@ -169,6 +169,17 @@ impl DemoCaller {
     }
 
     /// The Call-ID of the caller's leg (scamscreen's call records are keyed by it).
+    /// The dialog as the caller knows it: Call-ID, its From tag, the To tag from the 200,
+    /// and the remote target (the 200's Contact URI), for hand-made in-dialog requests.
+    pub fn dialog(&self) -> (String, String, String, String) {
+        (
+            self.call_id.clone(),
+            self.from_tag.clone(),
+            self.to_tag.clone(),
+            self.target.clone(),
+        )
+    }
+
     pub fn call_id(&self) -> &str {
         &self.call_id
     }

@@ -23,6 +23,9 @@ pub struct Scamscreen {
     child: Child,
     /// The last JSON line scamscreen wrote to stderr (its counters at shutdown).
     last_json: Arc<Mutex<Option<String>>>,
+    /// Everything scamscreen wrote to stderr, as bytes (lines with their newline).
+    pub log: Arc<Mutex<Vec<u8>>>,
+    pub tcp: Option<SocketAddr>,
     pub sip: SocketAddr,
     pub rtp: (u16, u16),
     pub db: PathBuf,
@@ -38,6 +41,24 @@ impl Scamscreen {
     /// Towards `upstream`, with `rtp_ports` RTP ports and, if given, a config file holding
     /// `toml`.
     pub fn start_with(upstream: SocketAddr, rtp_ports: u16, toml: Option<&str>) -> Scamscreen {
+        Scamscreen::start_opts(
+            upstream,
+            Opts {
+                rtp_ports,
+                toml,
+                ..Opts::default()
+            },
+        )
+    }
+
+    /// Towards `upstream`, with everything in `opts`.
+    pub fn start_opts(upstream: SocketAddr, opts: Opts<'_>) -> Scamscreen {
+        let Opts {
+            rtp_ports,
+            toml,
+            trust,
+            nofile,
+        } = opts;
         super::model("ggml-tiny.en-q8_0.bin");
         let dir = tempfile::tempdir().unwrap();
         let port = demo::free_sip_port(LOOPBACK).unwrap();
@@ -50,10 +71,9 @@ impl Scamscreen {
             std::fs::write(&file, toml).unwrap();
             cmd.arg("--config").arg(file);
         }
-        let mut child = cmd
-            .args(["--listen", &format!("{LOOPBACK}:{port}")])
+        cmd.args(["--listen", &format!("{LOOPBACK}:{port}")])
             .args(["--upstream", &upstream.to_string()])
-            .args(["--trust", "127.0.0.0/8"])
+            .args(trust.iter().flat_map(|t| ["--trust", t]))
             .args(["--rtp-ports", &format!("{}-{}", rtp.0, rtp.1)])
             .arg("--db")
             .arg(&db)
@@ -61,19 +81,40 @@ impl Scamscreen {
             .env("SCAMSCREEN_LOG", "info,whisper_rs=off")
             .env_remove("SCAMSCREEN_CONFIG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start scamscreen");
+            .stderr(Stdio::piped());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("start scamscreen");
         // Pass the log through, keeping the counters line that SIGTERM prints.
         let last_json = Arc::new(Mutex::new(None));
+        let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
-        let keep = last_json.clone();
+        let (keep, all) = (last_json.clone(), log.clone());
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut r = BufReader::new(stderr);
+            let mut buf = Vec::new();
+            while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                all.lock().unwrap().extend_from_slice(&buf);
+                let line = String::from_utf8_lossy(&buf).trim_end().to_string();
                 eprintln!("{line}");
                 if line.starts_with('{') {
                     *keep.lock().unwrap() = Some(line);
                 }
+                buf.clear();
             }
         });
         let mut line = String::new();
@@ -81,9 +122,18 @@ impl Scamscreen {
             .read_line(&mut line)
             .unwrap();
         assert!(line.starts_with("listening udp"), "{line:?}");
+        // "listening udp A tcp B upstream C"
+        let tcp = line
+            .split_whitespace()
+            .skip_while(|w| *w != "tcp")
+            .nth(1)
+            .and_then(|a| a.split(',').next())
+            .and_then(|a| a.parse().ok());
         Scamscreen {
             child,
             last_json,
+            log,
+            tcp,
             sip: SocketAddr::new(LOOPBACK, port),
             rtp,
             db,
@@ -123,6 +173,24 @@ impl Scamscreen {
         }
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send SIGTERM without waiting.
+    pub fn sigterm(&self) {
+        // SAFETY: signalling our own child, not yet reaped.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+
+    /// Whether the process has exited (reaping it).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
     /// SIGTERM, wait for the exit, and return the counters it printed (`calls` holds the
     /// call layer's resources: active calls, port pairs in use, ASR jobs in flight).
     pub fn stop(&mut self) -> serde_json::Value {
@@ -157,6 +225,27 @@ impl Scamscreen {
                 assert!(Instant::now() < deadline, "RTP port {p} still held: {e}");
                 std::thread::sleep(Duration::from_millis(50));
             }
+        }
+    }
+}
+
+/// How to start scamscreen in a test.
+pub struct Opts<'a> {
+    pub rtp_ports: u16,
+    pub toml: Option<&'a str>,
+    /// `--trust` networks.
+    pub trust: Vec<&'a str>,
+    /// Open-file limit (soft and hard) for the process.
+    pub nofile: Option<u64>,
+}
+
+impl Default for Opts<'_> {
+    fn default() -> Self {
+        Opts {
+            rtp_ports: 8,
+            toml: None,
+            trust: vec!["127.0.0.0/8"],
+            nofile: None,
         }
     }
 }
