@@ -429,6 +429,100 @@ fn a_withheld_flood_is_refused_before_answering_with_the_503_policy() {
     assert!(
         got.iter()
             .any(|r| status_of(r) == Some(503) && r.contains("CSeq: 1 OPTIONS")),
-        "OPTIONS while saturated is not 503"
+        "OPTIONS while saturated is not 503: {:?}",
+        got.iter()
+            .filter(|r| r.contains("OPTIONS"))
+            .collect::<Vec<_>>()
     );
+}
+
+/// A PBX on `sock` that answers OPTIONS with 200 until `stop` is set (then its port is
+/// closed); returns how many it answered.
+fn pbx_answering_options(
+    sock: UdpSocket,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let mut answered = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            if !msg.starts_with("OPTIONS ") {
+                continue;
+            }
+            let keep: String = msg
+                .lines()
+                .filter(|l| {
+                    ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                        .iter()
+                        .any(|h| l.starts_with(h))
+                })
+                .map(|l| format!("{l}\r\n"))
+                .collect();
+            let resp = format!("SIP/2.0 200 OK\r\n{keep}Content-Length: 0\r\n\r\n");
+            let _ = sock.send_to(resp.as_bytes(), from);
+            answered += 1;
+        }
+        answered
+    })
+}
+
+/// Item 5: a PBX that dies is known within seconds (OPTIONS probes): a normal call gets 503
+/// at once instead of 408 after 32 s, a withheld caller is refused before being answered,
+/// and both work again when the PBX is back.
+#[test]
+fn a_dead_upstream_is_known_in_seconds_and_withheld_callers_are_not_answered() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let sock = UdpSocket::bind((LOOPBACK, 0)).unwrap();
+    let pbx = sock.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let alive = pbx_answering_options(sock, stop.clone());
+    let ss = Scamscreen::start_with(pbx, 8, Some("[sip]\nupstream_probe_secs = 1\n"));
+    std::thread::sleep(Duration::from_millis(1500));
+    // The PBX dies (its port closes).
+    stop.store(true, Ordering::Relaxed);
+    assert!(alive.join().unwrap() >= 1, "the PBX was never probed");
+    let trunk = UdpSocket::bind((CALLER_IP, 0)).unwrap();
+    let me = trunk.local_addr().unwrap();
+    // Within seconds, a normal call is refused at once.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let mut refused = false;
+    let mut i = 0;
+    while !refused && Instant::now() < deadline {
+        i += 1;
+        let invite = numbered_invite(me, ss.sip, &format!("deadpbx{i}"), "");
+        trunk.send_to(invite.as_bytes(), ss.sip).unwrap();
+        refused = responses(&trunk, Duration::from_millis(700))
+            .iter()
+            .any(|r| status_of(r) == Some(503) && r.contains(&format!("deadpbx{i}")));
+    }
+    assert!(refused, "no 503 for a call to a dead PBX within 12 s");
+    // A withheld caller is not answered (no billable call).
+    let mut c = DemoCaller::invite(ss.sip, CALLER_IP, "dead-pbx-withheld", None).unwrap();
+    assert_eq!(c.wait_final(Duration::from_secs(3)).unwrap(), Some(503));
+    // The PBX comes back on its port: calls are taken again.
+    let back = UdpSocket::bind(pbx).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answering = pbx_answering_options(back, stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = DemoCaller::invite(ss.sip, CALLER_IP, "pbx-back", None).unwrap();
+        if c.wait_final(Duration::from_secs(3)).unwrap() == Some(200) {
+            c.hang_up().unwrap();
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "calls still refused after the PBX came back"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stop.store(true, Ordering::Relaxed);
+    answering.join().unwrap();
 }

@@ -12,6 +12,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// sipp with -m 1 counts an OPTIONS it answers as its one call: no health probes of the
+/// upstream in these tests (real PBXs answer them, see tests/hostile_network.rs).
+const NO_PROBES: &str = "[sip]\nupstream_probe_secs = 0\n";
+
 fn have(tool: &str) -> bool {
     Command::new("sh")
         .arg("-c")
@@ -198,7 +202,7 @@ fn sipp_scam_caller_is_blocked_and_the_sipp_callee_never_rings() {
     let ss = Scamscreen::start_with(
         SocketAddr::new(LOOPBACK, uas_port),
         8,
-        Some("[screening]\nmessage_secs = 0\n"),
+        Some("[sip]\nupstream_probe_secs = 0\n[screening]\nmessage_secs = 0\n"),
     );
     // The callee: must never get an INVITE, so it runs into its -timeout (exit 255). Its 30 s
     // outlast the whole blocked call (greeting, listening, verdict, announcement, BYE: ~20 s).
@@ -295,7 +299,7 @@ fn sipp_legit_caller_is_bridged_to_baresip() {
             .expect("start baresip"),
     );
     wait_udp_port(bs_port);
-    let ss = Scamscreen::start(SocketAddr::new(LOOPBACK, bs_port));
+    let ss = Scamscreen::start_with(SocketAddr::new(LOOPBACK, bs_port), 8, Some(NO_PROBES));
     let uac_port = free_port();
     let started = Instant::now();
     let mut uac = sipp(
@@ -351,7 +355,7 @@ fn sipp_legit_caller_is_bridged_to_a_sipp_callee() {
         6000,
     );
     let (uas_port, uac_port) = (free_port(), free_port());
-    let ss = Scamscreen::start(SocketAddr::new(LOOPBACK, uas_port));
+    let ss = Scamscreen::start_with(SocketAddr::new(LOOPBACK, uas_port), 8, Some(NO_PROBES));
     // sipp as the callee: rings, answers, echoes the media it gets back (-rtp_echo), and
     // waits for the BYE that scamscreen sends when the caller hangs up.
     let mut uas = sipp(

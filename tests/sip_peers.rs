@@ -47,6 +47,9 @@ impl Drop for Proc {
 
 /// Start scamscreen; wait for its "listening" line.
 fn start_proxy(port: u16, upstream: u16, trust: &str) -> Proc {
+    // sipp with -m 1 counts an OPTIONS it answers as its one call: no health probes.
+    let config = std::env::temp_dir().join(format!("scamscreen-sip-peers-{port}.toml"));
+    std::fs::write(&config, "[sip]\nupstream_probe_secs = 0\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_scamscreen"))
         .args([
             "run",
@@ -61,6 +64,8 @@ fn start_proxy(port: u16, upstream: u16, trust: &str) -> Proc {
             "--mode",
             "mark",
         ])
+        .arg("--config")
+        .arg(&config)
         .env("SCAMSCREEN_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -224,7 +229,15 @@ fn untrusted_source_is_refused_and_nothing_reaches_the_pbx() {
         .arg("-sf")
         .arg(sipp_dir().join("uas_call.xml"))
         .args(["-i", "127.0.0.1", "-p", &uas_port.to_string()])
-        .args(["-m", "1", "-nostdin", "-timeout", "3", "-timeout_error"])
+        .args([
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "3",
+            "-timeout_error",
+            "-aa",
+        ])
         .current_dir(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

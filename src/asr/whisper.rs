@@ -362,10 +362,13 @@ impl Speed {
         self.stamp(now);
     }
 
-    /// A transcription was stopped after `ms`: it takes at least that long.
+    /// A transcription was stopped unfinished after `ms`: it takes longer, by an unknown
+    /// amount; a quarter more is assumed, so the next job with as little time is refused
+    /// at once instead of being stopped at its deadline again.
     fn at_least(&self, now: Instant, ms: u64) {
         let old = self.typical_ms.load(Ordering::Relaxed);
-        self.typical_ms.store(old.max(ms), Ordering::Relaxed);
+        self.typical_ms
+            .store(old.max(ms + ms / 4), Ordering::Relaxed);
         self.stamp(now);
     }
 
@@ -401,8 +404,11 @@ impl Worker {
                     Ok(t) if t.speech.has_speech() && !t.text.is_empty() => {
                         self.speed.observe(Instant::now(), t.elapsed_ms);
                     }
-                    // Stopped at its deadline: it would have taken at least this long.
-                    Err(AsrError::TimedOut) => {
+                    // Stopped at its deadline (by the deadline itself or by the caller
+                    // giving up at the same moment): unfinished after this long.
+                    Err(AsrError::TimedOut | AsrError::Cancelled)
+                        if job.deadline.is_some_and(|d| Instant::now() >= d) =>
+                    {
                         let spent = now.elapsed().as_millis() as u64;
                         self.speed.at_least(Instant::now(), spent);
                     }

@@ -315,6 +315,9 @@ pub enum CallInput {
     /// scamscreen is stopping: end the call now on both legs (BYE, or CANCEL for a callee
     /// still ringing) and record it.
     Shutdown,
+    /// The upstream (through which the callee is rung) stopped answering: a call whose
+    /// INVITE to the callee got no response at all yet fails now (CalleeFailed(503)).
+    CalleeUnreachable,
     /// The caller's decoded audio (leg A), while [`CallSession::wants_audio`] is true.
     CallerAudio(crate::media::tap::AudioFrame),
     /// A key pressed on a leg (RFC 4733 telephone-event; SIP INFO is read by the call).
@@ -702,6 +705,19 @@ impl CallSession {
             CallInput::Shutdown => {
                 self.hang_up(now, CallOutcome::Shutdown);
                 self.maybe_finish(now);
+            }
+            CallInput::CalleeUnreachable => {
+                // Only while nothing at all came back for our INVITE: a callee that rings
+                // is reachable, whatever the probes say.
+                use crate::sip::transaction::ClientInviteState as CI;
+                let silent = self
+                    .b_invite
+                    .as_ref()
+                    .is_some_and(|t| t.state() == CI::Calling);
+                if self.stage == Stage::CallingCallee && silent {
+                    self.hang_up(now, CallOutcome::CalleeFailed(503));
+                    self.maybe_finish(now);
+                }
             }
             CallInput::CallerAudio(frame) => self.on_caller_audio(now, &frame),
             CallInput::Dtmf { leg, digit } => self.on_dtmf(now, leg, digit),

@@ -342,6 +342,8 @@ fn proxy_config(
             config::Transport::Tcp => Transport::Tcp,
         },
         record_route: cfg.sip.record_route,
+        upstream_probe: (cfg.sip.upstream_probe_secs > 0)
+            .then(|| std::time::Duration::from_secs(cfg.sip.upstream_probe_secs)),
         limits: scamscreen::sip::proxy::Limits {
             message_bytes: cfg.sip.max_message_bytes,
             header_bytes: cfg.sip.max_header_bytes,

@@ -54,6 +54,8 @@ pub const DEFAULT_TCP_MESSAGE_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = crate::sip::proxy::DEFAULT_MAX_HEADER_BYTES;
 /// Most header fields in a message passed on.
 pub const DEFAULT_MAX_HEADERS: usize = crate::sip::proxy::DEFAULT_MAX_HEADERS;
+/// Probe the upstream with OPTIONS this often (0: never).
+pub const DEFAULT_UPSTREAM_PROBE_SECS: u64 = 5;
 /// After SIGTERM, calls in progress may go on this long before they are ended.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 45;
 
@@ -266,6 +268,7 @@ pub struct SipConfig {
     pub tcp_max_per_source: usize,
     pub tcp_message_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
+    pub upstream_probe_secs: u64,
     pub max_header_bytes: usize,
     pub max_headers: usize,
 }
@@ -288,6 +291,7 @@ impl Default for SipConfig {
             tcp_max_per_source: DEFAULT_TCP_MAX_PER_SOURCE,
             tcp_message_timeout_secs: DEFAULT_TCP_MESSAGE_TIMEOUT_SECS,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            upstream_probe_secs: DEFAULT_UPSTREAM_PROBE_SECS,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_headers: DEFAULT_MAX_HEADERS,
         }

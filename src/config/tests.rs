@@ -100,6 +100,7 @@ fn example_mentions_every_option() {
         "tcp_max_per_source",
         "tcp_message_timeout_secs",
         "shutdown_grace_secs",
+        "upstream_probe_secs",
         "max_header_bytes",
         "max_headers",
         "trusted",

@@ -176,6 +176,12 @@ impl Config {
                 format!("{} is outside 16..=1024", sip.max_headers),
             );
         }
+        if sip.upstream_probe_secs > 3600 {
+            p.push(
+                "sip.upstream_probe_secs",
+                format!("{} is above 3600", sip.upstream_probe_secs),
+            );
+        }
         if sip.shutdown_grace_secs > 3600 {
             p.push(
                 "sip.shutdown_grace_secs",

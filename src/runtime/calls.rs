@@ -317,6 +317,24 @@ impl CallManager {
         }
     }
 
+    /// The upstream stopped answering: a call ringing the callee through it fails now
+    /// (the caller is released at once, not after the ring timeout).
+    pub async fn upstream_down(&mut self, proxy: &mut Proxy) {
+        let ids: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.call.stage() == Stage::CallingCallee)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.call
+                    .handle_input(Instant::now(), CallInput::CalleeUnreachable);
+            }
+            self.pump(proxy, id).await;
+        }
+    }
+
     /// `when_unscreened = "503"` is configured.
     pub fn refuses_when_saturated(&self) -> bool {
         self.res.refuse_when_saturated

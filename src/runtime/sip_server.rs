@@ -57,6 +57,10 @@ enum Input {
     TcpClosed {
         conn: u64,
     },
+    /// Our connection to `addr` could not be made.
+    Unreachable {
+        addr: SocketAddr,
+    },
 }
 
 /// Bound sockets, ready to run.
@@ -214,6 +218,9 @@ impl SipServer {
             send_drops: 0,
             clock_base: (Instant::now(), std::time::Instant::now()),
         };
+        // Start the proxy's own timers (the upstream's health probes).
+        core.proxy.handle_timeout(std::time::Instant::now());
+        core.drain().await;
         let mut phase = Phase::Running;
         let mut stop_open = true;
         loop {
@@ -272,16 +279,20 @@ impl SipServer {
                 }
                 _ = sleep_until_opt(check_phase) => {}
                 Some(input) = rx.recv() => {
-                    core.handle(input);
+                    // Availability as of the calls taken so far (OPTIONS answers with it).
                     if phase == Phase::Running {
                         core.update_availability();
                     }
+                    core.handle(input);
                     core.drain().await;
                     // Whatever else is queued, each answered at once (no batching delay),
                     // before the loop looks at timers again.
                     for _ in 0..256 {
                         match rx.try_recv() {
                             Ok(input) => {
+                                if phase == Phase::Running {
+                                    core.update_availability();
+                                }
                                 core.handle(input);
                                 core.drain().await;
                             }
@@ -398,6 +409,10 @@ impl Core {
                 self.tcp_writers.remove(&conn);
                 self.outbound.retain(|_, c| *c != conn);
             }
+            Input::Unreachable { addr } => {
+                self.proxy
+                    .unreachable(std::time::Instant::now(), addr, "TCP connection failed");
+            }
         }
     }
 
@@ -435,6 +450,9 @@ impl Core {
                     calls
                         .sip(&mut self.proxy, call, (from_upstream, source), msg)
                         .await
+                }
+                (ProxyEvent::Upstream { up: false, .. }, Some(calls)) => {
+                    calls.upstream_down(&mut self.proxy).await;
                 }
                 _ => {}
             }
@@ -510,6 +528,7 @@ impl Core {
                 _ => {
                     warn!(addr = %to.addr, "cannot connect over TCP");
                     let _ = input.send(Input::TcpClosed { conn }).await;
+                    let _ = input.send(Input::Unreachable { addr: to.addr }).await;
                 }
             }
         });
@@ -531,6 +550,13 @@ fn log_event(ev: &ProxyEvent) {
             detail,
             source,
         } => debug!(status, %detail, %source, "request refused"),
+        ProxyEvent::Upstream { up: false, why } => {
+            warn!(
+                why,
+                "upstream down: new calls get 503 until it answers again"
+            )
+        }
+        ProxyEvent::Upstream { up: true, why } => info!(why, "upstream up"),
         ProxyEvent::ScreenCall { .. } | ProxyEvent::CallMessage { .. } => {}
     }
 }

@@ -69,6 +69,13 @@ impl Proxy {
             return;
         }
         let top = facts.top_via();
+        // Answers to our health probes are ours.
+        if let Some(h) = &mut self.health {
+            if top.branch().is_some_and(|b| h.on_response(b)) {
+                self.health_actions(now);
+                return;
+            }
+        }
         let ours = top.host == self.cfg.advertised_host
             && top.port.unwrap_or(5060) == self.cfg.advertised_port;
         let Some(&id) = top
@@ -128,6 +135,7 @@ impl Proxy {
 
     /// Run expired timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.health_timeout(now);
         while let Some(Reverse((t, id))) = self.wakeups.peek().copied() {
             if t > now {
                 break;

@@ -18,6 +18,7 @@
 
 mod build;
 mod contexts;
+pub mod health;
 mod identity;
 mod stats;
 #[cfg(test)]
@@ -41,7 +42,7 @@ use ipnet::IpNet;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Transport of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,6 +148,8 @@ pub struct ProxyConfig {
     pub skip_screening_from: Vec<IpNet>,
     /// Sanity limits on what may pass to the PBX (see [`Limits`]).
     pub limits: Limits,
+    /// Probe the upstream with OPTIONS this often (`None`: never; see [`health`]).
+    pub upstream_probe: Option<Duration>,
 }
 
 /// Size limits on messages (Kamailio's sanity module in spirit): a parser on the PBX's side
@@ -192,6 +195,8 @@ pub enum ProxyEvent {
         detail: String,
         source: SocketAddr,
     },
+    /// The upstream stopped or started answering (OPTIONS probes, the transport).
+    Upstream { up: bool, why: &'static str },
     /// A new INVITE to screen (`ProxyConfig::screen_calls`): the call layer answers it. The
     /// runtime must `attach_call` its Call-ID (or `respond` with an error) right away.
     ScreenCall {
@@ -244,6 +249,15 @@ macro_rules! delegate {
 }
 delegate!(ServerTx { Invite, NonInvite });
 delegate!(ClientTx { Invite, NonInvite });
+
+impl ClientTx {
+    fn on_transport_error(&mut self, now: Instant) {
+        match self {
+            ClientTx::Invite(tx) => tx.on_transport_error(now),
+            ClientTx::NonInvite(tx) => tx.on_transport_error(now),
+        }
+    }
+}
 
 impl ServerTx {
     /// Hand a response to the server transaction; `false` if its state refuses it.
@@ -347,6 +361,8 @@ pub struct Proxy {
     unavailable: Option<&'static str>,
     /// Shutting down: new INVITEs get 503 + Retry-After, OPTIONS 503.
     draining: bool,
+    /// Whether the upstream answers (created at the first `handle_timeout` when probing).
+    health: Option<health::UpstreamHealth>,
 }
 
 impl Proxy {
@@ -368,6 +384,7 @@ impl Proxy {
             calls_b: Default::default(),
             unavailable: None,
             draining: false,
+            health: None,
         }
     }
 
@@ -452,7 +469,102 @@ impl Proxy {
 
     /// The earliest instant at which `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.wakeups.peek().map(|Reverse((t, _))| *t)
+        let ctx = self.wakeups.peek().map(|Reverse((t, _))| *t);
+        match (ctx, self.health.as_ref().and_then(|h| h.poll_timeout())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Is the upstream answering (true when not probed)?
+    pub fn upstream_up(&self) -> bool {
+        self.health.as_ref().is_none_or(|h| h.is_up())
+    }
+
+    /// The transport cannot reach `addr` (a TCP connection refused or timed out): if it is
+    /// the upstream, it is down from now on (until it answers again), and the requests
+    /// waiting on it are answered 503 at once (§16.7 step 2, not 408 after Timer B).
+    pub fn unreachable(&mut self, now: Instant, addr: SocketAddr, why: &'static str) {
+        if addr.ip() != self.cfg.upstream.ip() {
+            return;
+        }
+        if let Some(h) = &mut self.health {
+            h.unreachable(why);
+        }
+        let ids: Vec<u64> = self
+            .contexts
+            .iter()
+            .filter(|(_, c)| c.target.addr.ip() == addr.ip() && c.client.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(c) = self.contexts.get_mut(&id).and_then(|c| c.client.as_mut()) {
+                c.on_transport_error(now);
+            }
+            self.mark(id, now);
+        }
+        self.health_actions(now);
+        self.flush_all_dirty(now);
+    }
+
+    /// Probe timers, and what the health check asks for.
+    fn health_timeout(&mut self, now: Instant) {
+        if self.health.is_none() {
+            if let Some(every) = self.cfg.upstream_probe {
+                self.health = Some(health::UpstreamHealth::new(now, every));
+            }
+        }
+        if let Some(h) = &mut self.health {
+            h.handle_timeout(now);
+        }
+        self.health_actions(now);
+    }
+
+    fn health_actions(&mut self, _now: Instant) {
+        while let Some(a) = self.health.as_mut().and_then(|h| h.poll_action()) {
+            match a {
+                health::HealthAction::Probe(branch) => {
+                    let to = Peer {
+                        addr: self.cfg.upstream,
+                        transport: self.cfg.upstream_transport,
+                        conn: None,
+                    };
+                    let bytes = self.probe(&branch, to);
+                    self.send(to, bytes);
+                }
+                health::HealthAction::Down(why) => {
+                    self.stats.upstream_down += 1;
+                    self.events
+                        .push_back(ProxyEvent::Upstream { up: false, why });
+                }
+                health::HealthAction::Up => {
+                    self.events.push_back(ProxyEvent::Upstream {
+                        up: true,
+                        why: "answering again",
+                    });
+                }
+            }
+        }
+    }
+
+    /// An OPTIONS probe for the upstream (max-forwards 0: for the next hop itself, §11).
+    fn probe(&self, branch: &str, to: Peer) -> Bytes {
+        let (host, port) = (&self.cfg.advertised_host, self.cfg.advertised_port);
+        let transport = to.transport.via_name();
+        format!(
+            "OPTIONS sip:{} SIP/2.0\r\n\
+             Via: SIP/2.0/{transport} {host}:{port};branch={branch};rport\r\n\
+             Max-Forwards: 0\r\n\
+             From: <sip:scamscreen@{host}:{port}>;tag=ssprobe\r\n\
+             To: <sip:{}>\r\n\
+             Call-ID: {branch}@{host}\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             User-Agent: scamscreen health check\r\n\
+             Content-Length: 0\r\n\r\n",
+            to.addr, to.addr
+        )
+        .into_bytes()
+        .into()
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -516,6 +628,12 @@ impl Proxy {
             }
             self.refuse(403, "untrusted source".into(), from.addr);
             return;
+        }
+        if self.is_upstream(from) {
+            if let Some(h) = &mut self.health {
+                h.alive();
+            }
+            self.health_actions(now);
         }
         if msg.is_request() {
             self.handle_request(now, from, msg);
@@ -690,6 +808,25 @@ impl Proxy {
 
         if method == "CANCEL" {
             self.handle_cancel(now, from, &msg, &facts);
+            return;
+        }
+
+        if method == "INVITE"
+            && facts.to.tag().is_none()
+            && !self.is_upstream(from)
+            && !self.upstream_up()
+        {
+            // The PBX does not answer: say so now, before anyone answers (and bills) the
+            // call, rather than with 408 after 32 s.
+            self.stats.refused_upstream_down += 1;
+            let r = Reject {
+                status: 503,
+                reason: "Service Unavailable",
+                detail: "upstream not answering".into(),
+                headers: vec![("Retry-After", RETRY_AFTER_SECS.to_string())],
+            };
+            self.respond_stateless(&msg, &facts, from, &r);
+            self.refuse(503, r.detail, from.addr);
             return;
         }
 

@@ -35,6 +35,10 @@ pub struct ProxyStats {
     pub too_large: u64,
     /// Pre-loaded Route values from the trunk side removed before forwarding.
     pub routes_stripped: u64,
+    /// Times the upstream was found down (probes unanswered, connection refused).
+    pub upstream_down: u64,
+    /// New INVITEs refused with 503 while the upstream was down.
+    pub refused_upstream_down: u64,
     /// CANCELs accepted.
     pub cancels: u64,
     /// Upstream never answered (408) or could not be reached (503).

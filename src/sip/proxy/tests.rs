@@ -32,6 +32,7 @@ fn config() -> ProxyConfig {
         screen_calls: false,
         skip_screening_from: Vec::new(),
         limits: Limits::default(),
+        upstream_probe: None,
     }
 }
 
