@@ -336,11 +336,11 @@ fn a_stranger_racing_the_caller_gets_no_media() {
 }
 
 /// Item 6: SIGTERM refuses new calls with 503 (OPTIONS too), lets the call in progress go
-/// on for the grace, then ends it with BYE and records it before exiting.
+/// on for the grace (6 s here), then ends it with BYE and records it before exiting.
 #[test]
 fn sigterm_drains_ends_calls_with_bye_and_records_them() {
     let callee = callee();
-    let mut ss = Scamscreen::start_with(callee.addr(), 8, Some("[sip]\nshutdown_grace_secs = 3\n"));
+    let mut ss = Scamscreen::start_with(callee.addr(), 8, Some("[sip]\nshutdown_grace_secs = 6\n"));
     let mut c = ss.dial("drain");
     let call_id = c.call_id().to_string();
     ss.sigterm();
