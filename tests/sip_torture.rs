@@ -48,6 +48,9 @@ const UAC_TIMEOUT: Duration = Duration::from_secs(5);
 // ---------------------------------------------------------------------------------------
 
 /// Start line and unfolded header lines (up to the first empty line), lossily decoded.
+/// The Via branch of scamscreen's OPTIONS probes of its upstream (`sip::proxy::health`).
+const PROBE: &[u8] = b"z9hG4bK-ssprobe-";
+
 fn head(bytes: &[u8]) -> (String, Vec<String>) {
     let text = String::from_utf8_lossy(bytes);
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
@@ -880,6 +883,10 @@ impl Seen {
         for m in window {
             let mc = call_ids(&m);
             if mc.iter().any(|c| c == normal) {
+                continue;
+            }
+            // scamscreen's own health probes of its upstream (OPTIONS every few seconds).
+            if m.windows(PROBE.len()).any(|w| w == PROBE) {
                 continue;
             }
             if cids.is_empty() || mc.iter().any(|c| cids.contains(c)) {
