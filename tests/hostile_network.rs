@@ -35,6 +35,11 @@ fn closed_within(s: &TcpStream, wait: Duration) -> bool {
     }
 }
 
+/// How many of `conns` the other side has not closed within `wait` (each).
+fn still_open_after(conns: &[TcpStream], wait: Duration) -> usize {
+    conns.iter().filter(|s| !closed_within(s, wait)).count()
+}
+
 /// Responses (start line and headers) that arrive on `sock` within `wait`.
 fn responses(sock: &UdpSocket, wait: Duration) -> Vec<String> {
     let deadline = Instant::now() + wait;
@@ -99,24 +104,15 @@ fn tcp_from_strangers_is_closed_at_once_and_connections_are_capped() {
     let tcp = ss.tcp.expect("scamscreen listens on TCP");
     // 300 connections from an address outside the trusted networks: each closed at once.
     let strangers: Vec<TcpStream> = (0..300).map(|_| connect_from("127.0.0.5", tcp)).collect();
-    let still_open = strangers
-        .iter()
-        .filter(|s| !closed_within(s, Duration::from_secs(2)))
-        .count();
+    let still_open = still_open_after(&strangers, Duration::from_secs(2));
     assert_eq!(still_open, 0, "untrusted connections left open");
     // A trusted source: 4 connections, the 5th is closed at once.
     let mine: Vec<TcpStream> = (0..5).map(|_| connect_from("127.0.0.1", tcp)).collect();
-    let open = mine
-        .iter()
-        .filter(|s| !closed_within(s, Duration::from_millis(150)))
-        .count();
+    let open = still_open_after(&mine, Duration::from_millis(150));
     assert_eq!(open, 4, "per-source cap");
     // All sources together: 6; the other trusted source gets the 2 left.
     let theirs: Vec<TcpStream> = (0..3).map(|_| connect_from("127.0.0.2", tcp)).collect();
-    let open = theirs
-        .iter()
-        .filter(|s| !closed_within(s, Duration::from_millis(150)))
-        .count();
+    let open = still_open_after(&theirs, Duration::from_millis(150));
     assert_eq!(open, 2, "total cap");
     // Idle connections are closed (tcp_idle_secs), which frees their places.
     for s in mine.iter().chain(theirs.iter()) {

@@ -551,9 +551,5 @@ pub fn unroutable(ip: std::net::IpAddr) -> bool {
 
 /// The same IP, an IPv4-mapped IPv6 address counting as its IPv4 address.
 fn same_ip(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
-    let canon = |ip: std::net::IpAddr| match ip {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
-        v4 => v4,
-    };
-    canon(a) == canon(b)
+    a.to_canonical() == b.to_canonical()
 }

@@ -118,7 +118,7 @@ impl ConnTable {
 
     /// A place for a new connection from `ip`, or why not (counted).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnSlot, Refusal> {
-        let ip = canonical(ip);
+        let ip = ip.to_canonical();
         if !self.limits.trusted.iter().any(|n| n.contains(&ip)) {
             self.counters
                 .refused_untrusted
@@ -152,7 +152,7 @@ impl ConnTable {
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         (
             held.total,
-            held.by_source.get(&canonical(ip)).copied().unwrap_or(0),
+            held.by_source.get(&ip.to_canonical()).copied().unwrap_or(0),
         )
     }
 }
@@ -167,14 +167,6 @@ impl Drop for ConnSlot {
                 held.by_source.remove(&self.ip);
             }
         }
-    }
-}
-
-/// IPv4-mapped IPv6 addresses (a dual-stack listener) as the IPv4 address they are.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

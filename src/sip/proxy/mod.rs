@@ -811,38 +811,30 @@ impl Proxy {
             return;
         }
 
-        if method == "INVITE"
-            && facts.to.tag().is_none()
-            && !self.is_upstream(from)
-            && !self.upstream_up()
-        {
-            // The PBX does not answer: say so now, before anyone answers (and bills) the
-            // call, rather than with 408 after 32 s.
-            self.stats.refused_upstream_down += 1;
-            let r = Reject {
-                status: 503,
-                reason: "Service Unavailable",
-                detail: "upstream not answering".into(),
-                headers: vec![("Retry-After", RETRY_AFTER_SECS.to_string())],
+        if method == "INVITE" && facts.to.tag().is_none() {
+            // No new calls while shutting down, nor from the trunk while the PBX does not
+            // answer (said now, before anyone answers and bills the call, not with 408
+            // after 32 s); requests inside dialogs still pass (RFC 3261 §21.5.4).
+            let why = if self.draining {
+                self.stats.refused_draining += 1;
+                Some("shutting down")
+            } else if !self.is_upstream(from) && !self.upstream_up() {
+                self.stats.refused_upstream_down += 1;
+                Some("upstream not answering")
+            } else {
+                None
             };
-            self.respond_stateless(&msg, &facts, from, &r);
-            self.refuse(503, r.detail, from.addr);
-            return;
-        }
-
-        if self.draining && method == "INVITE" && facts.to.tag().is_none() {
-            // Shutting down: no new calls (the dispatcher or the trunk tries elsewhere or
-            // later); requests inside dialogs still pass (RFC 3261 §21.5.4).
-            self.stats.refused_draining += 1;
-            let r = Reject {
-                status: 503,
-                reason: "Service Unavailable",
-                detail: "shutting down".into(),
-                headers: vec![("Retry-After", RETRY_AFTER_SECS.to_string())],
-            };
-            self.respond_stateless(&msg, &facts, from, &r);
-            self.refuse(503, r.detail, from.addr);
-            return;
+            if let Some(why) = why {
+                let r = Reject {
+                    status: 503,
+                    reason: "Service Unavailable",
+                    detail: why.into(),
+                    headers: vec![("Retry-After", RETRY_AFTER_SECS.to_string())],
+                };
+                self.respond_stateless(&msg, &facts, from, &r);
+                self.refuse(503, r.detail, from.addr);
+                return;
+            }
         }
 
         // Max-Forwards (§16.3 step 3); OPTIONS may be answered by us instead (§16.3, §11.2).
