@@ -522,3 +522,214 @@ fn a_dead_upstream_is_known_in_seconds_and_withheld_callers_are_not_answered() {
     stop.store(true, Ordering::Relaxed);
     answering.join().unwrap();
 }
+
+/// The header lines a UAS copies into its response (RFC 3261 §8.2.6.2).
+fn copied_headers(req: &str) -> String {
+    req.lines()
+        .filter(|l| {
+            ["Via:", "From:", "Call-ID:", "CSeq:", "Record-Route:"]
+                .iter()
+                .any(|h| l.starts_with(h))
+        })
+        .map(|l| format!("{l}\r\n"))
+        .collect()
+}
+
+/// A PBX that answers every INVITE with 200 at once and BYE, INFO, OPTIONS with 200 (ACKs
+/// ignored), until `stop` is set.
+fn pbx_answering_everything(
+    sock: UdpSocket,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let me = sock.local_addr().unwrap();
+        let mut buf = vec![0u8; 65_536];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let req = String::from_utf8_lossy(&buf[..n]);
+            if req.starts_with("ACK ") || req.starts_with("SIP/2.0") {
+                continue;
+            }
+            let Some(to) = req.lines().find(|l| l.starts_with("To:")) else {
+                continue;
+            };
+            let to = if to.contains(";tag=") {
+                to.to_string()
+            } else {
+                format!("{to};tag=pbx")
+            };
+            let contact = if req.starts_with("INVITE ") {
+                format!("Contact: <sip:100@{me}>\r\n")
+            } else {
+                String::new()
+            };
+            let resp = format!(
+                "SIP/2.0 200 OK\r\n{}{to}\r\n{contact}Content-Length: 0\r\n\r\n",
+                copied_headers(&req)
+            );
+            let _ = sock.send_to(resp.as_bytes(), from);
+        }
+    })
+}
+
+/// Peak resident memory (VmHWM) of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+/// Item 2: a flood of new INVITEs from the trusted trunk far above what the core can take
+/// (bench: 6,000 calls/s) is shed with 503 + Retry-After once the new requests wait too long,
+/// BYEs of calls already up are all answered during the flood, memory stays bounded, and new
+/// calls get through again right after the flood.
+#[test]
+fn a_trunk_flood_is_shed_with_503_while_dialogs_go_on() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let sock = UdpSocket::bind((LOOPBACK, 0)).unwrap();
+    let pbx = sock.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let pbx_thread = pbx_answering_everything(sock, stop.clone());
+    let ss = Scamscreen::start_with(pbx, 8, Some("[sip]\nupstream_probe_secs = 0\n"));
+
+    // Calls that are up before the flood.
+    let phones = UdpSocket::bind((CALLER_IP, 0)).unwrap();
+    let me = phones.local_addr().unwrap();
+    let dialogs = 20;
+    for i in 0..dialogs {
+        let invite = numbered_invite(me, ss.sip, &format!("up{i}"), "");
+        phones.send_to(invite.as_bytes(), ss.sip).unwrap();
+    }
+    let got = responses(&phones, Duration::from_secs(2));
+    let mut routes = Vec::new();
+    for i in 0..dialogs {
+        let cid = format!("Call-ID: up{i}\r");
+        let ok = got
+            .iter()
+            .find(|r| status_of(r) == Some(200) && r.contains(&cid))
+            .unwrap_or_else(|| panic!("call up{i} not set up before the flood"));
+        let to = ok
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .unwrap()
+            .to_string();
+        routes.push(to);
+    }
+    let rss_before = peak_rss_mib(ss.pid());
+
+    // The flood: new INVITEs from the trunk as fast as one thread sends them.
+    let flood = 40_000;
+    let flooder = UdpSocket::bind((CALLER_IP, 0)).unwrap();
+    let flood_addr = flooder.local_addr().unwrap();
+    let counter = flooder.try_clone().unwrap();
+    let counting = std::thread::spawn(move || {
+        let (mut shed, mut ok, mut other) = (0usize, 0usize, 0usize);
+        let mut buf = vec![0u8; 65_536];
+        counter
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        while let Ok((n, _)) = counter.recv_from(&mut buf) {
+            let r = String::from_utf8_lossy(&buf[..n]);
+            match status_of(&r) {
+                Some(503) if r.contains("Retry-After:") => shed += 1,
+                Some(200) => ok += 1,
+                Some(100) => {}
+                _ => other += 1,
+            }
+        }
+        (shed, ok, other)
+    });
+    let target = ss.sip;
+    let flooding = std::thread::spawn(move || {
+        let started = Instant::now();
+        for i in 0..flood {
+            let invite = numbered_invite(flood_addr, target, &format!("flood{i}"), "");
+            let _ = flooder.send_to(invite.as_bytes(), target);
+        }
+        let took = started.elapsed();
+        // Right after the flood, new calls get through again: a new INVITE every 50 ms until
+        // one is answered 200 (how long after the flood's last packet it was sent).
+        let probe = UdpSocket::bind((CALLER_IP, 0)).unwrap();
+        let probe_addr = probe.local_addr().unwrap();
+        let end = Instant::now();
+        let mut sent = Vec::new();
+        for i in 0..60 {
+            let invite = numbered_invite(probe_addr, target, &format!("after{i}"), "");
+            probe.send_to(invite.as_bytes(), target).unwrap();
+            sent.push(Instant::now());
+            let got = responses(&probe, Duration::from_millis(50));
+            if let Some(j) = (0..=i).find(|j| {
+                got.iter().any(|r| {
+                    status_of(r) == Some(200) && r.contains(&format!("Call-ID: after{j}\r"))
+                })
+            }) {
+                return (took, Some(sent[j].saturating_duration_since(end)));
+            }
+        }
+        (took, None)
+    });
+
+    // During the flood, every call that is up hangs up; each BYE is retransmitted as a UA
+    // does (Timer E: 500 ms doubling, RFC 3261 §17.1.2.2) until answered.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut unanswered: std::collections::BTreeSet<usize> = (0..dialogs).collect();
+    let mut wait = Duration::from_millis(500);
+    let give_up = Instant::now() + Duration::from_secs(16);
+    while !unanswered.is_empty() && Instant::now() < give_up {
+        for &i in &unanswered {
+            let bye = format!(
+                "BYE sip:100@{pbx} SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {me};branch=z9hG4bKbye{i};rport\r\nMax-Forwards: 70\r\n\
+                 From: <sip:+4930123456@trunk.example>;tag=tup{i}\r\n{to}\r\n\
+                 Call-ID: up{i}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+                to = routes[i]
+            );
+            phones.send_to(bye.as_bytes(), ss.sip).unwrap();
+        }
+        for r in responses(&phones, wait) {
+            if status_of(&r) == Some(200) && r.contains("CSeq: 2 BYE") {
+                if let Some(i) = (0..dialogs).find(|i| r.contains(&format!("Call-ID: up{i}\r"))) {
+                    unanswered.remove(&i);
+                }
+            }
+        }
+        wait = (wait * 2).min(Duration::from_secs(4));
+    }
+    let (flood_took, recovered) = flooding.join().unwrap();
+    let (shed, ok, other) = counting.join().unwrap();
+    let rss_after = peak_rss_mib(ss.pid());
+    eprintln!(
+        "flood of {flood} INVITEs in {flood_took:?}: {shed} shed (503), {ok} answered 200, \
+         {other} other; BYEs unanswered: {unanswered:?}; peak RSS {rss_before} -> {rss_after} MiB; \
+         first new call after the flood sent {recovered:?} after it"
+    );
+    stop.store(true, Ordering::Relaxed);
+    pbx_thread.join().unwrap();
+    assert!(
+        unanswered.is_empty(),
+        "BYEs lost in the flood: {unanswered:?}"
+    );
+    assert!(
+        shed > 0,
+        "no INVITE of the flood was refused with 503 + Retry-After"
+    );
+    assert!(ok > 0, "the node took no call of the flood at all");
+    let recovered = recovered.expect("no new call got through within 3 s of the flood's end");
+    assert!(
+        recovered <= Duration::from_secs(1),
+        "new calls refused {recovered:?} after the flood"
+    );
+    assert!(
+        rss_after < rss_before + 150,
+        "memory grew from {rss_before} to {rss_after} MiB"
+    );
+}

@@ -8,7 +8,9 @@
 //!   CRLF line ends, so a message at the size limit may legitimately grow past it) or its
 //!   request line was malformed (`MALFORMED_REQUEST_LINE`: rejected, never serialized);
 //! - serialization is idempotent: `to_bytes(parse(to_bytes(m))) == to_bytes(m)`;
-//! - `frame_stream` only returns frames inside the buffer.
+//! - `frame_stream` only returns frames inside the buffer;
+//! - the overload door's lane scan never panics, and its 503 for a shed request parses as a
+//!   503 response with Retry-After.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -52,7 +54,29 @@ fn round_trip(msg: &SipMessage) {
     }
 }
 
+/// The door's scan and refusal ([`scamscreen::sip::proxy::overload`]).
+fn door(data: &[u8]) {
+    use scamscreen::sip::proxy::overload::{lane, shed_reply};
+    use scamscreen::sip::proxy::Peer;
+    let _ = lane(true, data);
+    let from = Peer::udp("127.0.0.2:5060".parse().unwrap());
+    if let Some((_, answer)) = shed_reply(data, from) {
+        match SipMessage::parse(&answer) {
+            Ok(resp) => {
+                assert_eq!(resp.status(), Some(503), "shed reply is not a 503");
+                assert!(resp.header("retry-after").is_some(), "shed reply without Retry-After");
+            }
+            Err(ParseError::TooLarge) if answer.len() > MAX_MESSAGE_BYTES => {}
+            Err(e) => panic!(
+                "shed reply does not parse ({e}): {:?}",
+                String::from_utf8_lossy(&answer)
+            ),
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    door(data);
     // Datagram parsing.
     if let Ok(msg) = SipMessage::parse(data) {
         exercise_message(&msg);

@@ -9,7 +9,7 @@
 //! | bits        | meaning |
 //! |-------------|---------|
 //! | `c & 0x03`  | source: 0 trusted caller 127.0.0.2:5060, 1 upstream 127.0.0.1:5080, 2 untrusted 192.0.2.66:5060, 3 trusted 127.0.0.3:5070 |
-//! | `c>>2 & 7`  | time advance before delivery: 0, 10 ms, 200 ms, 500 ms, 1 s, 4 s, 32 s, 64 s (due timers run) |
+//! | `c>>2 & 7`  | time advance before delivery: 0, 10 ms, 200 ms, 500 ms, 1 s, 4 s, 32 s, 64 s (due timers run); with 10 ms the chunk is delivered as from the new-request lane while the core is behind (`shed_input`) |
 //! | `c & 0x20`  | reply mode: do not send the chunk; instead a peer the proxy sent a request to answers it (see below) |
 //! | `c & 0x40`  | the source uses TCP (connection id 1..4) instead of UDP |
 //! | `c & 0x80`  | cut the chunk into frames with `frame_stream` first (as the TCP reader does) |
@@ -27,7 +27,9 @@
 use libfuzzer_sys::fuzz_target;
 use scamscreen::sip::classify::ClassifyRules;
 use scamscreen::sip::msg::{frame_stream, ParseError, SipMessage, MAX_MESSAGE_BYTES};
-use scamscreen::sip::proxy::{Peer, Proxy, ProxyConfig, Transmit, Transport, UntrustedAction};
+use scamscreen::sip::proxy::{
+    Limits, Peer, Proxy, ProxyConfig, Transmit, Transport, UntrustedAction,
+};
 use scamscreen::sip::ratelimit::RateLimitConfig;
 use scamscreen::sip::transaction::TimerConfig;
 use std::collections::VecDeque;
@@ -73,6 +75,9 @@ fn config() -> ProxyConfig {
         classify: ClassifyRules::default(),
         screen_calls: false,
         skip_screening_from: Vec::new(),
+        limits: Limits::default(),
+        // Probes on, so the upstream's health (down, 503 to new calls, up again) is fuzzed.
+        upstream_probe: Some(Duration::from_secs(5)),
     }
 }
 
@@ -160,11 +165,15 @@ impl Harness {
         }
     }
 
-    fn input(&mut self, from: Peer, bytes: &[u8]) {
+    fn input(&mut self, from: Peer, bytes: &[u8], shed: bool) {
         if trace() {
-            eprintln!(">>> from {from:?}\n{}", String::from_utf8_lossy(bytes));
+            eprintln!(">>> from {from:?} (shed: {shed})\n{}", String::from_utf8_lossy(bytes));
         }
-        self.proxy.handle_input(self.now, from, bytes);
+        if shed {
+            self.proxy.shed_input(self.now, from, bytes);
+        } else {
+            self.proxy.handle_input(self.now, from, bytes);
+        }
         self.drain();
     }
 
@@ -247,14 +256,15 @@ fuzz_target!(|data: &[u8]| {
         } else {
             Peer::udp(addr)
         };
+        let shed = (ctl >> 2) & 7 == 1;
         if ctl & 0x80 != 0 {
             let mut buf = body;
             while let Ok(Some((skip, len))) = frame_stream(buf, MAX_MESSAGE_BYTES) {
-                h.input(from, &buf[skip..skip + len]);
+                h.input(from, &buf[skip..skip + len], shed);
                 buf = &buf[skip + len..];
             }
         } else {
-            h.input(from, body);
+            h.input(from, body, shed);
         }
     }
     // One timeout 64 s (= 64*T1, timers B/F/H/J) ahead, then run every timer still

@@ -2,6 +2,7 @@
 //! protocol logic it drives lives in `crate::sip` as pure state machines.
 
 pub mod calls;
+pub mod door;
 pub mod log_writer;
 pub mod media_relay;
 pub mod sip_server;

@@ -1,14 +1,19 @@
 //! The SIP edge on tokio: UDP and TCP sockets around the pure [`Proxy`] core.
 //!
 //! One task owns the core. Socket reader tasks (one per UDP socket, one per TCP
-//! connection) hand it `(peer, bytes)` over a bounded channel; the core task sends UDP
+//! connection) hand it `(peer, bytes)` over two bounded lanes, sorted at the [`Door`]: the
+//! dialog lane (responses, requests inside dialogs) which the core always empties first, and
+//! the new-request lane, whose queueing delay drives overload shedding (503 + Retry-After,
+//! [`crate::sip::proxy::overload`]). The core task sends UDP
 //! itself (non-blocking `try_send_to`, counted when the kernel buffer is full) and hands TCP
 //! bytes to the connection's writer. Timers: the core's `poll_timeout` is the only clock
 //! the loop sleeps on.
 
 use crate::runtime::calls::{CallEvent, CallManager, CallStats, ScreeningResources};
+use crate::runtime::door::{Door, DoorStats, NewRequest, Sorted, NEW_LANE};
 use crate::runtime::tcp_limits::{ConnSlot, ConnTable, Refusal, TcpLimits, TcpStats};
 use crate::sip::msg::{frame_stream, MAX_MESSAGE_BYTES};
+use crate::sip::proxy::overload::{ShedChange, Shedder};
 use crate::sip::proxy::{Peer, Proxy, ProxyConfig, ProxyEvent, ProxyStats, Transmit, Transport};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -23,7 +28,7 @@ use tracing::{debug, info, info_span, warn};
 
 /// Socket buffer size asked for (the kernel caps it at net.core.rmem_max / wmem_max).
 pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
-/// Depth of the channel from socket readers to the core.
+/// Depth of the dialog lane from socket readers to the core (a reader waits when full).
 const INPUT_QUEUE: usize = 8192;
 /// Depth of each TCP connection's write queue.
 const TCP_WRITE_QUEUE: usize = 256;
@@ -182,9 +187,15 @@ impl SipServer {
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<u32>) -> RunStats {
         let grace = self.shutdown_grace;
         let (tx, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
+        let (new_tx, mut new_rx) = mpsc::channel::<NewRequest>(NEW_LANE);
+        let door = Arc::new(Door::new(self.cfg.trusted.clone(), new_tx));
         let mut tasks = Vec::new();
         for sock in &self.udp {
-            tasks.push(tokio::spawn(read_udp(sock.clone(), tx.clone())));
+            tasks.push(tokio::spawn(read_udp(
+                sock.clone(),
+                tx.clone(),
+                door.clone(),
+            )));
         }
         let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
         let limits = self
@@ -198,6 +209,7 @@ impl SipServer {
                 next_conn.clone(),
                 self.max_message_bytes,
                 conns.clone(),
+                door.clone(),
             )));
         }
         let (call_tx, mut call_rx) = mpsc::channel::<CallEvent>(INPUT_QUEUE);
@@ -216,6 +228,8 @@ impl SipServer {
             conns: conns.clone(),
             max_message_bytes: self.max_message_bytes,
             send_drops: 0,
+            door: door.clone(),
+            shedder: Shedder::new(),
             clock_base: (Instant::now(), std::time::Instant::now()),
         };
         // Start the proxy's own timers (the upstream's health probes).
@@ -255,14 +269,14 @@ impl SipServer {
                     Some(Instant::now() + Duration::from_millis(50))
                 }
             };
-            let next = match (
-                core.proxy.poll_timeout(),
-                core.calls.as_ref().and_then(|c| c.poll_timeout()),
-            ) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let deadline = next.map(|t| core.to_tokio(t));
+            // Timers first when due: a flood keeps the lanes busy, and retransmissions and
+            // timeouts must not wait for it to end. (Once per turn, so a timer that stays
+            // due cannot starve the sockets.)
+            if core.next_timer().is_some_and(|d| d <= Instant::now()) {
+                core.timeout().await;
+                core.drain().await;
+            }
+            let deadline = core.next_timer();
             tokio::select! {
                 biased;
                 changed = stop.changed(), if stop_open => {
@@ -279,24 +293,17 @@ impl SipServer {
                 }
                 _ = sleep_until_opt(check_phase) => {}
                 Some(input) = rx.recv() => {
-                    // Availability as of the calls taken so far (OPTIONS answers with it).
-                    if phase == Phase::Running {
-                        core.update_availability();
-                    }
-                    core.handle(input);
-                    core.drain().await;
+                    core.input(input, phase == Phase::Running).await;
                     // Whatever else is queued, each answered at once (no batching delay),
-                    // before the loop looks at timers again.
+                    // before the loop looks at timers again; the dialog lane first.
                     for _ in 0..256 {
-                        match rx.try_recv() {
-                            Ok(input) => {
-                                if phase == Phase::Running {
-                                    core.update_availability();
-                                }
-                                core.handle(input);
-                                core.drain().await;
-                            }
-                            Err(_) => break,
+                        if let Ok(input) = rx.try_recv() {
+                            core.input(input, phase == Phase::Running).await;
+                        } else if let Ok(new) = new_rx.try_recv() {
+                            core.new_request(new, phase == Phase::Running).await;
+                        } else {
+                            core.new_lane_empty();
+                            break;
                         }
                     }
                 }
@@ -313,12 +320,21 @@ impl SipServer {
                         }
                     }
                 }
-                _ = sleep_until_opt(deadline) => {
-                    let now = std::time::Instant::now();
-                    core.proxy.handle_timeout(now);
-                    if let Some(calls) = core.calls.as_mut() {
-                        calls.handle_timeout(&mut core.proxy).await;
+                Some(new) = new_rx.recv() => {
+                    core.new_request(new, phase == Phase::Running).await;
+                    for _ in 0..256 {
+                        if let Ok(input) = rx.try_recv() {
+                            core.input(input, phase == Phase::Running).await;
+                        } else if let Ok(new) = new_rx.try_recv() {
+                            core.new_request(new, phase == Phase::Running).await;
+                        } else {
+                            core.new_lane_empty();
+                            break;
+                        }
                     }
+                }
+                _ = sleep_until_opt(deadline) => {
+                    core.timeout().await;
                 }
             }
             core.drain().await;
@@ -329,6 +345,9 @@ impl SipServer {
         let stats = RunStats {
             proxy: core.proxy.stats().clone(),
             tcp: conns.counters.snapshot(),
+            door: door.stats(),
+            overload_episodes: core.shedder.episodes,
+            max_new_request_wait_ms: core.shedder.max_wait.as_millis() as u64,
             calls: core.calls.as_ref().map(CallManager::stats),
         };
         if core.send_drops > 0 {
@@ -349,6 +368,12 @@ pub struct RunStats {
     pub proxy: ProxyStats,
     #[serde(flatten)]
     pub tcp: TcpStats,
+    #[serde(flatten)]
+    pub door: DoorStats,
+    /// Times the core fell behind and began shedding new requests.
+    pub overload_episodes: u64,
+    /// Longest a new request waited for the core.
+    pub max_new_request_wait_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calls: Option<CallStats>,
 }
@@ -373,6 +398,10 @@ struct Core {
     conns: Arc<ConnTable>,
     max_message_bytes: usize,
     send_drops: u64,
+    /// Where the readers sort messages; told when to refuse new requests.
+    door: Arc<Door>,
+    /// Whether the core is behind, from the new lane's queueing delay.
+    shedder: Shedder,
     /// The same moment on both clocks (the core speaks std, tokio sleeps on its own).
     clock_base: (Instant, std::time::Instant),
 }
@@ -394,6 +423,80 @@ impl Core {
             _ => None,
         };
         self.proxy.set_unavailable(why);
+    }
+
+    /// One message or event from the dialog lane.
+    async fn input(&mut self, input: Input, running: bool) {
+        // Availability as of the calls taken so far (OPTIONS answers with it).
+        if running {
+            self.update_availability();
+        }
+        self.handle(input);
+        self.drain().await;
+    }
+
+    /// One message from the new-request lane: processed, or refused with 503 when it waited
+    /// too long for the core (the core is behind).
+    async fn new_request(&mut self, new: NewRequest, running: bool) {
+        if running {
+            self.update_availability();
+        }
+        let shed = self.shedder.admit_after(new.at.elapsed());
+        self.door.set_shedding(self.shedder.shedding());
+        self.log_shedding();
+        let now = std::time::Instant::now();
+        if shed {
+            self.proxy.shed_input(now, new.from, &new.bytes);
+        } else {
+            self.proxy.handle_input(now, new.from, &new.bytes);
+        }
+        self.drain().await;
+    }
+
+    /// The new lane is empty: any backlog is gone.
+    fn new_lane_empty(&mut self) {
+        self.shedder.lane_empty();
+        self.door.set_shedding(self.shedder.shedding());
+        self.log_shedding();
+    }
+
+    fn log_shedding(&mut self) {
+        match self.shedder.poll_change() {
+            Some(ShedChange::Started { waited }) => warn!(
+                waited_ms = waited.as_millis() as u64,
+                "overload: new requests waited too long; refusing new calls with 503 until the backlog is gone"
+            ),
+            Some(ShedChange::Ended { shed }) => {
+                let door = self.door.stats();
+                info!(
+                    shed_in_core = shed,
+                    shed_at_door_total = door.shed_at_door,
+                    "overload over: taking new calls again"
+                )
+            }
+            None => {}
+        }
+    }
+
+    /// When the next timer of the proxy or the call layer is due.
+    fn next_timer(&self) -> Option<Instant> {
+        let next = match (
+            self.proxy.poll_timeout(),
+            self.calls.as_ref().and_then(|c| c.poll_timeout()),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|t| self.to_tokio(t))
+    }
+
+    /// Timers due: the proxy's and the call layer's.
+    async fn timeout(&mut self) {
+        let now = std::time::Instant::now();
+        self.proxy.handle_timeout(now);
+        if let Some(calls) = self.calls.as_mut() {
+            calls.handle_timeout(&mut self.proxy).await;
+        }
     }
 
     fn handle(&mut self, input: Input) {
@@ -508,7 +611,8 @@ impl Core {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (wtx, wrx) = mpsc::channel::<Bytes>(TCP_WRITE_QUEUE);
         let _ = wtx.try_send(bytes);
-        self.tcp_writers.insert(conn, wtx);
+        self.tcp_writers.insert(conn, wtx.clone());
+        let door = self.door.clone();
         self.outbound.insert(to.addr, conn);
         let input = self.input.clone();
         let max = self.max_message_bytes;
@@ -522,6 +626,8 @@ impl Core {
                         max,
                         conns,
                         _slot: None,
+                        door,
+                        replies: wtx,
                     };
                     serve_tcp(stream, link, input, wrx).await
                 }
@@ -561,7 +667,7 @@ fn log_event(ev: &ProxyEvent) {
     }
 }
 
-async fn read_udp(sock: Arc<UdpSocket>, tx: mpsc::Sender<Input>) {
+async fn read_udp(sock: Arc<UdpSocket>, tx: mpsc::Sender<Input>, door: Arc<Door>) {
     let mut buf = vec![0u8; MAX_MESSAGE_BYTES + 1];
     loop {
         match sock.recv_from(&mut buf).await {
@@ -569,12 +675,18 @@ async fn read_udp(sock: Arc<UdpSocket>, tx: mpsc::Sender<Input>) {
                 if n == 0 {
                     continue;
                 }
-                let input = Input::Message {
-                    from: Peer::udp(from),
-                    bytes: Bytes::copy_from_slice(&buf[..n]),
-                };
-                if tx.send(input).await.is_err() {
-                    return;
+                let peer = Peer::udp(from);
+                match door.sort(peer, Bytes::copy_from_slice(&buf[..n])) {
+                    Sorted::Dialog(bytes) => {
+                        if tx.send(Input::Message { from: peer, bytes }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Sorted::Queued | Sorted::Refused(None) => {}
+                    Sorted::Refused(Some((to, answer))) => {
+                        // Best effort: a full send buffer under a flood drops the 503.
+                        let _ = sock.try_send_to(&answer, to.addr);
+                    }
                 }
             }
             Err(e) => {
@@ -591,6 +703,7 @@ async fn accept_tcp(
     next_conn: Arc<std::sync::atomic::AtomicU64>,
     max: usize,
     conns: Arc<ConnTable>,
+    door: Arc<Door>,
 ) {
     loop {
         match listener.accept().await {
@@ -615,7 +728,10 @@ async fn accept_tcp(
                 let conn = next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (wtx, wrx) = mpsc::channel::<Bytes>(TCP_WRITE_QUEUE);
                 if tx
-                    .send(Input::TcpOpened { conn, writer: wtx })
+                    .send(Input::TcpOpened {
+                        conn,
+                        writer: wtx.clone(),
+                    })
                     .await
                     .is_err()
                 {
@@ -627,6 +743,8 @@ async fn accept_tcp(
                     max,
                     conns: conns.clone(),
                     _slot: Some(slot),
+                    door: door.clone(),
+                    replies: wtx,
                 };
                 tokio::spawn(serve_tcp(stream, link, tx.clone(), wrx));
             }
@@ -647,6 +765,9 @@ struct TcpLink {
     conns: Arc<ConnTable>,
     /// The accepted connection's place in the table (none for our own connections).
     _slot: Option<ConnSlot>,
+    /// Where messages are sorted, and this connection's writer for refusals at the door.
+    door: Arc<Door>,
+    replies: mpsc::Sender<Bytes>,
 }
 
 /// Read frames (Content-Length framing, RFC 3261 §18.3) and write queued bytes. The
@@ -710,15 +831,16 @@ async fn serve_tcp(
                     buf.drain(..skip + len);
                     // What is left is the start of a new message.
                     begun = None;
-                    if tx
-                        .send(Input::Message {
-                            from: peer,
-                            bytes: frame,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        break 'read;
+                    match link.door.sort(peer, frame) {
+                        Sorted::Dialog(bytes) => {
+                            if tx.send(Input::Message { from: peer, bytes }).await.is_err() {
+                                break 'read;
+                            }
+                        }
+                        Sorted::Queued | Sorted::Refused(None) => {}
+                        Sorted::Refused(Some((_, answer))) => {
+                            let _ = link.replies.try_send(answer);
+                        }
                     }
                 }
                 Ok(None) => break,

@@ -32,7 +32,7 @@ impl Proxy {
             return;
         };
         // 200 to the CANCEL itself (§16.10), statelessly: a retransmitted CANCEL gets another.
-        let via = self.response_via(facts, from);
+        let via = super::response_via(facts, from);
         let ok = build::response_to(msg, 200, "OK", Some(&via), Some("ss-cancel"));
         self.send(self.reply_peer(facts, from), ok.to_bytes());
         self.stats.cancels += 1;

@@ -20,6 +20,7 @@ mod build;
 mod contexts;
 pub mod health;
 mod identity;
+pub mod overload;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -121,6 +122,31 @@ pub fn reply_peer(top_via: &crate::sip::via::Via, from: Peer) -> Peer {
     };
     Peer::udp(SocketAddr::new(from.addr.ip(), port))
 }
+
+/// The top Via as our responses carry it: `received` when the source IP differs from
+/// sent-by, `rport` filled in when the client asked (RFC 3581 §4).
+fn response_via(facts: &Facts, from: Peer) -> String {
+    let mut via = facts.top_via().clone();
+    let src_ip = from.addr.ip().to_string();
+    if via.host.trim_start_matches('[').trim_end_matches(']') != src_ip {
+        via.set_param("received", Some(src_ip));
+    }
+    if via.param("rport").is_some() {
+        via.set_param("rport", Some(from.addr.port().to_string()));
+        via.set_param("received", Some(from.addr.ip().to_string()));
+    }
+    via.to_header_value()
+}
+
+/// To tags of the final responses we send without a transaction (rejections, shed
+/// requests): an ACK carrying one answers us and goes no further.
+const STATELESS_TAGS: [&str; 5] = [
+    "ss-err",
+    "ss403",
+    overload::SHED_TAG,
+    "ss-call",
+    "ss-options",
+];
 
 /// Everything the proxy core needs from the configuration.
 #[derive(Debug, Clone)]
@@ -361,6 +387,8 @@ pub struct Proxy {
     unavailable: Option<&'static str>,
     /// Shutting down: new INVITEs get 503 + Retry-After, OPTIONS 503.
     draining: bool,
+    /// The message being handled came through [`Proxy::shed_input`]: a new request gets 503.
+    shedding: bool,
     /// Whether the upstream answers (created at the first `handle_timeout` when probing).
     health: Option<health::UpstreamHealth>,
 }
@@ -384,6 +412,7 @@ impl Proxy {
             calls_b: Default::default(),
             unavailable: None,
             draining: false,
+            shedding: false,
             health: None,
         }
     }
@@ -436,7 +465,7 @@ impl Proxy {
         headers: &[(&str, String)],
     ) {
         if let Ok((facts, _)) = check_request(req) {
-            let via = self.response_via(&facts, source);
+            let via = response_via(&facts, source);
             let mut resp = build::response_to(req, status, reason, Some(&via), Some("ss-call"));
             for (name, value) in headers {
                 resp.push_header(name, value.clone());
@@ -567,7 +596,8 @@ impl Proxy {
         .into()
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is in the trusted networks (the readers sort messages with it).
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.cfg.trusted.iter().any(|n| n.contains(&ip))
     }
 
@@ -585,6 +615,15 @@ impl Proxy {
             detail,
             source,
         });
+    }
+
+    /// Feed a message from the new-request lane while the core is behind
+    /// ([`overload::Shedder`]): a retransmission, an ACK or CANCEL is handled as usual, a new
+    /// request is refused with 503 + Retry-After before anything is created for it.
+    pub fn shed_input(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
+        self.shedding = true;
+        self.handle_input(now, from, bytes);
+        self.shedding = false;
     }
 
     /// Feed one datagram (UDP) or one framed message (TCP).
@@ -620,7 +659,7 @@ impl Proxy {
                 && msg.method() != Some("ACK")
             {
                 if let Ok((facts, _)) = check_request(&msg) {
-                    let via = self.response_via(&facts, from);
+                    let via = response_via(&facts, from);
                     let resp =
                         build::response_to(&msg, 403, "Forbidden", Some(&via), Some("ss403"));
                     self.send(self.reply_peer(&facts, from), resp.to_bytes());
@@ -648,21 +687,6 @@ impl Proxy {
         self.out.push_back(Transmit { to, bytes });
     }
 
-    /// The top Via as our responses carry it: `received` when the source IP differs from
-    /// sent-by, `rport` filled in when the client asked (RFC 3581 §4).
-    fn response_via(&self, facts: &Facts, from: Peer) -> String {
-        let mut via = facts.top_via().clone();
-        let src_ip = from.addr.ip().to_string();
-        if via.host.trim_start_matches('[').trim_end_matches(']') != src_ip {
-            via.set_param("received", Some(src_ip));
-        }
-        if via.param("rport").is_some() {
-            via.set_param("rport", Some(from.addr.port().to_string()));
-            via.set_param("received", Some(from.addr.ip().to_string()));
-        }
-        via.to_header_value()
-    }
-
     /// Where responses go (§18.2.2, RFC 3581): the same connection for TCP; over UDP the
     /// source IP and either the source port (rport) or the sent-by port.
     fn reply_peer(&self, facts: &Facts, from: Peer) -> Peer {
@@ -670,7 +694,7 @@ impl Proxy {
     }
 
     fn respond_stateless(&mut self, msg: &SipMessage, facts: &Facts, from: Peer, reject: &Reject) {
-        let via = self.response_via(facts, from);
+        let via = response_via(facts, from);
         let mut resp = build::response_to(
             msg,
             reject.status,
@@ -776,6 +800,11 @@ impl Proxy {
         let key = server_key(&facts, &method);
 
         if method == "ACK" {
+            if facts.to.tag().is_some_and(|t| STATELESS_TAGS.contains(&t)) {
+                // The ACK for a rejection we sent without a transaction: it ends here.
+                self.stats.acks_absorbed += 1;
+                return;
+            }
             if let Some(&id) = self.by_server.get(&key) {
                 // ACK for our non-2xx final: absorbed by the INVITE server transaction.
                 if let Some(ctx) = self.contexts.get_mut(&id) {
@@ -811,6 +840,15 @@ impl Proxy {
             return;
         }
 
+        if self.shedding && facts.to.tag().is_none() {
+            // The core is behind (overload::Shedder): a new request is refused before it
+            // costs a transaction, a forward and the PBX's answers (RFC 3261 §21.5.4).
+            self.stats.shed += 1;
+            let resp = overload::shed_response(&msg, &facts, from);
+            self.send(self.reply_peer(&facts, from), resp.to_bytes());
+            self.refuse(503, "overloaded".into(), from.addr);
+            return;
+        }
         if method == "INVITE" && facts.to.tag().is_none() {
             // No new calls while shutting down, nor from the trunk while the PBX does not
             // answer (said now, before anyone answers and bills the call, not with 408
@@ -871,7 +909,7 @@ impl Proxy {
         }
         if method == "OPTIONS" && to_us {
             self.stats.options_answered += 1;
-            let via = self.response_via(&facts, from);
+            let via = response_via(&facts, from);
             if let Some(why) = self.unavailable {
                 // A dispatcher's probe (Kamailio dispatcher, OpenSIPS) takes this node out
                 // while it cannot screen or is shutting down (RFC 3261 §21.5.4).
@@ -1213,7 +1251,7 @@ impl Proxy {
                 &timers,
             ))
         };
-        let response_via = self.response_via(facts, from);
+        let response_via = response_via(facts, from);
         let trying = is_invite.then(|| {
             build::response_to(&received, 100, "Trying", Some(&response_via), None).to_bytes()
         });

@@ -31,6 +31,10 @@ pub struct ProxyStats {
     pub options_answered: u64,
     /// New INVITEs refused with 503 while shutting down.
     pub refused_draining: u64,
+    /// New requests refused with 503 by the core because it was behind (overload).
+    pub shed: u64,
+    /// ACKs for our stateless rejections, absorbed.
+    pub acks_absorbed: u64,
     /// Messages over the size limits (whole message, one header, header count).
     pub too_large: u64,
     /// Pre-loaded Route values from the trunk side removed before forwarding.
