@@ -733,3 +733,95 @@ fn a_trunk_flood_is_shed_with_503_while_dialogs_go_on() {
         "memory grew from {rss_before} to {rss_after} MiB"
     );
 }
+
+/// A PBX whose phone is busy: every INVITE is answered 486 (ACKs ignored).
+fn pbx_busy(sock: UdpSocket, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut buf = vec![0u8; 65_536];
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let req = String::from_utf8_lossy(&buf[..n]);
+        if !req.starts_with("INVITE ") {
+            continue;
+        }
+        let to = req
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .unwrap_or("To: <sip:x>");
+        let resp = format!(
+            "SIP/2.0 486 Busy Here\r\n{}{to};tag=busy\r\nContent-Length: 0\r\n\r\n",
+            copied_headers(&req)
+        );
+        let _ = sock.send_to(resp.as_bytes(), from);
+    }
+}
+
+/// Item 5, last part: a screened caller whose callee cannot be reached (here: busy) is not
+/// left with ringback and a silent hang-up: it hears that the person cannot be reached, then
+/// the call is released, and the record says why.
+#[test]
+fn a_screened_caller_whose_callee_cannot_be_reached_hears_why() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let sock = UdpSocket::bind((LOOPBACK, 0)).unwrap();
+    let pbx = sock.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let pbx_thread = std::thread::spawn(move || pbx_busy(sock, stop2));
+    let ss = Scamscreen::start_with(pbx, 8, Some("[sip]\nupstream_probe_secs = 0\n"));
+    let words = common::screening::speech(
+        "Hello, this is Anna from the dental practice about your appointment tomorrow.",
+    );
+    let mut c = ss.dial("busy");
+    let call_id = c.call_id().to_string();
+    c.silence(common::screening::GREETING_MS).unwrap();
+    c.speak(&words).unwrap();
+    c.silence(1500).unwrap();
+    c.take_heard();
+    assert!(
+        c.wait_for_bye(Duration::from_secs(30)).unwrap(),
+        "no BYE: {:?}",
+        c.sip_log()
+    );
+    let heard = c.take_heard();
+    stop.store(true, Ordering::Relaxed);
+    pbx_thread.join().unwrap();
+    let words = common::screening::transcribe(&heard);
+    assert!(
+        words.contains("reached") || words.contains("try again"),
+        "the caller heard: {words:?}"
+    );
+    let rec = ss.record(&call_id);
+    assert_eq!(rec["outcome"], "calleefailed(486)", "{rec}");
+}
+
+/// Item 5, first part: a PBX whose port is closed (never started, or crashed without the
+/// host going away) answers our first datagram with ICMP port unreachable; the call is
+/// refused with 503 at once instead of 408 after Timer B (32 s), and a withheld caller is
+/// then refused before being answered.
+#[test]
+fn icmp_port_unreachable_from_the_pbx_fails_calls_at_once() {
+    let dead_pbx = {
+        let s = UdpSocket::bind((LOOPBACK, 0)).unwrap();
+        s.local_addr().unwrap()
+    };
+    let ss = Scamscreen::start_with(dead_pbx, 8, None);
+    let trunk = UdpSocket::bind((CALLER_IP, 0)).unwrap();
+    let me = trunk.local_addr().unwrap();
+    let invite = numbered_invite(me, ss.sip, "icmp1", "");
+    trunk.send_to(invite.as_bytes(), ss.sip).unwrap();
+    let got = responses(&trunk, Duration::from_secs(3));
+    assert!(
+        got.iter().any(|r| status_of(r) == Some(503)),
+        "no 503 within 3 s for a call to a closed PBX port: {got:?}"
+    );
+    let mut c = DemoCaller::invite(ss.sip, CALLER_IP, "icmp-withheld", None).unwrap();
+    assert_eq!(c.wait_final(Duration::from_secs(3)).unwrap(), Some(503));
+    assert!(
+        String::from_utf8_lossy(&ss.log.lock().unwrap()).contains("ICMP unreachable"),
+        "the log does not say why"
+    );
+}

@@ -220,7 +220,7 @@ impl Harness {
             bytes.extend_from_slice(b"\r\n");
         }
         bytes.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-        self.input(peer, &bytes);
+        self.input(peer, &bytes, false);
     }
 }
 

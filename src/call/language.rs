@@ -27,6 +27,8 @@ pub struct Texts {
     pub block_message: &'static str,
     /// After the warning, to the callee.
     pub choice: &'static str,
+    /// To a screened caller whose callee cannot be reached (busy, no answer, PBX down).
+    pub unavailable: &'static str,
 }
 
 const EN: Texts = Texts {
@@ -38,6 +40,8 @@ const EN: Texts = Texts {
     block_message: "This call cannot be connected. If you think this is a mistake, please \
                     leave a message with your name and number after the tone.",
     choice: "Press 1 to accept the call, or 2 to refuse it.",
+    unavailable: "The person you are calling cannot be reached right now. Please try again \
+                  later. Goodbye.",
 };
 
 const DE: Texts = Texts {
@@ -52,6 +56,8 @@ const DE: Texts = Texts {
                     Irrtum ist, hinterlassen Sie bitte nach dem Ton eine Nachricht mit Ihrem \
                     Namen und Ihrer Nummer.",
     choice: "Drücken Sie die 1, um den Anruf anzunehmen, oder die 2, um ihn abzulehnen.",
+    unavailable: "Die angerufene Person ist im Moment nicht erreichbar. Bitte versuchen Sie \
+                  es später noch einmal. Auf Wiederhören.",
 };
 
 /// The texts of `lang` (English for a language without its own).

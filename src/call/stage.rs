@@ -33,6 +33,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Which side of the B2BUA.
+/// How long the "cannot be reached" announcement may take before the call is ended anyway.
+const RELEASE_WITHIN: Duration = Duration::from_secs(15);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Leg {
     /// The caller (we are its UAS).
@@ -138,6 +141,8 @@ pub enum Prompt {
     Block,
     /// The block announcement that offers to leave a message, ending with a tone.
     BlockMessage,
+    /// "The person you are calling cannot be reached right now…": the callee failed.
+    Unavailable,
 }
 
 /// The verdict on what the caller said.
@@ -350,6 +355,8 @@ pub enum Stage {
     Blocking,
     /// The blocked caller leaves a message.
     Message,
+    /// The caller hears that the callee cannot be reached; then the call ends.
+    Releasing,
     Ending,
     Ended,
 }
@@ -626,10 +633,12 @@ impl CallSession {
                 Stage::CallingCallee => {
                     // The callee rang too long: stop ringing it, end the call.
                     self.cancel_b(now);
-                    self.hang_up(now, CallOutcome::CalleeFailed(408));
+                    self.callee_failed(now, 408);
                 }
                 Stage::CalleeChoice => self.callee_chose(now, self.cfg.callee_default_accept),
                 Stage::Message => self.message_done(now),
+                // The announcement never reported its end: end the call anyway.
+                Stage::Releasing => self.hang_up(now, CallOutcome::Failed),
                 _ => {}
             }
         }
@@ -679,7 +688,7 @@ impl CallSession {
             self.b_invite = None;
         }
         if b_timeout && !self.b_answered && self.stage == Stage::CallingCallee {
-            self.hang_up(now, CallOutcome::CalleeFailed(408));
+            self.callee_failed(now, 408);
         }
         self.maybe_finish(now);
     }
@@ -715,7 +724,7 @@ impl CallSession {
                     .as_ref()
                     .is_some_and(|t| t.state() == CI::Calling);
                 if self.stage == Stage::CallingCallee && silent {
-                    self.hang_up(now, CallOutcome::CalleeFailed(503));
+                    self.callee_failed(now, 503);
                     self.maybe_finish(now);
                 }
             }
@@ -741,6 +750,7 @@ impl CallSession {
                 self.stage = Stage::CalleeChoice;
                 self.deadline = Some(now + self.cfg.callee_choice);
             }
+            (Stage::Releasing, Leg::A) => self.hang_up(now, CallOutcome::Failed),
             (Stage::Blocking, Leg::A) => {
                 if self.refused_by_callee() {
                     self.hang_up(now, CallOutcome::CalleeRefused);
@@ -882,6 +892,8 @@ impl CallSession {
                 self.keep_message();
                 self.outcome.unwrap_or(CallOutcome::Blocked)
             }
+            // The caller hung up on "cannot be reached": the callee's failure is the outcome.
+            Stage::Releasing => self.outcome.unwrap_or(CallOutcome::CallerHungUp),
             _ => CallOutcome::CallerHungUp,
         };
         self.listener.cancel_all(&mut self.actions);
@@ -892,6 +904,22 @@ impl CallSession {
     }
 
     /// End the call from our side: BYE the caller (if still there) and end leg B.
+    /// The callee cannot be reached (a final error, no answer in time, the PBX down) while
+    /// the caller, already answered, hears ringback: tell the caller, then end the call. The
+    /// record says `CalleeFailed(status)`; leg B is already over or being cancelled.
+    pub(super) fn callee_failed(&mut self, now: Instant, status: u16) {
+        self.outcome = Some(self.outcome.unwrap_or(CallOutcome::CalleeFailed(status)));
+        self.b_ringing = false;
+        self.actions.push_back(CallAction::Ringback(false));
+        self.stage = Stage::Releasing;
+        self.actions.push_back(CallAction::PlayPrompt {
+            leg: Leg::A,
+            prompt: Prompt::Unavailable,
+        });
+        // The longest the announcement may take before the call ends regardless.
+        self.deadline = Some(now + RELEASE_WITHIN);
+    }
+
     pub(super) fn hang_up(&mut self, now: Instant, outcome: CallOutcome) {
         if matches!(self.stage, Stage::Ending | Stage::Ended) {
             return;

@@ -537,11 +537,45 @@ fn busy_callee_ends_the_call() {
     assert!(out
         .iter()
         .any(|(to, m)| to == PBX && m.method() == Some("ACK")));
+    // The caller hears why, then the call ends.
+    assert!(a.contains(&CallAction::PlayPrompt {
+        leg: Leg::A,
+        prompt: Prompt::Unavailable
+    }));
+    assert!(!out.iter().any(|(_, m)| m.method() == Some("BYE")));
+    let a = t.input(CallInput::PromptFinished(Leg::A));
+    let out = sent(&a);
     let bye = out.iter().find(|(_, m)| m.method() == Some("BYE")).unwrap();
     assert_eq!(bye.0, CALLER);
     let a = t.input(CallInput::FromCaller(pbx_response(&bye.1, 200)));
     match a.last() {
         Some(CallAction::Finished(r)) => assert_eq!(r.outcome, CallOutcome::CalleeFailed(486)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_callee_that_never_answers_is_announced_and_the_caller_may_hang_up_on_it() {
+    let mut t = T::new(cfg());
+    let a = screen(&mut t, ScreeningAction::Allow);
+    assert!(sent(&a).iter().any(|(_, m)| m.method() == Some("INVITE")));
+    // The PBX went down: the call layer is told while our INVITE is unanswered.
+    let a = t.input(CallInput::CalleeUnreachable);
+    assert!(a.contains(&CallAction::Ringback(false)));
+    assert!(a.contains(&CallAction::PlayPrompt {
+        leg: Leg::A,
+        prompt: Prompt::Unavailable
+    }));
+    // The caller hangs up during the announcement: the record keeps the callee's failure.
+    let a = t.input(CallInput::FromCaller(caller_request("BYE", 2)));
+    let a = if a.iter().any(|x| matches!(x, CallAction::Finished(_))) {
+        a
+    } else {
+        let later = t.ms() + 40_000;
+        t.run_until(later)
+    };
+    match a.iter().find(|x| matches!(x, CallAction::Finished(_))) {
+        Some(CallAction::Finished(r)) => assert_eq!(r.outcome, CallOutcome::CalleeFailed(503)),
         other => panic!("{other:?}"),
     }
 }
@@ -585,7 +619,8 @@ fn screening_timeout_fails_open_with_unscreened_verdict() {
     );
     // The callee is busy and the call ends before the afterwards transcript: media is
     // released at once, the record waits for the transcript.
-    let a = t.input(CallInput::FromCallee(pbx_response(&inv.1, 486)));
+    t.input(CallInput::FromCallee(pbx_response(&inv.1, 486)));
+    let a = t.input(CallInput::PromptFinished(Leg::A));
     let bye = sent(&a)
         .into_iter()
         .find(|(_, m)| m.method() == Some("BYE"))

@@ -15,7 +15,7 @@
 //! INVITE by its branch, CSeq and From tag; a BYE or CANCEL by its branch and CSeq method.
 
 use super::dialog::{cseq_of, tag_of, top_branch, Dialog};
-use super::stage::{CallAction, CallOutcome, CallSession, Leg, Stage};
+use super::stage::{CallAction, CallSession, Leg, Stage};
 use crate::sip::msg::SipMessage;
 use crate::sip::transaction::{ClientInvite, ClientNonInvite};
 use bytes::Bytes;
@@ -155,7 +155,7 @@ impl CallSession {
                 // Busy, declined, not found…: the caller is already answered, so end it.
                 self.b = None;
                 if self.stage == Stage::CallingCallee {
-                    self.hang_up(now, CallOutcome::CalleeFailed(status));
+                    self.callee_failed(now, status);
                 }
             }
         }

@@ -448,6 +448,7 @@ async fn bench(args: RelayBenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&prompts)?;
     write_wav(&prompts.join("greeting.wav"), &[0i16; 1_600])?;
     write_wav(&prompts.join("block.wav"), &[0i16; 1_600])?;
+    write_wav(&prompts.join("unavailable.wav"), &[0i16; 1_600])?;
     let config = dir.path().join("bench.toml");
     std::fs::write(
         &config,

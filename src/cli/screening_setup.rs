@@ -149,6 +149,7 @@ pub fn prompt_book(dir: &Path, languages: &[String]) -> anyhow::Result<PromptBoo
                 reprompt: ensure_prompt(&d, "reprompt.wav", t.reprompt, v)?,
                 follow_up: ensure_prompt(&d, "follow-up.wav", t.follow_up, v)?,
                 block: ensure_prompt(&d, "block.wav", t.block, v)?,
+                unavailable: ensure_prompt(&d, "unavailable.wav", t.unavailable, v)?,
                 // The tone that says "speak now" (a recorded WAV may bring its own).
                 block_message: with_tone(&block_message),
             },

@@ -71,6 +71,8 @@ pub struct Prompts {
     pub block: Arc<[i16]>,
     /// The block announcement offering a message, ending with a tone.
     pub block_message: Arc<[i16]>,
+    /// "The person you are calling cannot be reached…" (the callee failed).
+    pub unavailable: Arc<[i16]>,
 }
 
 /// The prompts of every language calls may be held in.
@@ -103,6 +105,7 @@ impl Prompts {
             Prompt::FollowUp => self.follow_up.clone(),
             Prompt::Block => self.block.clone(),
             Prompt::BlockMessage => self.block_message.clone(),
+            Prompt::Unavailable => self.unavailable.clone(),
             Prompt::Warning(_) => return None,
         })
     }

@@ -3,6 +3,7 @@
 
 pub mod calls;
 pub mod door;
+pub mod icmp;
 pub mod log_writer;
 pub mod media_relay;
 pub mod sip_server;

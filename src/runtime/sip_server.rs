@@ -11,6 +11,7 @@
 
 use crate::runtime::calls::{CallEvent, CallManager, CallStats, ScreeningResources};
 use crate::runtime::door::{Door, DoorStats, NewRequest, Sorted, NEW_LANE};
+use crate::runtime::icmp;
 use crate::runtime::tcp_limits::{ConnSlot, ConnTable, Refusal, TcpLimits, TcpStats};
 use crate::sip::msg::{frame_stream, MAX_MESSAGE_BYTES};
 use crate::sip::proxy::overload::{ShedChange, Shedder};
@@ -62,9 +63,10 @@ enum Input {
     TcpClosed {
         conn: u64,
     },
-    /// Our connection to `addr` could not be made.
+    /// `addr` cannot be reached: our TCP connection to it failed, or ICMP said so.
     Unreachable {
         addr: SocketAddr,
+        why: &'static str,
     },
 }
 
@@ -101,6 +103,10 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
     socket.set_nonblocking(true)?;
+    // ICMP errors for what we send (a PBX port closed): known at once, see `icmp`.
+    if !icmp::enable(&socket, addr.is_ipv6()) {
+        debug!(%addr, "IP_RECVERR refused: ICMP errors will not be seen");
+    }
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
 }
@@ -512,9 +518,8 @@ impl Core {
                 self.tcp_writers.remove(&conn);
                 self.outbound.retain(|_, c| *c != conn);
             }
-            Input::Unreachable { addr } => {
-                self.proxy
-                    .unreachable(std::time::Instant::now(), addr, "TCP connection failed");
+            Input::Unreachable { addr, why } => {
+                self.proxy.unreachable(std::time::Instant::now(), addr, why);
             }
         }
     }
@@ -634,7 +639,8 @@ impl Core {
                 _ => {
                     warn!(addr = %to.addr, "cannot connect over TCP");
                     let _ = input.send(Input::TcpClosed { conn }).await;
-                    let _ = input.send(Input::Unreachable { addr: to.addr }).await;
+                    let why = "TCP connection failed";
+                    let _ = input.send(Input::Unreachable { addr: to.addr, why }).await;
                 }
             }
         });
@@ -690,8 +696,19 @@ async fn read_udp(sock: Arc<UdpSocket>, tx: mpsc::Sender<Input>, door: Arc<Door>
                 }
             }
             Err(e) => {
-                // ICMP port unreachable shows up here on Linux; keep reading.
+                // With IP_RECVERR an ICMP error fails one receive; the queue says for whom.
                 debug!(error = %e, "UDP receive error");
+                for u in icmp::take_errors(sock.as_ref()) {
+                    debug!(to = %u.to, errno = u.errno, "ICMP error for a datagram we sent");
+                    let why = "ICMP unreachable";
+                    if tx
+                        .send(Input::Unreachable { addr: u.to, why })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
             }
         }
     }

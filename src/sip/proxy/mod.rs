@@ -514,7 +514,9 @@ impl Proxy {
     /// the upstream, it is down from now on (until it answers again), and the requests
     /// waiting on it are answered 503 at once (§16.7 step 2, not 408 after Timer B).
     pub fn unreachable(&mut self, now: Instant, addr: SocketAddr, why: &'static str) {
-        if addr.ip() != self.cfg.upstream.ip() {
+        // Only the upstream's own address: an ICMP error for a phone that hung up on the
+        // same host says nothing about the PBX.
+        if addr != self.cfg.upstream {
             return;
         }
         if let Some(h) = &mut self.health {
@@ -523,7 +525,7 @@ impl Proxy {
         let ids: Vec<u64> = self
             .contexts
             .iter()
-            .filter(|(_, c)| c.target.addr.ip() == addr.ip() && c.client.is_some())
+            .filter(|(_, c)| c.target.addr == addr && c.client.is_some())
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
