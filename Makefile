@@ -98,6 +98,7 @@ bench: model deps-bench
 	python3 bench/speech_eval.py --bin $(BIN) --models $(MODELS) --out BENCHMARKS.md
 	$(BIN) bench relay --models-dir $(MODELS) --out BENCHMARKS.md
 	$(BIN) bench listening --models-dir $(MODELS) --out BENCHMARKS.md
+	$(BIN) bench hostile --models-dir $(MODELS) --out BENCHMARKS.md
 	python3 bench/sip_bench.py --bin $(BIN) --rates 1000,2000,3000,4000,6000 --bisect 2 --duration 5 --out BENCHMARKS.md
 
 check-config: build

@@ -34,6 +34,8 @@ pub enum BenchCommand {
     Relay(crate::cli::bench_relay::RelayBenchArgs),
     /// Listening time per outcome, extended listening against a fixed window (real model).
     Listening(crate::cli::bench_listening::ListeningBenchArgs),
+    /// Hostile network: TCP caps, a trunk flood, a withheld-call flood (real scamscreen).
+    Hostile(crate::cli::bench_hostile::HostileBenchArgs),
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -93,6 +95,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Screening(args) => return crate::cli::bench_screening::run(args),
         BenchCommand::Relay(args) => return crate::cli::bench_relay::run(args),
         BenchCommand::Listening(args) => return crate::cli::bench_listening::run(args),
+        BenchCommand::Hostile(args) => return crate::cli::bench_hostile::run(args),
     };
     let det = rules.detector()?;
     let reference = KeywordBaseline::load(&baseline)?;

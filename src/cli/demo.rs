@@ -514,6 +514,25 @@ impl Scamscreen {
         rtp_ports: u16,
         config: Option<&Path>,
     ) -> anyhow::Result<Scamscreen> {
+        Self::start_trusting(
+            models_dir,
+            upstream,
+            dir,
+            rtp_ports,
+            config,
+            &["127.0.0.0/8"],
+        )
+    }
+
+    /// Like [`Scamscreen::start_with_config`], trusting only `trust` (`--trust` each).
+    pub(crate) fn start_trusting(
+        models_dir: &Path,
+        upstream: SocketAddr,
+        dir: &Path,
+        rtp_ports: u16,
+        config: Option<&Path>,
+        trust: &[&str],
+    ) -> anyhow::Result<Scamscreen> {
         let port = free_sip_port(SCAMSCREEN_IP)?;
         let (first, last) = free_rtp_range(SCAMSCREEN_IP, rtp_ports)?;
         let db = dir.join("calls.db");
@@ -524,8 +543,6 @@ impl Scamscreen {
             format!("{SCAMSCREEN_IP}:{port}"),
             "--upstream".into(),
             upstream.to_string(),
-            "--trust".into(),
-            "127.0.0.0/8".into(),
             "--rtp-ports".into(),
             format!("{first}-{last}"),
             "--db".into(),
@@ -534,6 +551,9 @@ impl Scamscreen {
             models_dir.display().to_string(),
         ];
         let mut args = args;
+        for t in trust {
+            args.extend(["--trust".into(), t.to_string()]);
+        }
         if let Some(c) = config {
             args.extend(["--config".into(), c.display().to_string()]);
         }
@@ -588,6 +608,28 @@ impl Scamscreen {
             }
         }
         Ok(ss)
+    }
+
+    /// SIGTERM, wait for the exit (up to the shutdown grace), and the counters line it
+    /// wrote to its log (`None` if it did not stop or wrote none).
+    pub(crate) fn stop_and_counters(&mut self) -> Option<serde_json::Value> {
+        let pid = libc::pid_t::try_from(self.child.id()).ok()?;
+        // SAFETY: signalling our own child by its pid; it has not been reaped yet.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(&self.log).ok()?;
+        log.lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .and_then(|l| serde_json::from_str(l).ok())
     }
 
     /// The call record of the caller's Call-ID (the writer stores it just after the call).

@@ -2,6 +2,7 @@
 //! drivers). Everything here reads flags and files and prints; the work is in the library.
 
 pub mod bench;
+pub mod bench_hostile;
 pub mod bench_listening;
 pub mod bench_relay;
 pub mod bench_screening;

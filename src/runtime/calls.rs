@@ -195,6 +195,8 @@ pub struct CallStats {
 
 struct ActiveCall {
     call: CallSession,
+    /// When the INVITE was taken (bursts of calls are admitted with care).
+    started: Instant,
     /// Leg A's media until the legs are bridged (then it lives in `relay`).
     a: Option<MediaLeg>,
     b: Option<MediaLeg>,
@@ -346,22 +348,20 @@ impl CallManager {
     /// Why a new withheld call could not be screened in time now, or `None`.
     pub fn saturated(&self) -> Option<&'static str> {
         let cap = self.res.transcriber.capacity()?;
-        let undecided = self
-            .calls
-            .values()
-            .filter(|c| {
-                matches!(
-                    c.call.stage(),
-                    Stage::Greeting | Stage::Listening | Stage::Prompting | Stage::Screening
-                )
-            })
-            .count();
-        crate::call::admission::saturated(
-            cap,
-            undecided,
-            self.res.call.screening_timeout,
-            self.res.call.listen,
-        )
+        let timeout = self.res.call.screening_timeout;
+        let (mut undecided, mut recent) = (0, 0);
+        for c in self.calls.values() {
+            if matches!(
+                c.call.stage(),
+                Stage::Greeting | Stage::Listening | Stage::Prompting | Stage::Screening
+            ) {
+                undecided += 1;
+                if c.started.elapsed() < timeout {
+                    recent += 1;
+                }
+            }
+        }
+        crate::call::admission::saturated(cap, undecided, recent, timeout, self.res.call.listen)
     }
 
     /// A screened INVITE: negotiate SDP (488/400 if impossible), take two port pairs
@@ -485,6 +485,7 @@ impl CallManager {
             id,
             ActiveCall {
                 call,
+                started: now,
                 a: Some(a),
                 b: None,
                 dtmf: [DtmfReceiver::new(), DtmfReceiver::new()],
