@@ -6,18 +6,22 @@
 //! flood of new INVITEs from the trunk is answered at the rate the readers can parse, and the
 //! dialogs of calls already admitted keep their place in front.
 
-use crate::sip::proxy::overload::{lane, shed_reply, Lane};
+use crate::sip::proxy::overload::{lane, shed_reply, too_long_a_wait, Lane};
 use crate::sip::proxy::Peer;
 use bytes::Bytes;
 use ipnet::IpNet;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// How many new requests may wait for the core (about 1 MB of typical INVITEs); more are
-/// refused at the door at once.
-pub const NEW_LANE: usize = 1024;
+/// How many new requests may wait for the core (at 6,000 calls/s, about 0.7 s of INVITEs:
+/// longer than [`crate::sip::proxy::overload::SHED_ABOVE`], so the queueing delay decides,
+/// not the length); more are refused at the door at once.
+pub const NEW_LANE: usize = 4096;
+/// The bytes those requests may hold together (a flood of 64 KB messages stays bounded).
+pub const NEW_LANE_BYTES: usize = 8 << 20;
 
 /// A new request waiting for the core, with the moment it was read.
 pub struct NewRequest {
@@ -56,8 +60,13 @@ pub struct DoorStats {
 /// Shared by the readers (sorting, refusing) and the core (which says when to shed).
 pub struct Door {
     trusted: Vec<IpNet>,
-    shedding: AtomicBool,
+    /// The core's time per new request under backlog, in µs (0: not measured yet).
+    pace_us: AtomicU64,
+    /// Requests now in the new lane.
+    queued: AtomicUsize,
     new_lane: mpsc::Sender<NewRequest>,
+    /// Bytes of the requests now in the new lane.
+    queued_bytes: AtomicUsize,
     pub counters: DoorCounters,
 }
 
@@ -65,8 +74,10 @@ impl Door {
     pub fn new(trusted: Vec<IpNet>, new_lane: mpsc::Sender<NewRequest>) -> Door {
         Door {
             trusted,
-            shedding: AtomicBool::new(false),
+            pace_us: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
             new_lane,
+            queued_bytes: AtomicUsize::new(0),
             counters: DoorCounters::default(),
         }
     }
@@ -76,9 +87,25 @@ impl Door {
         self.trusted.iter().any(|n| n.contains(&ip))
     }
 
-    /// Set by the core after each decision of its shedder.
-    pub fn set_shedding(&self, on: bool) {
-        self.shedding.store(on, Ordering::Relaxed);
+    /// The core took a request of `len` bytes from the new lane; how many still wait.
+    pub fn taken(&self, len: usize) -> usize {
+        self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        self.queued
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1)
+    }
+
+    /// The core's measured time per new request under backlog.
+    pub fn set_pace(&self, pace: Option<Duration>) {
+        let us = pace.map_or(0, |p| p.as_micros().max(1) as u64);
+        self.pace_us.store(us, Ordering::Relaxed);
+    }
+
+    fn pace(&self) -> Option<Duration> {
+        match self.pace_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
     }
 
     /// Sort one message just read.
@@ -86,14 +113,21 @@ impl Door {
         if lane(self.trusted(from.addr.ip()), &bytes) == Lane::Dialog {
             return Sorted::Dialog(bytes);
         }
-        if !self.shedding.load(Ordering::Relaxed) {
+        let len = bytes.len();
+        let room = self.queued_bytes.load(Ordering::Relaxed) + len <= NEW_LANE_BYTES;
+        let ahead = self.queued.load(Ordering::Relaxed);
+        if room && !too_long_a_wait(ahead, self.pace()) {
             let req = NewRequest {
                 from,
                 bytes,
                 at: Instant::now(),
             };
             match self.new_lane.try_send(req) {
-                Ok(()) => return Sorted::Queued,
+                Ok(()) => {
+                    self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+                    self.queued.fetch_add(1, Ordering::Relaxed);
+                    return Sorted::Queued;
+                }
                 Err(mpsc::error::TrySendError::Full(req)) => {
                     return self.refuse(req.from, &req.bytes)
                 }
@@ -151,7 +185,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn queues_new_requests_refuses_when_full_or_shedding() {
+    async fn queues_new_requests_and_refuses_when_full() {
         let (door, mut rx) = door(1);
         let trunk = peer("127.0.0.1:5070");
         let invite = Bytes::from_static(INVITE.as_bytes());
@@ -165,15 +199,15 @@ mod tests {
             _ => panic!("expected a 503"),
         }
         assert!(rx.try_recv().is_ok());
-        door.set_shedding(true);
-        assert!(matches!(
-            door.sort(trunk, invite.clone()),
-            Sorted::Refused(Some(_))
-        ));
-        // Responses and in-dialog requests pass even while shedding.
+        assert_eq!(door.taken(invite.len()), 0, "none left waiting");
+        // Responses and in-dialog requests always pass.
         let resp = Bytes::from_static(b"SIP/2.0 180 Ringing\r\n\r\n");
         assert!(matches!(door.sort(trunk, resp), Sorted::Dialog(_)));
-        // A stranger gets nothing.
+        // A stranger gets nothing when refused.
+        assert!(matches!(
+            door.sort(peer("192.0.2.9:5060"), invite.clone()),
+            Sorted::Queued
+        ));
         assert!(matches!(
             door.sort(peer("192.0.2.9:5060"), invite),
             Sorted::Refused(None)
@@ -181,9 +215,27 @@ mod tests {
         assert_eq!(
             door.stats(),
             DoorStats {
-                shed_at_door: 2,
+                shed_at_door: 1,
                 dropped_at_door: 1
             }
         );
+    }
+
+    #[tokio::test]
+    async fn refuses_what_would_wait_too_long_at_the_cores_pace() {
+        let (door, _rx) = door(64);
+        let trunk = peer("127.0.0.1:5070");
+        let invite = Bytes::from_static(INVITE.as_bytes());
+        // 300 ms per new request: the second and third in line wait 300 and 600 ms.
+        door.set_pace(Some(Duration::from_millis(300)));
+        assert!(matches!(door.sort(trunk, invite.clone()), Sorted::Queued));
+        assert!(matches!(door.sort(trunk, invite.clone()), Sorted::Queued));
+        assert!(matches!(
+            door.sort(trunk, invite.clone()),
+            Sorted::Refused(Some(_))
+        ));
+        // The core caught up: taken, room again.
+        door.taken(invite.len());
+        assert!(matches!(door.sort(trunk, invite), Sorted::Queued));
     }
 }

@@ -282,6 +282,7 @@ impl SipServer {
                 core.timeout().await;
                 core.drain().await;
             }
+            core.report_shedding();
             let deadline = core.next_timer();
             tokio::select! {
                 biased;
@@ -308,7 +309,6 @@ impl SipServer {
                         } else if let Ok(new) = new_rx.try_recv() {
                             core.new_request(new, phase == Phase::Running).await;
                         } else {
-                            core.new_lane_empty();
                             break;
                         }
                     }
@@ -334,7 +334,6 @@ impl SipServer {
                         } else if let Ok(new) = new_rx.try_recv() {
                             core.new_request(new, phase == Phase::Running).await;
                         } else {
-                            core.new_lane_empty();
                             break;
                         }
                     }
@@ -342,6 +341,8 @@ impl SipServer {
                 _ = sleep_until_opt(deadline) => {
                     core.timeout().await;
                 }
+                // A report of shedding is due even when no new request comes.
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             core.drain().await;
         }
@@ -447,39 +448,35 @@ impl Core {
         if running {
             self.update_availability();
         }
-        let shed = self.shedder.admit_after(new.at.elapsed());
-        self.door.set_shedding(self.shedder.shedding());
-        self.log_shedding();
+        let backlog = self.door.taken(new.bytes.len());
         let now = std::time::Instant::now();
+        let shed = self.shedder.take(now, new.at.elapsed(), backlog);
+        self.door.set_pace(self.shedder.service_interval());
         if shed {
             self.proxy.shed_input(now, new.from, &new.bytes);
         } else {
             self.proxy.handle_input(now, new.from, &new.bytes);
         }
         self.drain().await;
+        self.report_shedding();
     }
 
-    /// The new lane is empty: any backlog is gone.
-    fn new_lane_empty(&mut self) {
-        self.shedder.lane_empty();
-        self.door.set_shedding(self.shedder.shedding());
-        self.log_shedding();
-    }
-
-    fn log_shedding(&mut self) {
+    /// Once a second while new requests are refused, and when that ends.
+    fn report_shedding(&mut self) {
+        let door = self.door.stats().shed_at_door;
+        self.shedder.tick(std::time::Instant::now(), door);
         match self.shedder.poll_change() {
-            Some(ShedChange::Started { waited }) => warn!(
-                waited_ms = waited.as_millis() as u64,
-                "overload: new requests waited too long; refusing new calls with 503 until the backlog is gone"
+            Some(ShedChange::Shedding {
+                at_door,
+                in_core,
+                max_wait,
+            }) => warn!(
+                refused_at_door = at_door,
+                refused_in_core = in_core,
+                longest_wait_ms = max_wait.as_millis() as u64,
+                "overload: new requests refused with 503 in the last second (the core is behind)"
             ),
-            Some(ShedChange::Ended { shed }) => {
-                let door = self.door.stats();
-                info!(
-                    shed_in_core = shed,
-                    shed_at_door_total = door.shed_at_door,
-                    "overload over: taking new calls again"
-                )
-            }
+            Some(ShedChange::Ended) => info!("overload over: taking every new call again"),
             None => {}
         }
     }

@@ -10,11 +10,13 @@
 //!   and anything from an untrusted source, which must never delay the trunk's dialogs);
 //! - the core always empties the dialog lane first; the new lane is a short bounded queue,
 //!   and every message in it carries the moment it was read;
-//! - [`Shedder`] looks at how long each new message waited (the queueing delay, which is what
-//!   a caller feels, not a rate that depends on the machine): above [`SHED_ABOVE`] the core is
-//!   behind and starts shedding; it stops when a message waited less than [`SHED_BELOW`] or
-//!   the lane ran empty, so it recovers as soon as a flood is over;
-//! - while shedding, and whenever the new lane is full, the readers answer a new request at
+//! - [`Shedder`] looks at how long new messages wait (the queueing delay, which is what a
+//!   caller feels, not a rate that depends on the machine) and at the core's pace per new
+//!   request while they queue; a reader refuses a new arrival when the requests ahead of it
+//!   at that pace would make it wait longer than [`SHED_ABOVE`] ([`too_long_a_wait`]), and
+//!   the core refuses one that waited longer anyway. Only the excess over what the core can
+//!   do is refused, and it recovers as soon as a flood is over (the lane is short);
+//! - when the wait would be too long, or the new lane is full, the readers answer a new request at
 //!   the door with [`shed_reply`] (503 + Retry-After, built from one parse, nothing stored)
 //!   so the trunk or a dispatcher fails over at once; what cannot be answered (an ACK,
 //!   garbage, an untrusted source) is dropped there.
@@ -26,12 +28,14 @@ use super::{reply_peer, Peer, RETRY_AFTER_SECS};
 use crate::sip::msg::SipMessage;
 use crate::sip::validate::{check_request, Facts};
 use bytes::Bytes;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// A new request that waited longer than this starts shedding.
-pub const SHED_ABOVE: Duration = Duration::from_millis(100);
-/// While shedding, a new request that waited less than this ends it.
-pub const SHED_BELOW: Duration = Duration::from_millis(20);
+/// A new request that waited longer than this starts shedding. Below T1 (500 ms, RFC 3261
+/// §17.1.1.2): a UDP client whose INVITE got no 100 Trying by then retransmits, and the
+/// retransmissions add to the load just when it is too high. Well above the jitter of a
+/// busy box at full rate (waits of 100–260 ms were seen at 6,000 calls/s on 2 cores shared
+/// with the load generator), which must not shed calls that would have been served.
+pub const SHED_ABOVE: Duration = Duration::from_millis(400);
 /// The To tag of our stateless 503s for shed requests (their ACKs are absorbed).
 pub const SHED_TAG: &str = "ss-shed";
 
@@ -141,24 +145,56 @@ pub(super) fn shed_response(msg: &SipMessage, facts: &Facts, from: Peer) -> SipM
     resp
 }
 
-/// A change of the shedding state, for the log.
+/// What the log says about shedding: once a second while it goes on, and when it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShedChange {
-    /// Shedding began: a new request had waited this long.
-    Started { waited: Duration },
-    /// Shedding ended after refusing this many requests in the core (the readers count
-    /// their own).
-    Ended { shed: u64 },
+    /// New requests were refused in the last report period (`at_door` by the readers,
+    /// `in_core` because they had waited too long); the longest wait seen.
+    Shedding {
+        at_door: u64,
+        in_core: u64,
+        max_wait: Duration,
+    },
+    /// A whole report period without a refusal.
+    Ended,
 }
 
-/// The shedding decision from queueing delays. Pure: told how long each new request
-/// waited, or that the lane is empty.
+/// Back-to-back takes per pace window, and windows kept for the median.
+const PACE_TAKES: u32 = 32;
+const PACE_WINDOWS: usize = 7;
+
+/// How often a shedding episode is reported.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// The core's side of overload control. Pure: told the time, how long each new request
+/// waited, and the readers' refusal count.
+///
+/// Admission at the door is by expected wait (Little's law): the core measures how long it
+/// takes per new request while the lane has a backlog ([`Shedder::service_interval`]), and
+/// the readers refuse a new arrival when the requests ahead of it times that interval would
+/// pass [`SHED_ABOVE`]. So only the excess over what the core can do is refused, not bursts
+/// of good calls; and a request that waited too long anyway (the estimate lagged) is refused
+/// by the core when taken.
 #[derive(Debug, Default)]
 pub struct Shedder {
+    /// The core's time per new request when they queue: the median of the last
+    /// [`PACE_WINDOWS`] windows' means (a window: [`PACE_TAKES`] back-to-back takes), so one
+    /// stall of the process (the scheduler, a page fault) does not read as a slow core.
+    interval: Option<Duration>,
+    window_busy: Duration,
+    window_takes: u32,
+    windows: std::collections::VecDeque<Duration>,
+    /// When the previous new request was taken, and whether others were still waiting.
+    last_take: Option<(Instant, bool)>,
+    /// Report period: start, refusals at the door (the readers' total) at its start,
+    /// refusals in the core during it, longest wait.
+    period_start: Option<Instant>,
+    door_at_start: u64,
+    in_core: u64,
+    period_max_wait: Duration,
     shedding: bool,
-    shed_this_time: u64,
     change: Option<ShedChange>,
-    /// Times shedding began since start.
+    /// Report periods with refusals since start.
     pub episodes: u64,
     /// Longest queueing delay of a new request seen.
     pub max_wait: Duration,
@@ -169,48 +205,85 @@ impl Shedder {
         Shedder::default()
     }
 
-    /// Shedding now: the readers refuse new requests at the door.
-    pub fn shedding(&self) -> bool {
-        self.shedding
-    }
-
-    /// A new request is taken from its lane after waiting `waited`: `true` means refuse it
-    /// (503), `false` process it.
-    pub fn admit_after(&mut self, waited: Duration) -> bool {
+    /// A new request is taken from its lane at `now` after waiting `waited`, with
+    /// `backlog` others still waiting: `true` means refuse it (503: it waited longer than
+    /// [`SHED_ABOVE`]), `false` process it.
+    pub fn take(&mut self, now: Instant, waited: Duration, backlog: usize) -> bool {
         self.max_wait = self.max_wait.max(waited);
-        if !self.shedding && waited > SHED_ABOVE {
+        self.period_max_wait = self.period_max_wait.max(waited);
+        if let Some((prev, queued)) = self.last_take {
+            // Only back-to-back takes measure the core's pace; a gap with an empty lane
+            // measures the arrivals.
+            if queued {
+                self.window_busy += now.saturating_duration_since(prev);
+                self.window_takes += 1;
+                if self.window_takes >= PACE_TAKES {
+                    self.windows.push_back(self.window_busy / self.window_takes);
+                    if self.windows.len() > PACE_WINDOWS {
+                        self.windows.pop_front();
+                    }
+                    self.window_busy = Duration::ZERO;
+                    self.window_takes = 0;
+                    let mut sorted: Vec<Duration> = self.windows.iter().copied().collect();
+                    sorted.sort_unstable();
+                    self.interval = sorted.get(sorted.len() / 2).copied();
+                }
+            }
+        }
+        self.last_take = Some((now, backlog > 0));
+        let stale = waited > SHED_ABOVE;
+        if stale {
+            self.in_core += 1;
+        }
+        stale
+    }
+
+    /// The core's time per new request under backlog (`None` until measured).
+    pub fn service_interval(&self) -> Option<Duration> {
+        self.interval
+    }
+
+    /// Close a report period when due: `door_total` is the readers' refusal count so far.
+    pub fn tick(&mut self, now: Instant, door_total: u64) {
+        let Some(start) = self.period_start else {
+            self.period_start = Some(now);
+            self.door_at_start = door_total;
+            return;
+        };
+        if now.saturating_duration_since(start) < REPORT_EVERY {
+            return;
+        }
+        let at_door = door_total.saturating_sub(self.door_at_start);
+        if at_door + self.in_core > 0 {
+            if !self.shedding {
+                self.episodes += 1;
+            }
             self.shedding = true;
-            self.episodes += 1;
-            self.shed_this_time = 0;
-            self.change = Some(ShedChange::Started { waited });
-        } else if self.shedding && waited < SHED_BELOW {
-            self.stop();
-            return false;
+            self.change = Some(ShedChange::Shedding {
+                at_door,
+                in_core: self.in_core,
+                max_wait: self.period_max_wait,
+            });
+        } else if self.shedding {
+            self.shedding = false;
+            self.change = Some(ShedChange::Ended);
         }
-        if self.shedding {
-            self.shed_this_time += 1;
-        }
-        self.shedding
+        self.period_start = Some(now);
+        self.door_at_start = door_total;
+        self.in_core = 0;
+        self.period_max_wait = Duration::ZERO;
     }
 
-    /// The new lane ran empty: whatever the backlog was, it is gone.
-    pub fn lane_empty(&mut self) {
-        if self.shedding {
-            self.stop();
-        }
-    }
-
-    fn stop(&mut self) {
-        self.shedding = false;
-        self.change = Some(ShedChange::Ended {
-            shed: self.shed_this_time,
-        });
-    }
-
-    /// The last change since the previous call (for a log line per episode, not per message).
+    /// The last report since the previous call.
     pub fn poll_change(&mut self) -> Option<ShedChange> {
         self.change.take()
     }
+}
+
+/// Whether a new arrival with `ahead` requests before it would wait longer than
+/// [`SHED_ABOVE`] at the core's pace `interval`.
+pub fn too_long_a_wait(ahead: usize, interval: Option<Duration>) -> bool {
+    interval.is_some_and(|i| i.saturating_mul(ahead as u32) > SHED_ABOVE)
 }
 
 #[cfg(test)]
@@ -275,29 +348,69 @@ mod tests {
     }
 
     #[test]
-    fn sheds_above_the_delay_and_recovers_below_it_or_when_empty() {
+    fn refuses_what_waited_too_long_and_learns_the_pace_under_backlog() {
         let ms = Duration::from_millis;
+        let t0 = Instant::now();
         let mut s = Shedder::new();
-        assert!(!s.admit_after(ms(5)));
-        assert!(!s.admit_after(ms(90)));
-        assert_eq!(s.poll_change(), None);
-        assert!(s.admit_after(ms(150)), "behind: shed");
+        assert!(!s.take(t0, ms(5), 0));
+        // A gap with an empty lane says nothing about the core's pace.
+        assert!(!s.take(t0 + ms(500), ms(5), 3));
+        assert_eq!(s.service_interval(), None);
+        let mut t = t0 + ms(500);
+        for _ in 0..PACE_TAKES {
+            t += ms(1);
+            assert!(!s.take(t, ms(300), 2));
+        }
+        assert_eq!(s.service_interval(), Some(ms(1)));
+        // One stall of 100 ms in the next window does not make the core look slow.
+        t += ms(100);
+        for _ in 0..2 * PACE_TAKES {
+            t += ms(1);
+            assert!(!s.take(t, ms(300), 2));
+        }
+        assert_eq!(s.service_interval(), Some(ms(1)));
+        assert!(s.take(t + ms(1), ms(450), 1), "stale: refused");
+        assert_eq!(s.max_wait, ms(450));
+        // 1 ms a request: 400 ahead is the limit.
+        assert!(!too_long_a_wait(400, s.service_interval()));
+        assert!(too_long_a_wait(401, s.service_interval()));
+        assert!(
+            !too_long_a_wait(100_000, None),
+            "not measured: the lane's length decides"
+        );
+    }
+
+    #[test]
+    fn reports_once_a_second_while_refusing_and_when_it_ends() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut s = Shedder::new();
+        s.tick(t0, 0);
+        assert!(s.take(t0 + ms(10), ms(450), 0));
+        s.tick(t0 + ms(500), 7);
+        assert_eq!(s.poll_change(), None, "not a second yet");
+        s.tick(t0 + ms(1000), 7);
         assert_eq!(
             s.poll_change(),
-            Some(ShedChange::Started { waited: ms(150) })
+            Some(ShedChange::Shedding {
+                at_door: 7,
+                in_core: 1,
+                max_wait: ms(450)
+            })
         );
-        assert!(s.shedding());
-        // Between the thresholds while shedding: still shed (drains the backlog fast).
-        assert!(s.admit_after(ms(50)));
-        assert!(!s.admit_after(ms(10)), "caught up: process");
-        assert_eq!(s.poll_change(), Some(ShedChange::Ended { shed: 2 }));
-        assert!(!s.shedding());
-        // Between the thresholds while not shedding: process.
-        assert!(!s.admit_after(ms(50)));
-        assert!(s.admit_after(ms(101)));
-        s.lane_empty();
-        assert!(!s.shedding());
-        assert_eq!(s.episodes, 2);
-        assert_eq!(s.max_wait, ms(150));
+        s.tick(t0 + ms(2000), 9);
+        assert!(matches!(
+            s.poll_change(),
+            Some(ShedChange::Shedding {
+                at_door: 2,
+                in_core: 0,
+                ..
+            })
+        ));
+        s.tick(t0 + ms(3000), 9);
+        assert_eq!(s.poll_change(), Some(ShedChange::Ended));
+        s.tick(t0 + ms(4000), 9);
+        assert_eq!(s.poll_change(), None);
+        assert_eq!(s.episodes, 1);
     }
 }
