@@ -18,7 +18,7 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # with, pip for the model download, espeak-ng + sox for test and demo speech, sipp and baresip
 # as real SIP peers in the tests.
 APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 python3-pip \
-                espeak-ng sox libsox-fmt-all sip-tester baresip time
+                espeak-ng sox libsox-fmt-all sip-tester baresip time chromium
 # Only for make bench: MBROLA and Festival voices for the audio evaluation of the detector
 # (mbrola* are in Debian's contrib/non-free: scripts/enable-contrib.sh), kamailio as the
 # reference SIP proxy.

@@ -3,6 +3,7 @@
 //!
 //! This crate is built up issue by issue; see `docs/architecture.md` for the map.
 
+pub mod admin;
 pub mod asr;
 pub mod call;
 pub mod config;

@@ -3,8 +3,11 @@
 //! Text mode prints one line per call, newest first; `--json` prints one JSON object per call
 //! and line (the fields of [`CallRecord`] plus `started_at` in RFC 3339, UTC; `message_ms` is
 //! the length of the message the caller left, or null). `--message CALL_ID --out FILE.wav`
-//! writes that message as a WAV file (16-bit PCM, 8 kHz, mono) instead of listing. The output
-//! holds transcripts and voice messages, which are personal data.
+//! writes that message as a WAV file (16-bit PCM, 8 kHz, mono) instead of listing.
+//! `--feedback` prints, as JSON lines, every call the user marked "scam" / "not a scam" on the
+//! call log page (the record plus `feedback` and `feedback_at_ms`), for review. The output
+//! holds transcripts and voice messages, which are personal data: it stays out of the
+//! authored corpus in `tests/corpus/`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -42,6 +45,9 @@ pub struct CallsArgs {
     /// The WAV file (16-bit PCM, 8 kHz, mono) that --message writes; replaced if it exists.
     #[arg(long, value_name = "FILE.wav", requires = "message")]
     pub out: Option<PathBuf>,
+    /// Print the calls with feedback from the call log page as JSON lines instead.
+    #[arg(long, conflicts_with_all = ["message", "json"])]
+    pub feedback: bool,
 }
 
 pub fn run(args: CallsArgs) -> anyhow::Result<()> {
@@ -54,6 +60,15 @@ pub fn run(args: CallsArgs) -> anyhow::Result<()> {
             "deleted {deleted} call(s) older than {days} day(s) from {}",
             args.db.display()
         );
+    }
+    if args.feedback {
+        for (record, feedback, at_ms) in store.all_feedback()? {
+            let mut v = serde_json::to_value(&record)?;
+            v["feedback"] = serde_json::json!(feedback.as_str());
+            v["feedback_at_ms"] = serde_json::json!(at_ms);
+            println!("{v}");
+        }
+        return Ok(());
     }
     if let (Some(call_id), Some(out)) = (&args.message, &args.out) {
         let message = export_message(&store, call_id, out)?;

@@ -549,6 +549,8 @@ impl Scamscreen {
             db.display().to_string(),
             "--models-dir".into(),
             models_dir.display().to_string(),
+            "--admin".into(),
+            "off".into(),
         ];
         let mut args = args;
         for t in trust {

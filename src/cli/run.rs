@@ -3,10 +3,13 @@
 use anyhow::Context;
 use clap::Args;
 use ipnet::IpNet;
+use scamscreen::admin::metrics::Metrics;
+use scamscreen::admin::AdminState;
 use scamscreen::call::{CallConfig, SilentAction};
 use scamscreen::config::{
     self, Config, ConfigError, Host, HostPort, LogFormat, Overrides, ScreeningMode,
 };
+use scamscreen::runtime::live::{Health, Live};
 use scamscreen::runtime::log_writer;
 use scamscreen::runtime::sip_server::SipServer;
 use scamscreen::runtime::tcp_limits::TcpLimits;
@@ -15,6 +18,7 @@ use scamscreen::sip::ratelimit::RateLimitConfig;
 use scamscreen::sip::transaction::TimerConfig;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct ConfigArgs {
@@ -45,6 +49,10 @@ pub struct ConfigArgs {
     /// Folder of the default whisper model.
     #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
     pub models_dir: PathBuf,
+    /// The admin HTTP server (metrics, health, call log): ADDR:PORT or `off` (replaces
+    /// admin.listen; default 127.0.0.1:9060).
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    pub admin: Option<String>,
 }
 
 fn parse_mode(s: &str) -> Result<ScreeningMode, String> {
@@ -73,6 +81,7 @@ pub fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
         rtp_ports: args.rtp_ports.clone(),
         divert_uri: args.divert_uri.clone(),
         db: args.db.clone(),
+        admin: args.admin.clone(),
     });
     if let Err(problems) = cfg.validate() {
         return Err(ConfigError::Invalid(problems).into());
@@ -180,6 +189,10 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
+    // The admin server first: /healthz says "loading" while the model loads.
+    let live = Arc::new(Live::new());
+    let metrics = Arc::new(Metrics::new(live.clone()));
+    let admin = start_admin(&cfg, live.clone(), metrics.clone()).await?;
     let upstream_hp = cfg
         .sip
         .upstream_target()
@@ -275,8 +288,13 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
             // Per call too: only where a bigger model is loaded and hears better.
             second_pass: cfg.screening.second_pass,
         };
-        let (res, writer) =
-            crate::cli::screening_setup::resources(&cfg, &models_dir, media_ip, call)?;
+        let (res, writer) = crate::cli::screening_setup::resources(
+            &cfg,
+            &models_dir,
+            media_ip,
+            call,
+            Some(metrics.clone()),
+        )?;
         recorder = writer;
         server = server.with_screening(res);
     }
@@ -289,7 +307,7 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
     );
     // Ready line on stdout for scripts and tests.
     println!(
-        "listening udp {} tcp {} upstream {upstream}",
+        "listening udp {} tcp {} upstream {upstream} admin {}",
         udp.iter()
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
@@ -299,7 +317,8 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
             .iter()
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
-            .join(",")
+            .join(","),
+        admin.map_or("off".to_string(), |a| a.to_string())
     );
     // SIGTERM or Ctrl-C: the first starts a graceful stop, the second ends its grace.
     let (stop_tx, stop) = tokio::sync::watch::channel(0u32);
@@ -314,8 +333,10 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
             stop_tx.send_modify(|n| *n += 1);
         }
     });
+    live.set_health(Health::Ready);
     let stats = server
         .with_shutdown_grace(std::time::Duration::from_secs(cfg.sip.shutdown_grace_secs))
+        .with_live(live)
         .run(stop)
         .await;
     if let Some(w) = recorder {
@@ -324,6 +345,46 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
     tracing::info!(?stats, "stopped");
     eprintln!("{}", serde_json::to_string(&stats).unwrap_or_default());
     Ok(())
+}
+
+/// Bind and start the admin server (`[admin] listen`). The default address taken by
+/// another program (a second instance on the box) is a warning; an address the user chose
+/// is an error.
+async fn start_admin(
+    cfg: &Config,
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(addr) = cfg
+        .admin
+        .addr()
+        .map_err(|e| anyhow::anyhow!("admin.listen: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let listener = match scamscreen::admin::bind(addr).await {
+        Ok(l) => l,
+        Err(e) if cfg.admin.is_default() => {
+            tracing::warn!(%addr, error = %e, "admin server not started (set admin.listen or --admin to another address, or off)");
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "cannot bind the admin server to {addr}: {e}"
+            ))
+        }
+    };
+    let bound = listener.local_addr().ok();
+    let db = (cfg.screening.mode == ScreeningMode::Screen).then(|| cfg.store.db.clone());
+    let state = AdminState {
+        live,
+        metrics,
+        db,
+        token: cfg.admin.token.clone(),
+    };
+    tokio::spawn(scamscreen::admin::serve(listener, state));
+    tracing::info!(addr = ?bound, "admin server: /healthz /metrics and the call log");
+    Ok(bound)
 }
 
 fn proxy_config(

@@ -171,6 +171,7 @@ pub fn resources(
     models_dir: &Path,
     media_ip: IpAddr,
     call: CallConfig,
+    metrics: Option<Arc<scamscreen::admin::metrics::Metrics>>,
 ) -> anyhow::Result<(ScreeningResources, Option<StoreWriter>)> {
     let plan = SpeechPlan::of(cfg, models_dir)?;
     let first = pool(&plan.first, cfg)?;
@@ -225,6 +226,9 @@ pub fn resources(
         language: Some(cfg.screening.language.clone()),
         // try_record counts and logs drops itself; the call never waits for the disk.
         on_finished: Some(Box::new(move |record| {
+            if let Some(m) = &metrics {
+                m.observe_call(&record);
+            }
             let _ = recorder.try_record(record);
         })),
     };

@@ -118,6 +118,48 @@ pub struct Config {
     pub media: MediaConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    pub admin: AdminConfig,
+}
+
+/// The admin HTTP server (`[admin]`): metrics, health, the call log page.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9060";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `ADDR:PORT`, or `off`.
+    pub listen: String,
+    /// Required when `listen` is not a loopback address: `Authorization: Bearer TOKEN` for
+    /// `/metrics` and the API, a login form for the page. `/healthz` is always open.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: DEFAULT_ADMIN_LISTEN.to_string(),
+            token: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The address to listen on (`None`: off; `Err`: not an address).
+    pub fn addr(&self) -> Result<Option<SocketAddr>, String> {
+        let l = self.listen.trim();
+        if l.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        l.parse()
+            .map(Some)
+            .map_err(|_| format!("{l:?} is not ADDR:PORT or \"off\""))
+    }
+
+    /// Whether the listen address is the built-in default (a clash there is a warning, not
+    /// an error: several instances on one box, tests).
+    pub fn is_default(&self) -> bool {
+        self.listen.trim() == DEFAULT_ADMIN_LISTEN
+    }
 }
 
 /// What happens to a caller `policy` says to screen.
@@ -629,6 +671,8 @@ pub struct Overrides {
     pub divert_uri: Option<String>,
     /// `--db`.
     pub db: Option<PathBuf>,
+    /// `--admin`.
+    pub admin: Option<String>,
 }
 
 impl Config {
@@ -692,6 +736,9 @@ impl Config {
         }
         if let Some(db) = overrides.db {
             self.store.db = db;
+        }
+        if let Some(a) = overrides.admin {
+            self.admin.listen = a;
         }
     }
 }

@@ -551,7 +551,9 @@ fn overrides_replace_file_values() {
         rtp_ports: Some("30000-30099".to_string()),
         divert_uri: Some("sip:vm@192.0.2.20".to_string()),
         db: Some("/tmp/x.db".into()),
+        admin: Some("off".into()),
     });
+    assert_eq!(c.admin.addr(), Ok(None));
     assert_eq!(c.screening.mode, ScreeningMode::Mark);
     assert_eq!(c.media.port_range(), Some(30000..=30099));
     assert_eq!(c.screening.divert_uri.as_deref(), Some("sip:vm@192.0.2.20"));
@@ -675,4 +677,23 @@ fn when_unscreened_and_its_old_name() {
     let err = format!("{:?}", clash.validate().unwrap_err());
     assert!(err.contains("screening.fail_open"), "{err}");
     assert!(Config::from_toml_str("[screening]\nwhen_unscreened = \"maybe\"\n").is_err());
+}
+
+#[test]
+fn the_admin_server_off_loopback_needs_a_token() {
+    let ok = Config::from_toml_str("[sip]\nupstream = \"127.0.0.1:5080\"\n[security]\ntrusted = [\"127.0.0.1\"]\n[admin]\nlisten = \"127.0.0.1:9061\"\n").unwrap();
+    assert!(ok.validate().is_ok());
+    let open = Config::from_toml_str("[sip]\nupstream = \"127.0.0.1:5080\"\n[security]\ntrusted = [\"127.0.0.1\"]\n[admin]\nlisten = \"0.0.0.0:9060\"\n").unwrap();
+    let problems = open.validate().unwrap_err();
+    assert!(
+        problems.iter().any(|p| p.field == "admin.token"),
+        "{problems:?}"
+    );
+    let tokened = Config::from_toml_str(
+        "[sip]\nupstream = \"127.0.0.1:5080\"\n[security]\ntrusted = [\"127.0.0.1\"]\n[admin]\nlisten = \"0.0.0.0:9060\"\ntoken = \"0123456789abcdef\"\n",
+    )
+    .unwrap();
+    assert!(tokened.validate().is_ok());
+    let bad = Config::from_toml_str("[sip]\nupstream = \"127.0.0.1:5080\"\n[security]\ntrusted = [\"127.0.0.1\"]\n[admin]\nlisten = \"nine\"\n").unwrap();
+    assert!(bad.validate().is_err());
 }

@@ -69,10 +69,34 @@ impl Config {
         self.validate_security(&mut p);
         self.validate_screening(&mut p);
         self.validate_log(&mut p);
+        self.validate_admin(&mut p);
         if p.0.is_empty() {
             Ok(())
         } else {
             Err(p.0)
+        }
+    }
+
+    fn validate_admin(&self, p: &mut Problems) {
+        match self.admin.addr() {
+            Err(e) => p.push("admin.listen", e),
+            Ok(Some(addr)) if !addr.ip().is_loopback() => {
+                let weak = self
+                    .admin
+                    .token
+                    .as_deref()
+                    .is_none_or(|t| t.trim().len() < 16);
+                if weak {
+                    p.push(
+                        "admin.token",
+                        format!(
+                            "admin.listen {addr} is reachable from other machines: set a token of \
+                             at least 16 characters (the call log holds transcripts)"
+                        ),
+                    );
+                }
+            }
+            Ok(_) => {}
         }
     }
 

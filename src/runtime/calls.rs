@@ -340,6 +340,11 @@ impl CallManager {
         }
     }
 
+    /// The speech model's load now (`None` when it does not say).
+    pub fn asr_capacity(&self) -> Option<crate::asr::AsrCapacity> {
+        self.res.transcriber.capacity()
+    }
+
     /// `when_unscreened = "503"` is configured.
     pub fn refuses_when_saturated(&self) -> bool {
         self.res.refuse_when_saturated

@@ -11,12 +11,28 @@ use crate::call::Leg;
 use crate::media::bridge::{BridgeEvent, MediaBridge, Port};
 use crate::media::relay::{LegId, RtpRelay};
 use crate::runtime::calls::{CallEvent, RTP_INACTIVITY};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
 use tracing::{info, info_span};
+
+/// RTP packets of bridged calls since start, added when each call's relay ends (for
+/// `/metrics`; one process-wide set, like a metrics registry).
+#[derive(Debug, Default)]
+pub struct MediaCounters {
+    pub relayed: AtomicU64,
+    pub dropped_wrong_source: AtomicU64,
+    pub dropped_malformed: AtomicU64,
+}
+
+pub static MEDIA_COUNTERS: MediaCounters = MediaCounters {
+    relayed: AtomicU64::new(0),
+    dropped_wrong_source: AtomicU64::new(0),
+    dropped_malformed: AtomicU64::new(0),
+};
 
 /// One leg's bound ports: RTP and RTCP (RTP + 1, RFC 3550 §11).
 #[derive(Clone)]
@@ -162,6 +178,16 @@ async fn relay_media(
     let (a, b) = (
         relay.leg(LegId::Caller).stats(),
         relay.leg(LegId::Callee).stats(),
+    );
+    let add = |c: &AtomicU64, v: u64| c.fetch_add(v, Ordering::Relaxed);
+    add(&MEDIA_COUNTERS.relayed, a.packets_out + b.packets_out);
+    add(
+        &MEDIA_COUNTERS.dropped_wrong_source,
+        a.dropped_wrong_source + b.dropped_wrong_source,
+    );
+    add(
+        &MEDIA_COUNTERS.dropped_malformed,
+        a.dropped_malformed + b.dropped_malformed,
     );
     info_span!("call", call).in_scope(|| {
         info!(

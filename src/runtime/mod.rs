@@ -4,6 +4,7 @@
 pub mod calls;
 pub mod door;
 pub mod icmp;
+pub mod live;
 pub mod log_writer;
 pub mod media_relay;
 pub mod sip_server;

@@ -12,6 +12,7 @@
 use crate::runtime::calls::{CallEvent, CallManager, CallStats, ScreeningResources};
 use crate::runtime::door::{Door, DoorStats, NewRequest, Sorted, NEW_LANE};
 use crate::runtime::icmp;
+use crate::runtime::live::{Health, Live, Snapshot};
 use crate::runtime::tcp_limits::{ConnSlot, ConnTable, Refusal, TcpLimits, TcpStats};
 use crate::sip::msg::{frame_stream, MAX_MESSAGE_BYTES};
 use crate::sip::proxy::overload::{ShedChange, Shedder};
@@ -79,6 +80,7 @@ pub struct SipServer {
     screening: Option<ScreeningResources>,
     tcp_limits: Option<TcpLimits>,
     shutdown_grace: Duration,
+    live: Option<Arc<Live>>,
 }
 
 /// How long calls in progress may go on after SIGTERM (`sip.shutdown_grace_secs`).
@@ -142,6 +144,7 @@ impl SipServer {
             screening: None,
             tcp_limits: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            live: None,
         })
     }
 
@@ -162,6 +165,12 @@ impl SipServer {
     /// How long calls in progress may go on after the first stop request.
     pub fn with_shutdown_grace(mut self, grace: Duration) -> SipServer {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Publish counters and health here for the admin server.
+    pub fn with_live(mut self, live: Arc<Live>) -> SipServer {
+        self.live = Some(live);
         self
     }
 
@@ -236,6 +245,9 @@ impl SipServer {
             send_drops: 0,
             door: door.clone(),
             shedder: Shedder::new(),
+            live: self.live.clone(),
+            published: None,
+            draining: false,
             clock_base: (Instant::now(), std::time::Instant::now()),
         };
         // Start the proxy's own timers (the upstream's health probes).
@@ -283,6 +295,7 @@ impl SipServer {
                 core.drain().await;
             }
             core.report_shedding();
+            core.publish(false);
             let deadline = core.next_timer();
             tokio::select! {
                 biased;
@@ -292,6 +305,8 @@ impl SipServer {
                         Ok(()) if phase == Phase::Running => {
                             info!(grace_secs = grace.as_secs(), "stopping: new calls refused, calls in progress may finish");
                             core.proxy.start_draining();
+                            core.draining = true;
+                            core.publish(true);
                             phase = Phase::Draining(Instant::now() + grace);
                         }
                         // A second request ends the grace (checked at the top).
@@ -409,6 +424,10 @@ struct Core {
     door: Arc<Door>,
     /// Whether the core is behind, from the new lane's queueing delay.
     shedder: Shedder,
+    /// Where the admin server reads counters and health, and when they were last written.
+    live: Option<Arc<Live>>,
+    published: Option<std::time::Instant>,
+    draining: bool,
     /// The same moment on both clocks (the core speaks std, tokio sleeps on its own).
     clock_base: (Instant, std::time::Instant),
 }
@@ -459,6 +478,39 @@ impl Core {
         }
         self.drain().await;
         self.report_shedding();
+    }
+
+    /// Counters and health for the admin server, at most 4 times a second (or now).
+    fn publish(&mut self, now_anyway: bool) {
+        let Some(live) = &self.live else { return };
+        let t = std::time::Instant::now();
+        let due = self
+            .published
+            .is_none_or(|p| t.saturating_duration_since(p) >= Duration::from_millis(250));
+        if !due && !now_anyway {
+            return;
+        }
+        self.published = Some(t);
+        let saturated = match &self.calls {
+            Some(c) if c.refuses_when_saturated() => c.saturated().is_some(),
+            _ => false,
+        };
+        live.set_health(if self.draining {
+            Health::Draining
+        } else if saturated {
+            Health::Saturated
+        } else {
+            Health::Ready
+        });
+        live.publish(Snapshot {
+            proxy: self.proxy.stats().clone(),
+            door: self.door.stats(),
+            tcp: self.conns.counters.snapshot(),
+            tcp_open: self.conns.held(std::net::IpAddr::from([0, 0, 0, 0])).0,
+            calls: self.calls.as_ref().map(CallManager::stats),
+            asr: self.calls.as_ref().and_then(CallManager::asr_capacity),
+            upstream_up: self.proxy.upstream_up(),
+        });
     }
 
     /// Once a second while new requests are refused, and when that ends.

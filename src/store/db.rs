@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row}
 use crate::media::g711::Codec;
 
 use super::schema::{classify, migrate};
-use super::{unix_ms, CallRecord, StoreError, VoiceMessage, BUSY_TIMEOUT};
+use super::{unix_ms, CallRecord, Feedback, StoreError, VoiceMessage, BUSY_TIMEOUT};
 
 /// The columns of `calls` in the order [`read_row`] expects them.
 const COLUMNS: &str = "call_id, started_at_ms, withheld_reason, transcript, language, score, \
@@ -208,6 +208,59 @@ impl CallStore {
             record.message = Some(self.decode_message(call_id, &codec, &audio)?);
         }
         Ok(Some(record))
+    }
+
+    /// Store what the user said about a call (replacing an earlier answer). `false` when no
+    /// such call is recorded.
+    pub fn set_feedback(&self, call_id: &str, feedback: Feedback) -> Result<bool, StoreError> {
+        let known = self.get(call_id)?.is_some();
+        if !known {
+            return Ok(false);
+        }
+        self.conn
+            .execute(
+                "INSERT INTO feedback (call_id, verdict, at_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (call_id) DO UPDATE SET verdict = ?2, at_ms = ?3",
+                params![call_id, feedback.as_str(), unix_ms(SystemTime::now())],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
+    /// What the user said about a call, if anything.
+    pub fn feedback(&self, call_id: &str) -> Result<Option<Feedback>, StoreError> {
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT verdict FROM feedback WHERE call_id = ?1",
+                [call_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(v.as_deref().and_then(Feedback::parse))
+    }
+
+    /// Every call with feedback, oldest answer first: (record, feedback, when, unix ms).
+    pub fn all_feedback(&self) -> Result<Vec<(CallRecord, Feedback, i64)>, StoreError> {
+        let ids: Vec<(String, String, i64)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT call_id, verdict, at_ms FROM feedback ORDER BY at_ms, call_id")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(|e| self.err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?
+        };
+        let mut out = Vec::new();
+        for (id, verdict, at) in ids {
+            if let (Some(mut rec), Some(f)) = (self.get(&id)?, Feedback::parse(&verdict)) {
+                rec.message = None;
+                out.push((rec, f, at));
+            }
+        }
+        Ok(out)
     }
 
     /// The message the caller of this call left, if the call is recorded and has one.

@@ -85,7 +85,7 @@ pub const DEFAULT_QUEUE_LEN: usize = 256;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One screened call.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CallRecord {
     /// SIP Call-ID of the caller's leg. Unique: recording it again replaces the row.
     pub call_id: String,
@@ -179,6 +179,31 @@ impl From<&crate::detect::Reason> for RuleHit {
 }
 
 /// Errors of the call database. Every message names the file.
+/// What the user said about a screened call on the call log page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feedback {
+    Scam,
+    NotScam,
+}
+
+impl Feedback {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feedback::Scam => "scam",
+            Feedback::NotScam => "not_scam",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Feedback> {
+        match s {
+            "scam" => Some(Feedback::Scam),
+            "not_scam" => Some(Feedback::NotScam),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create folder {} for call database {}: {source}", dir.display(), path.display())]

@@ -41,6 +41,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         duration_ms INTEGER NOT NULL,
         audio       BLOB    NOT NULL
     );",
+    // 2 → 3: what the user said about a call on the call log page ("scam" / "not a scam"),
+    // for review (`scamscreen calls --feedback`). User data: never part of the corpus.
+    "CREATE TABLE feedback (
+        call_id  TEXT    PRIMARY KEY REFERENCES calls (call_id) ON DELETE CASCADE,
+        verdict  TEXT    NOT NULL,
+        at_ms    INTEGER NOT NULL
+    );",
 ];
 
 /// Brings the database up to [`SCHEMA_VERSION`]. Safe when two processes open a new file at

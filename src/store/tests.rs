@@ -115,7 +115,7 @@ fn an_empty_file_is_migrated_to_the_current_schema() {
     assert_eq!(store.count().unwrap(), 0);
     drop(store);
     assert_eq!(user_version(&path), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     // Opening again is a no-op and keeps the rows.
     let store = CallStore::open(&path).unwrap();
     store.insert(&record("a", T0)).unwrap();
@@ -172,7 +172,7 @@ fn a_database_from_a_newer_scamscreen_is_refused() {
             e,
             StoreError::NewerSchema {
                 found: 7,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
@@ -545,7 +545,7 @@ fn a_version_1_file_gets_the_messages_table_and_keeps_its_calls() {
     .unwrap();
     drop(conn);
     let store = CallStore::open(&path).unwrap();
-    assert_eq!(user_version(&path), 2);
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
     let old = store.get("old").unwrap().unwrap();
     assert_eq!((old.message, old.message_ms), (None, None));
     assert_eq!(old.transcript, "hello");
@@ -862,4 +862,21 @@ fn queued_message_audio_is_bounded() {
     assert_eq!(store.count().unwrap(), 5);
     assert_eq!(stored_messages(&store), 4);
     assert_eq!(store.message("m3").unwrap(), None);
+}
+
+#[test]
+fn feedback_is_stored_replaced_and_exported() {
+    let store = CallStore::open_in_memory().unwrap();
+    let mut r = record("fb-1", 1_700_000_000_000);
+    r.action = "divert".into();
+    store.insert(&r).unwrap();
+    assert_eq!(store.feedback("fb-1").unwrap(), None);
+    assert!(!store.set_feedback("unknown", Feedback::Scam).unwrap());
+    assert!(store.set_feedback("fb-1", Feedback::Scam).unwrap());
+    assert!(store.set_feedback("fb-1", Feedback::NotScam).unwrap());
+    assert_eq!(store.feedback("fb-1").unwrap(), Some(Feedback::NotScam));
+    let all = store.all_feedback().unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].0.call_id, "fb-1");
+    assert_eq!(all[0].1, Feedback::NotScam);
 }

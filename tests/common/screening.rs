@@ -26,6 +26,8 @@ pub struct Scamscreen {
     /// Everything scamscreen wrote to stderr, as bytes (lines with their newline).
     pub log: Arc<Mutex<Vec<u8>>>,
     pub tcp: Option<SocketAddr>,
+    /// The admin HTTP server (metrics, health, call log), on an ephemeral loopback port.
+    pub admin: Option<SocketAddr>,
     pub sip: SocketAddr,
     pub rtp: (u16, u16),
     pub db: PathBuf,
@@ -77,6 +79,7 @@ impl Scamscreen {
             .args(["--rtp-ports", &format!("{}-{}", rtp.0, rtp.1)])
             .arg("--db")
             .arg(&db)
+            .args(["--admin", "127.0.0.1:0"])
             .current_dir(super::root())
             .env("SCAMSCREEN_LOG", "info,whisper_rs=off")
             .env_remove("SCAMSCREEN_CONFIG")
@@ -129,11 +132,17 @@ impl Scamscreen {
             .nth(1)
             .and_then(|a| a.split(',').next())
             .and_then(|a| a.parse().ok());
+        let admin = line
+            .split_whitespace()
+            .skip_while(|w| *w != "admin")
+            .nth(1)
+            .and_then(|a| a.parse().ok());
         Scamscreen {
             child,
             last_json,
             log,
             tcp,
+            admin,
             sip: SocketAddr::new(LOOPBACK, port),
             rtp,
             db,

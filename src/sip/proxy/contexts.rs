@@ -129,6 +129,8 @@ impl Proxy {
                 ctx.final_sent = true;
             }
             self.stats.responses_relayed += 1;
+            let class = usize::from(status / 100).clamp(1, 6) - 1;
+            self.stats.responses_by_class[class] += 1;
         }
         self.mark(id, now);
     }

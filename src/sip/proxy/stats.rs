@@ -25,6 +25,8 @@ pub struct ProxyStats {
     pub retransmissions_in: u64,
     /// Responses relayed back to the sender.
     pub responses_relayed: u64,
+    /// Of those, by class: 1xx (100 Trying is not relayed) … 6xx.
+    pub responses_by_class: [u64; 6],
     /// Responses matching no transaction of ours.
     pub stray_responses: u64,
     /// OPTIONS answered locally.
