@@ -58,9 +58,14 @@ impl UpstreamHealth {
         self.up
     }
 
+    /// The next moment something is due. While a probe is out, only its timeout: the next
+    /// probe waits for it (a due `next_probe` reported meanwhile would be a timer that never
+    /// clears, and the core would spin until the probe times out; found by `make fuzz`).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let pending = self.outstanding.as_ref().map(|(_, t)| *t + PROBE_TIMEOUT);
-        Some(pending.map_or(self.next_probe, |p| p.min(self.next_probe)))
+        Some(match &self.outstanding {
+            Some((_, sent)) => *sent + PROBE_TIMEOUT,
+            None => self.next_probe,
+        })
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -129,6 +134,26 @@ impl UpstreamHealth {
 
 /// Branches of our probes (RFC 3261 magic cookie first).
 pub const PROBE_BRANCH_PREFIX: &str = "z9hG4bK-ssprobe-";
+
+#[cfg(test)]
+mod regression {
+    use super::*;
+
+    /// While down, probes go every second but a probe waits 2 s for its answer: the due
+    /// next probe must not be reported while one is out.
+    #[test]
+    fn a_probe_out_hides_the_next_one_so_the_timer_clears() {
+        let t0 = Instant::now();
+        let mut h = UpstreamHealth::new(t0, Duration::from_secs(1));
+        h.handle_timeout(t0);
+        assert!(matches!(h.poll_action(), Some(HealthAction::Probe(_))));
+        let t = t0 + Duration::from_millis(1500);
+        let due = h.poll_timeout().unwrap();
+        assert!(due > t, "reported {due:?}, which is already past at 1.5 s");
+        h.handle_timeout(t);
+        assert!(h.poll_timeout().unwrap() > t, "still due after handling it");
+    }
+}
 
 #[cfg(test)]
 mod tests {
