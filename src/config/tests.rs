@@ -147,6 +147,7 @@ fn example_mentions_every_option() {
         "retention_days",
         "level",
         "format",
+        "token",
     ];
     for option in options {
         let set = format!("\n{option} = ");
