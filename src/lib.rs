@@ -11,6 +11,7 @@ pub mod demo;
 pub mod detect;
 pub mod media;
 pub mod model;
+pub mod notify;
 pub mod runtime;
 pub mod sip;
 pub mod store;

@@ -345,3 +345,98 @@ fn the_call_log_page_lists_a_call_and_its_feedback_button_changes_the_record() {
     };
     std::fs::write(out, png).unwrap();
 }
+
+/// A webhook receiver on loopback: the bodies of the POSTs it got.
+fn receiver() -> (SocketAddr, std::sync::mpsc::Receiver<serde_json::Value>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0u8; length];
+            if r.read_exact(&mut body).is_ok() {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    let _ = tx.send(v);
+                }
+            }
+            let mut s = s;
+            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    (addr, rx)
+}
+
+/// A scam call, diverted: (call id, its record).
+fn scam_call(ss: &Scamscreen, name: &str) -> (String, serde_json::Value) {
+    let words = speech(
+        "This is Microsoft support. Your computer has a virus. Install TeamViewer so we can fix it.",
+    );
+    let mut c = ss.dial(name);
+    let call_id = c.call_id().to_string();
+    c.silence(GREETING_MS).unwrap();
+    c.speak(&words).unwrap();
+    c.silence(6000).unwrap();
+    c.hang_up().unwrap();
+    let rec = ss.record(&call_id);
+    (call_id, rec)
+}
+
+#[test]
+fn a_webhook_hears_of_a_diverted_call_and_a_dead_one_changes_nothing() {
+    let (addr, events) = receiver();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let callee = callee();
+    let callee = &callee;
+    std::thread::scope(|s| {
+        let live = s.spawn(move || {
+            let ss = Scamscreen::start_with(
+                callee.addr(),
+                8,
+                Some(&format!("[notify]\nwebhook = \"http://{addr}/hook\"\n")),
+            );
+            let (call_id, rec) = scam_call(&ss, "hooked");
+            let ev = events
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the receiver got no event");
+            assert_eq!(ev["call_id"], call_id.as_str());
+            assert_eq!(ev["verdict"], rec["action"]);
+            assert!(ev["transcript"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("microsoft"));
+            rec
+        });
+        let down = s.spawn(|| {
+            let ss = Scamscreen::start_with(
+                callee.addr(),
+                8,
+                Some(&format!(
+                    "[notify]\nwebhook = \"http://{dead}/hook\"\nredact = true\n"
+                )),
+            );
+            scam_call(&ss, "unhooked").1
+        });
+        let (with, without) = (live.join().unwrap(), down.join().unwrap());
+        // The dead receiver changed nothing for the call.
+        assert_eq!(with["action"], without["action"]);
+        assert_eq!(with["outcome"], without["outcome"]);
+    });
+}

@@ -174,6 +174,13 @@ pub fn resources(
     metrics: Option<Arc<scamscreen::admin::metrics::Metrics>>,
 ) -> anyhow::Result<(ScreeningResources, Option<StoreWriter>)> {
     let plan = SpeechPlan::of(cfg, models_dir)?;
+    let notifier = match &cfg.notify.webhook {
+        Some(url) => Some(
+            scamscreen::notify::Notifier::start(url.clone(), cfg.notify.redact)
+                .context("cannot start the webhook sender")?,
+        ),
+        None => None,
+    };
     let first = pool(&plan.first, cfg)?;
     // One pool for the multilingual model, whether it serves German calls, second passes
     // or both.
@@ -228,6 +235,9 @@ pub fn resources(
         on_finished: Some(Box::new(move |record| {
             if let Some(m) = &metrics {
                 m.observe_call(&record);
+            }
+            if let Some(n) = &notifier {
+                n.call_finished(&record);
             }
             let _ = recorder.try_record(record);
         })),

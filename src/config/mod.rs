@@ -119,6 +119,17 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
+    pub notify: NotifyConfig,
+}
+
+/// Notifications (`[notify]`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// `http://…` or `https://…`: a JSON event is POSTed for warn, divert and silent calls.
+    pub webhook: Option<String>,
+    /// Leave the transcript and the matched words out of the event.
+    pub redact: bool,
 }
 
 /// The admin HTTP server (`[admin]`): metrics, health, the call log page.

@@ -148,6 +148,8 @@ fn example_mentions_every_option() {
         "level",
         "format",
         "token",
+        "webhook",
+        "redact",
     ];
     for option in options {
         let set = format!("\n{option} = ");

@@ -70,6 +70,15 @@ impl Config {
         self.validate_screening(&mut p);
         self.validate_log(&mut p);
         self.validate_admin(&mut p);
+        if let Some(url) = &self.notify.webhook {
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || url.len() < 10 {
+                p.push(
+                    "notify.webhook",
+                    format!("{url:?} is not an http:// or https:// URL"),
+                );
+            }
+        }
         if p.0.is_empty() {
             Ok(())
         } else {
