@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the SIP edge: proxy calls to the PBX, mark or screen withheld callers.
     Run(cli::run::ConfigArgs),
+    /// Ask the running scamscreen to re-read its configuration (as SIGHUP does).
+    Reload(cli::reload::ReloadArgs),
     /// Check a configuration (file and flags) and print the effective settings.
     CheckConfig(cli::run::ConfigArgs),
     /// List recently screened calls from the call database (--json: one object per line).
@@ -209,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     match cli.command {
         Command::Run(args) => return cli::run::run(args),
+        Command::Reload(args) => return cli::reload::run_cli(args),
         Command::CheckConfig(args) => return cli::run::check_config(args),
         Command::Calls(args) => return cli::calls::run(args),
         Command::Transcribe(args) => return cli::transcribe::run(args),

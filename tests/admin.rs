@@ -440,3 +440,62 @@ fn a_webhook_hears_of_a_diverted_call_and_a_dead_one_changes_nothing() {
         assert_eq!(with["outcome"], without["outcome"]);
     });
 }
+
+/// SIGHUP re-reads the file: a new allow entry lets the next withheld caller through
+/// unscreened, the call in progress goes on; a broken file is refused and the running
+/// configuration kept.
+#[test]
+fn sighup_reloads_the_allow_list_for_the_next_call_and_keeps_calls() {
+    let callee = callee();
+    let ss = Scamscreen::start_with(callee.addr(), 8, Some("[screening]\nallow = []\n"));
+    let file = ss.config.clone().unwrap();
+    // A call in progress: answered by scamscreen, listening.
+    let mut first = ss.dial("before-reload");
+    // A broken file first: refused, the log lists the problem.
+    std::fs::write(
+        &file,
+        "[screening]\nallow = [\"*@anonymous.invalid\"]\nbogus = 1\n",
+    )
+    .unwrap();
+    ss.sighup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&ss.log.lock().unwrap()).contains("reload refused") {
+        assert!(Instant::now() < deadline, "no refusal in the log");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Now a good one through the admin server (as `scamscreen reload` does).
+    std::fs::write(&file, "[screening]\nallow = [\"*@anonymous.invalid\"]\n").unwrap();
+    let admin = ss.admin.unwrap();
+    let mut s = TcpStream::connect(admin).unwrap();
+    write!(
+        s,
+        "POST /reload HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // The next withheld caller is on the allow list: the callee's phone rings at once,
+    // without a verdict from screening.
+    let mut second = scamscreen::demo::DemoCaller::invite(
+        ss.sip,
+        common::screening::CALLER_IP,
+        "after-reload",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        second.wait_final(Duration::from_secs(5)).unwrap(),
+        Some(200)
+    );
+    let at_callee = callee
+        .call_for(second.call_id())
+        .expect("the allowed call went straight to the callee");
+    assert_eq!(at_callee.scamscreen_header("verdict"), None);
+    second.hang_up().unwrap();
+    // The first call is still up: its BYE is answered.
+    first.hang_up().unwrap();
+    assert!(first.bye_answered(), "{:?}", first.sip_log());
+    // SIGHUP did not stop the process (it used to exit with 129).
+    assert!(!String::from_utf8_lossy(&ss.log.lock().unwrap()).contains("stopping"));
+}

@@ -34,7 +34,12 @@ pub struct AdminState {
     /// The call database (`None` in mark mode: no calls are screened).
     pub db: Option<PathBuf>,
     pub token: Option<String>,
+    /// Where `POST /reload` asks for a reload (`None`: not offered).
+    pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
 }
+
+/// A reload request: the channel for its outcome (`None` for SIGHUP, which only logs).
+pub type ReloadRequest = Option<tokio::sync::oneshot::Sender<Result<(), String>>>;
 
 type Shared = Arc<AdminState>;
 
@@ -61,6 +66,7 @@ pub fn router(state: Shared) -> Router {
         .route("/calls/feedback", post(feedback))
         .route("/calls/message", get(message))
         .route("/login", get(login_form).post(login))
+        .route("/reload", post(reload))
         .with_state(state)
 }
 
@@ -230,6 +236,30 @@ async fn message(
         }
         Ok(None) => (StatusCode::NOT_FOUND, "no message\n").into_response(),
         Err(r) => r,
+    }
+}
+
+/// `POST /reload`: re-read the configuration; 200 when it took effect, 422 with every problem
+/// when it was refused (the running configuration stays).
+async fn reload(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if !authorized(&s, &headers) {
+        return unauthorized(false);
+    }
+    let Some(tx) = &s.reload else {
+        return (StatusCode::NOT_FOUND, "reload not available\n").into_response();
+    };
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    if tx.send(Some(reply)).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response();
+    }
+    match outcome.await {
+        Ok(Ok(())) => (StatusCode::OK, "reloaded\n").into_response(),
+        Ok(Err(problems)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("reload refused, the running configuration stays:\n{problems}\n"),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "no answer\n").into_response(),
     }
 }
 

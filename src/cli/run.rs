@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct ConfigArgs {
     /// Configuration file (see scamscreen.example.toml); without it, built-in defaults.
     #[arg(long, short = 'c', env = "SCAMSCREEN_CONFIG")]
@@ -185,14 +185,15 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(serve(cfg, models_dir))
+    rt.block_on(serve(cfg, models_dir, args))
 }
 
-async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
+async fn serve(cfg: Config, models_dir: PathBuf, args: ConfigArgs) -> anyhow::Result<()> {
     // The admin server first: /healthz says "loading" while the model loads.
     let live = Arc::new(Live::new());
     let metrics = Arc::new(Metrics::new(live.clone()));
-    let admin = start_admin(&cfg, live.clone(), metrics.clone()).await?;
+    let (reload_req_tx, reload_req_rx) = tokio::sync::mpsc::channel(4);
+    let admin = start_admin(&cfg, live.clone(), metrics.clone(), reload_req_tx.clone()).await?;
     let upstream_hp = cfg
         .sip
         .upstream_target()
@@ -333,10 +334,30 @@ async fn serve(cfg: Config, models_dir: PathBuf) -> anyhow::Result<()> {
             stop_tx.send_modify(|n| *n += 1);
         }
     });
+    // Reload: SIGHUP (logrotate, systemctl reload) and POST /reload re-read the file.
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    crate::cli::reload::spawn(
+        args,
+        cfg.clone(),
+        models_dir.clone(),
+        reload_req_rx,
+        reload_tx,
+    );
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot watch for SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            if reload_req_tx.send(None).await.is_err() {
+                return;
+            }
+        }
+    });
     live.set_health(Health::Ready);
     let stats = server
         .with_shutdown_grace(std::time::Duration::from_secs(cfg.sip.shutdown_grace_secs))
         .with_live(live)
+        .with_reloads(reload_rx)
         .run(stop)
         .await;
     if let Some(w) = recorder {
@@ -354,6 +375,7 @@ async fn start_admin(
     cfg: &Config,
     live: Arc<Live>,
     metrics: Arc<Metrics>,
+    reload: tokio::sync::mpsc::Sender<scamscreen::admin::ReloadRequest>,
 ) -> anyhow::Result<Option<SocketAddr>> {
     let Some(addr) = cfg
         .admin
@@ -381,6 +403,7 @@ async fn start_admin(
         metrics,
         db,
         token: cfg.admin.token.clone(),
+        reload: Some(reload),
     };
     tokio::spawn(scamscreen::admin::serve(listener, state));
     tracing::info!(addr = ?bound, "admin server: /healthz /metrics and the call log");

@@ -340,6 +340,20 @@ impl CallManager {
         }
     }
 
+    /// A reloaded configuration (SIGHUP): rules, thresholds, prompts and languages for the
+    /// calls that start from now on (calls in progress keep what they began with where they
+    /// hold it, and use the new prompts for what they play next).
+    pub fn reload(
+        &mut self,
+        detector: Arc<Detector>,
+        prompts: PromptBook,
+        languages: crate::call::language::LanguageByNumber,
+    ) {
+        self.res.detector = detector;
+        self.res.prompts = prompts;
+        self.res.languages = languages;
+    }
+
     /// The speech model's load now (`None` when it does not say).
     pub fn asr_capacity(&self) -> Option<crate::asr::AsrCapacity> {
         self.res.transcriber.capacity()

@@ -81,6 +81,21 @@ pub struct SipServer {
     tcp_limits: Option<TcpLimits>,
     shutdown_grace: Duration,
     live: Option<Arc<Live>>,
+    reloads: Option<mpsc::Receiver<Reload>>,
+}
+
+/// What a SIGHUP re-reads and the running server takes without dropping a call.
+pub struct Reload {
+    pub classify: crate::sip::classify::ClassifyRules,
+    pub skip_screening_from: Vec<ipnet::IpNet>,
+    /// For the call layer (`None` in mark mode).
+    pub screening: Option<ScreeningReload>,
+}
+
+pub struct ScreeningReload {
+    pub detector: Arc<crate::detect::Detector>,
+    pub prompts: crate::runtime::calls::PromptBook,
+    pub languages: crate::call::language::LanguageByNumber,
 }
 
 /// How long calls in progress may go on after SIGTERM (`sip.shutdown_grace_secs`).
@@ -145,6 +160,7 @@ impl SipServer {
             tcp_limits: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             live: None,
+            reloads: None,
         })
     }
 
@@ -165,6 +181,12 @@ impl SipServer {
     /// How long calls in progress may go on after the first stop request.
     pub fn with_shutdown_grace(mut self, grace: Duration) -> SipServer {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Take reloaded configurations from here (SIGHUP).
+    pub fn with_reloads(mut self, rx: mpsc::Receiver<Reload>) -> SipServer {
+        self.reloads = Some(rx);
         self
     }
 
@@ -255,6 +277,7 @@ impl SipServer {
         core.drain().await;
         let mut phase = Phase::Running;
         let mut stop_open = true;
+        let mut reloads = self.reloads;
         loop {
             // Shutdown: move on when the calls are done or the time is up.
             let live = core.calls.as_ref().map_or(0, CallManager::live);
@@ -314,6 +337,13 @@ impl SipServer {
                     }
                 }
                 _ = sleep_until_opt(check_phase) => {}
+                Some(r) = async { match reloads.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    core.proxy.reconfigure(r.classify, r.skip_screening_from);
+                    if let (Some(calls), Some(sr)) = (core.calls.as_mut(), r.screening) {
+                        calls.reload(sr.detector, sr.prompts, sr.languages);
+                    }
+                    info!("configuration reloaded: allow/deny lists, rules, thresholds and prompts in force for new calls");
+                }
                 Some(input) = rx.recv() => {
                     core.input(input, phase == Phase::Running).await;
                     // Whatever else is queued, each answered at once (no batching delay),

@@ -28,6 +28,8 @@ pub struct Scamscreen {
     pub tcp: Option<SocketAddr>,
     /// The admin HTTP server (metrics, health, call log), on an ephemeral loopback port.
     pub admin: Option<SocketAddr>,
+    /// The configuration file it was started with (when one was given).
+    pub config: Option<PathBuf>,
     pub sip: SocketAddr,
     pub rtp: (u16, u16),
     pub db: PathBuf,
@@ -68,10 +70,12 @@ impl Scamscreen {
         let db = dir.path().join("calls.db");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_scamscreen"));
         cmd.arg("run");
+        let mut config = None;
         if let Some(toml) = toml {
             let file = dir.path().join("scamscreen.toml");
             std::fs::write(&file, toml).unwrap();
-            cmd.arg("--config").arg(file);
+            cmd.arg("--config").arg(&file);
+            config = Some(file);
         }
         cmd.args(["--listen", &format!("{LOOPBACK}:{port}")])
             .args(["--upstream", &upstream.to_string()])
@@ -143,6 +147,7 @@ impl Scamscreen {
             log,
             tcp,
             admin,
+            config,
             sip: SocketAddr::new(LOOPBACK, port),
             rtp,
             db,
@@ -185,6 +190,14 @@ impl Scamscreen {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Send SIGHUP (reload the configuration).
+    pub fn sighup(&self) {
+        // SAFETY: signalling our own child, not yet reaped.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP);
+        }
     }
 
     /// Send SIGTERM without waiting.

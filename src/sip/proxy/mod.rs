@@ -619,6 +619,13 @@ impl Proxy {
         });
     }
 
+    /// A reloaded configuration (SIGHUP): who is screened. Transactions and calls in
+    /// progress keep going; the next request sees the new rules.
+    pub fn reconfigure(&mut self, classify: ClassifyRules, skip_screening_from: Vec<IpNet>) {
+        self.cfg.classify = classify;
+        self.cfg.skip_screening_from = skip_screening_from;
+    }
+
     /// Feed a message from the new-request lane while the core is behind
     /// ([`overload::Shedder`]): a retransmission, an ACK or CANCEL is handled as usual, a new
     /// request is refused with 503 + Retry-After before anything is created for it.

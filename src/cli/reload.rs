@@ -1,0 +1,165 @@
+//! Reload without restart: SIGHUP, `POST /reload` on the admin server, or `scamscreen
+//! reload` (which calls that) re-read the configuration file; the allow/deny lists, the
+//! screening policy, the rules and thresholds and the prompts take effect for the next
+//! call, calls in progress go on. A configuration with problems is refused with every
+//! problem listed, and the running one is kept. Settings that need a restart (listen
+//! addresses, ports, the model, the database, trusted networks, the admin server) are
+//! named in a warning when they changed.
+
+use crate::cli::run::{load, ConfigArgs};
+use crate::cli::screening_setup::{prompt_book, SpeechPlan};
+use anyhow::Context;
+use scamscreen::call::language::LanguageByNumber;
+use scamscreen::config::{Config, ScreeningMode};
+use scamscreen::detect::Detector;
+use scamscreen::runtime::sip_server::{Reload, ScreeningReload};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Build what the running server takes from the configuration as it is now on disk.
+pub fn build(
+    args: &ConfigArgs,
+    running: &Config,
+    models_dir: &std::path::Path,
+) -> anyhow::Result<Reload> {
+    let cfg = load(args)?;
+    let restart = needs_restart(running, &cfg);
+    if !restart.is_empty() {
+        tracing::warn!(
+            settings = %restart.join(", "),
+            "changed settings that only a restart applies"
+        );
+    }
+    let classify = cfg
+        .screening
+        .classify_rules()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let screening = if running.screening.mode == ScreeningMode::Screen {
+        let detector = Detector::load_dir(&cfg.screening.rules_dir, cfg.screening.thresholds())
+            .and_then(|d| d.with_model_weight(cfg.screening.model_weight))
+            .with_context(|| format!("rule packs in {}", cfg.screening.rules_dir.display()))?;
+        let plan = SpeechPlan::of(&cfg, models_dir)?;
+        let prompts = prompt_book(&cfg.media.prompts_dir, &plan.languages)?;
+        let languages = LanguageByNumber::new(
+            cfg.screening
+                .called
+                .iter()
+                .map(|c| (c.number.as_str(), c.language.as_str())),
+        )
+        .context("screening.called")?;
+        Some(ScreeningReload {
+            detector: Arc::new(detector),
+            prompts,
+            languages,
+        })
+    } else {
+        None
+    };
+    Ok(Reload {
+        classify,
+        skip_screening_from: cfg.screening.skip_from.clone(),
+        screening,
+    })
+}
+
+/// The sections a reload cannot apply, when they differ.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.sip != new.sip {
+        out.push("[sip]");
+    }
+    if old.security.trusted != new.security.trusted {
+        out.push("security.trusted");
+    }
+    if old.media.rtp_ports != new.media.rtp_ports || old.media.media_ip != new.media.media_ip {
+        out.push("media.rtp_ports/media_ip");
+    }
+    if old.store != new.store {
+        out.push("[store]");
+    }
+    if old.admin != new.admin {
+        out.push("[admin]");
+    }
+    if old.notify != new.notify {
+        out.push("[notify]");
+    }
+    if old.screening.model != new.screening.model || old.screening.mode != new.screening.mode {
+        out.push("screening.model/mode");
+    }
+    out
+}
+
+/// Reload on each request (SIGHUP, or the admin server's `POST /reload` with a channel for
+/// the outcome), in order.
+pub fn spawn(
+    args: ConfigArgs,
+    running: Config,
+    models_dir: PathBuf,
+    mut requests: mpsc::Receiver<scamscreen::admin::ReloadRequest>,
+    to_server: mpsc::Sender<Reload>,
+) {
+    tokio::spawn(async move {
+        while let Some(reply) = requests.recv().await {
+            let (a, r, m) = (args.clone(), running.clone(), models_dir.clone());
+            let outcome = match tokio::task::spawn_blocking(move || build(&a, &r, &m)).await {
+                Ok(Ok(reload)) => {
+                    if to_server.send(reload).await.is_err() {
+                        return;
+                    }
+                    Ok(())
+                }
+                Ok(Err(e)) => {
+                    tracing::error!("reload refused, the running configuration stays: {e:#}");
+                    Err(format!("{e:#}"))
+                }
+                Err(e) => Err(format!("reload failed: {e}")),
+            };
+            if let Some(tx) = reply {
+                let _ = tx.send(outcome);
+            }
+        }
+    });
+}
+
+/// `scamscreen reload`: ask the running scamscreen (its admin server) to reload.
+#[derive(clap::Args, Debug)]
+pub struct ReloadArgs {
+    /// The configuration file of the running scamscreen (for the admin address and token).
+    #[arg(long, short = 'c', env = "SCAMSCREEN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The admin server's address (instead of the file's admin.listen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin: Option<std::net::SocketAddr>,
+}
+
+pub fn run_cli(args: ReloadArgs) -> anyhow::Result<()> {
+    let cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let addr = match args.admin {
+        Some(a) => a,
+        None => cfg
+            .admin
+            .addr()
+            .map_err(|e| anyhow::anyhow!("admin.listen: {e}"))?
+            .context("the admin server is off (admin.listen = \"off\"): send SIGHUP instead (kill -HUP PID, or systemctl reload scamscreen)")?,
+    };
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new([127, 0, 0, 1].into(), addr.port())
+    } else {
+        addr
+    };
+    let url = format!("http://{host}/reload");
+    let mut req = ureq::post(&url);
+    if let Some(t) = &cfg.admin.token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.send_empty().with_context(|| {
+        format!("cannot reach the admin server at {url}: is scamscreen running?")
+    })?;
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    println!("{}", body.trim());
+    Ok(())
+}
