@@ -373,3 +373,35 @@ fn a_damaged_learned_model_is_named_in_a_clear_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `check-config` is a preflight: from a folder without models or rules and with a database
+/// folder that does not exist, every problem `run` would stop on is listed at once.
+#[test]
+fn check_config_lists_what_run_would_stop_on_all_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let out = scamscreen()
+        .current_dir(dir.path())
+        .args([
+            "check-config",
+            "--upstream",
+            "127.0.0.1:5080",
+            "--trust",
+            "127.0.0.0/8",
+        ])
+        .args(["--listen", &taken.local_addr().unwrap().to_string()])
+        .args(["--db", "/nonexistent-folder/calls.db", "--admin", "off"])
+        .args(["--models-dir", "no-models"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    for what in [
+        "screening.rules_dir",
+        "speech model",
+        "store.db",
+        "sip.listen_udp",
+    ] {
+        assert!(stderr.contains(what), "{what} missing in: {stderr}");
+    }
+}

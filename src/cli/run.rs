@@ -98,28 +98,39 @@ pub fn check_config(args: ConfigArgs) -> anyhow::Result<()> {
     if cfg.screening.mode == ScreeningMode::Screen {
         // The languages must be ones the models can hear (a German call with only tiny.en
         // would be transcribed as English nonsense and never screened).
-        let plan = crate::cli::screening_setup::SpeechPlan::of(&cfg, &args.models_dir)
-            .context("the speech models cannot screen this configuration")?;
-        println!(
-            "speech      {} for {}{}",
-            plan.first.display(),
-            if plan.first_multilingual {
-                plan.languages.join(", ")
-            } else {
-                "en".to_string()
-            },
-            plan.multilingual
-                .as_ref()
-                .map_or(String::new(), |m| format!(
-                    "; {} for {}",
-                    m.display(),
-                    plan.languages
-                        .iter()
-                        .filter(|l| *l != "en")
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
+        if let Ok(plan) = crate::cli::screening_setup::SpeechPlan::of(&cfg, &args.models_dir) {
+            println!(
+                "speech      {} for {}{}",
+                plan.first.display(),
+                if plan.first_multilingual {
+                    plan.languages.join(", ")
+                } else {
+                    "en".to_string()
+                },
+                plan.multilingual
+                    .as_ref()
+                    .map_or(String::new(), |m| format!(
+                        "; {} for {}",
+                        m.display(),
+                        plan.languages
+                            .iter()
+                            .filter(|l| *l != "en")
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+            );
+        }
+    }
+    let pre = crate::cli::preflight::check(&cfg, &args.models_dir);
+    for w in &pre.warnings {
+        println!("warning: {w}");
+    }
+    if !pre.problems.is_empty() {
+        anyhow::bail!(
+            "{} problem(s) `run` would stop on:\n  {}",
+            pre.problems.len(),
+            pre.problems.join("\n  ")
         );
     }
     println!("configuration OK");
