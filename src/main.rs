@@ -183,7 +183,7 @@ fn main() -> ExitCode {
         return match cli::run::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", cli::error_text(&e));
                 ExitCode::FAILURE
             }
         };
@@ -201,7 +201,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::error_text(&e));
             ExitCode::FAILURE
         }
     }

@@ -405,3 +405,47 @@ fn check_config_lists_what_run_would_stop_on_all_at_once() {
         assert!(stderr.contains(what), "{what} missing in: {stderr}");
     }
 }
+
+/// With `[log] format = "json"` every line on stderr is one JSON object of one schema, the
+/// counters at the stop included (as fields).
+#[test]
+fn json_logs_are_only_json_lines_of_one_schema() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("s.toml");
+    std::fs::write(&cfg, "[log]\nformat = \"json\"\nlevel = \"info\"\n").unwrap();
+    let mut child = scamscreen()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:5080"])
+        .args(["--trust", "127.0.0.0/8", "--mode", "mark", "--admin", "off"])
+        .env_remove("SCAMSCREEN_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening"), "{line}");
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut stopped = false;
+    for l in stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}"));
+        for key in ["timestamp", "level", "fields", "target"] {
+            assert!(v.get(key).is_some(), "{key} missing: {l}");
+        }
+        if v["fields"]["message"] == "stopped" {
+            stopped = true;
+            assert!(v["fields"]["received"].is_u64(), "counters as fields: {l}");
+        }
+    }
+    assert!(stopped, "{stderr}");
+}

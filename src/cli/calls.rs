@@ -149,18 +149,20 @@ fn seconds(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
 
+/// Unix milliseconds as RFC 3339 in UTC (`2026-12-07T15:15:23.894Z`).
+pub fn rfc3339_utc(unix_ms: i64) -> Option<String> {
+    let t = calendar(unix_ms, false)?;
+    Some(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.millis
+    ))
+}
+
 /// The record as JSON, with `started_at` added as a readable UTC time.
 fn json_line(call: &CallRecord) -> anyhow::Result<serde_json::Value> {
     let mut value = serde_json::to_value(call).context("cannot encode a call as JSON")?;
-    if let (Some(obj), Some(t)) = (value.as_object_mut(), calendar(call.started_at_ms, false)) {
-        obj.insert(
-            "started_at".into(),
-            format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                t.year, t.month, t.day, t.hour, t.minute, t.second, t.millis
-            )
-            .into(),
-        );
+    if let (Some(obj), Some(t)) = (value.as_object_mut(), rfc3339_utc(call.started_at_ms)) {
+        obj.insert("started_at".into(), t.into());
     }
     Ok(value)
 }

@@ -110,8 +110,9 @@ pub fn spawn(
                     Ok(())
                 }
                 Ok(Err(e)) => {
-                    tracing::error!("reload refused, the running configuration stays: {e:#}");
-                    Err(format!("{e:#}"))
+                    let text = crate::cli::error_text(&e);
+                    tracing::error!("reload refused, the running configuration stays: {text}");
+                    Err(text)
                 }
                 Err(e) => Err(format!("reload failed: {e}")),
             };

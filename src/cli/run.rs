@@ -317,22 +317,8 @@ async fn serve(cfg: Config, models_dir: PathBuf, args: ConfigArgs) -> anyhow::Re
         advertised = %format!("{host}:{port}"),
         "scamscreen SIP edge running"
     );
-    // Ready line on stdout for scripts and tests.
-    println!(
-        "listening udp {} tcp {} upstream {upstream} admin {}",
-        udp.iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-        server
-            .tcp_addrs()
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-        admin.map_or("off".to_string(), |a| a.to_string())
-    );
-    // SIGTERM or Ctrl-C: the first starts a graceful stop, the second ends its grace.
+    // SIGTERM or Ctrl-C (watched before the ready line, so a script may stop us at once):
+    // the first starts a graceful stop, the second ends its grace.
     let (stop_tx, stop) = tokio::sync::watch::channel(0u32);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot watch for SIGTERM")?;
@@ -364,6 +350,21 @@ async fn serve(cfg: Config, models_dir: PathBuf, args: ConfigArgs) -> anyhow::Re
             }
         }
     });
+    // Ready line on stdout for scripts and tests.
+    println!(
+        "listening udp {} tcp {} upstream {upstream} admin {}",
+        udp.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        server
+            .tcp_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        admin.map_or("off".to_string(), |a| a.to_string())
+    );
     live.set_health(Health::Ready);
     let stats = server
         .with_shutdown_grace(std::time::Duration::from_secs(cfg.sip.shutdown_grace_secs))
@@ -374,8 +375,31 @@ async fn serve(cfg: Config, models_dir: PathBuf, args: ConfigArgs) -> anyhow::Re
     if let Some(w) = recorder {
         w.shutdown();
     }
-    tracing::info!(?stats, "stopped");
-    eprintln!("{}", serde_json::to_string(&stats).unwrap_or_default());
+    match cfg.log.format {
+        // One schema for log collectors: the counters are fields of a log line shaped as
+        // tracing's own JSON lines are.
+        config::LogFormat::Json => {
+            let mut fields = serde_json::to_value(&stats).unwrap_or_default();
+            if let Some(o) = fields.as_object_mut() {
+                o.insert("message".into(), "stopped".into());
+            }
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let line = serde_json::json!({
+                "timestamp": crate::cli::calls::rfc3339_utc(now_ms),
+                "level": "INFO",
+                "fields": fields,
+                "target": "scamscreen::cli::run",
+            });
+            eprintln!("{line}");
+        }
+        // For people: a line saying so, then the counters as one JSON line (scripts read it).
+        _ => {
+            tracing::info!("stopped");
+            eprintln!("{}", serde_json::to_string(&stats).unwrap_or_default());
+        }
+    }
     Ok(())
 }
 
