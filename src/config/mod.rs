@@ -701,7 +701,51 @@ impl Config {
                 }
             }
         })?;
-        Self::parse(&src, &path.display().to_string())
+        let mut cfg = Self::parse(&src, &path.display().to_string())?;
+        if let Some(dir) = path.parent() {
+            cfg.resolve_paths(&src, dir);
+        }
+        Ok(cfg)
+    }
+
+    /// Relative paths written in the file are relative to the file's folder (so a config in
+    /// `/etc/scamscreen` may say `rules_dir = "../../usr/share/scamscreen/rules"`, and the same
+    /// tree works unpacked anywhere). Paths the file does not set keep their defaults, which
+    /// are relative to the working folder, as are paths given as flags.
+    fn resolve_paths(&mut self, src: &str, dir: &Path) {
+        let Ok(table) = src.parse::<toml::Table>() else {
+            return;
+        };
+        let written = |section: &str, key: &str| {
+            table
+                .get(section)
+                .and_then(|v| v.as_table())
+                .is_some_and(|t| t.contains_key(key))
+        };
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = dir.join(&*p);
+            }
+        };
+        if written("screening", "rules_dir") {
+            fix(&mut self.screening.rules_dir);
+        }
+        if written("screening", "model") {
+            if let Some(m) = self.screening.model.as_mut() {
+                fix(m);
+            }
+        }
+        if written("screening", "multilingual_model") {
+            if let Some(m) = self.screening.multilingual_model.as_mut() {
+                fix(m);
+            }
+        }
+        if written("media", "prompts_dir") {
+            fix(&mut self.media.prompts_dir);
+        }
+        if written("store", "db") {
+            fix(&mut self.store.db);
+        }
     }
 
     /// Parse TOML text; errors name the file as `<config>`.

@@ -700,3 +700,27 @@ fn the_admin_server_off_loopback_needs_a_token() {
     let bad = Config::from_toml_str("[sip]\nupstream = \"127.0.0.1:5080\"\n[security]\ntrusted = [\"127.0.0.1\"]\n[admin]\nlisten = \"nine\"\n").unwrap();
     assert!(bad.validate().is_err());
 }
+
+#[test]
+fn paths_written_in_the_file_are_relative_to_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc/scamscreen");
+    std::fs::create_dir_all(&etc).unwrap();
+    let file = etc.join("scamscreen.toml");
+    std::fs::write(
+        &file,
+        "[screening]\nrules_dir = \"../../usr/share/scamscreen/rules\"\n\
+         [media]\nprompts_dir = \"/abs/prompts\"\n[store]\ndb = \"calls.db\"\n",
+    )
+    .unwrap();
+    let c = Config::load(&file).unwrap();
+    assert_eq!(c.screening.rules_dir, etc.join("../../usr/share/scamscreen/rules"));
+    assert_eq!(c.media.prompts_dir, std::path::PathBuf::from("/abs/prompts"));
+    assert_eq!(c.store.db, etc.join("calls.db"));
+    // Not written: the default, relative to the working folder.
+    assert_eq!(c.screening.model, None);
+    assert_eq!(
+        c.screening.multilingual_model,
+        Config::default().screening.multilingual_model
+    );
+}
