@@ -1,0 +1,162 @@
+//! The Docker image's runtime stage, proven without a Docker engine: the files it copies
+//! (`docker/Dockerfile`, stage "run": the binary, the rule packs, the model, the packaged
+//! configuration), its user (uid 10001, when the test runs as root) and its working folder
+//! (/var/lib/scamscreen) are reproduced under a temporary root, and `run` screens a call
+//! there with the packaged configuration's paths (relative to /etc/scamscreen, so they point
+//! into the temporary root). Keep the list below in step with the Dockerfile.
+
+mod common;
+
+use common::screening::{callee, speech, CALLER_IP, GREETING_MS, LOOPBACK};
+use scamscreen::demo::{self, DemoCaller};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_images_runtime_stage_screens_a_call_from_its_own_tree() {
+    let root_dir = tempfile::tempdir().unwrap();
+    let root = root_dir.path();
+    let repo = common::root();
+    let model = common::model("ggml-tiny.en-q8_0.bin");
+    // COPY --from=build … /usr/bin/scamscreen
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_scamscreen"),
+        root.join("usr/bin/scamscreen"),
+    )
+    .unwrap();
+    // COPY … /usr/share/scamscreen/rules/ and the model
+    copy_dir(
+        &repo.join("models/rules"),
+        &root.join("usr/share/scamscreen/rules"),
+    );
+    let models = root.join("usr/share/scamscreen/models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::copy(&model, models.join("ggml-tiny.en-q8_0.bin")).unwrap();
+    let meta = model.with_extension("bin.json");
+    if meta.exists() {
+        std::fs::copy(&meta, models.join("ggml-tiny.en-q8_0.bin.json")).unwrap();
+    }
+    // COPY packaging/scamscreen.toml /etc/scamscreen/scamscreen.toml, with this test's
+    // addresses (what a user edits).
+    let callee = callee();
+    let port = demo::free_sip_port(LOOPBACK).unwrap();
+    let rtp = demo::free_rtp_range(LOOPBACK, 8).unwrap();
+    let packaged = std::fs::read_to_string(repo.join("packaging/scamscreen.toml")).unwrap();
+    let cfg = packaged
+        .replace(
+            "upstream = \"127.0.0.1:5080\"",
+            &format!("upstream = \"{}\"", callee.addr()),
+        )
+        .replace("0.0.0.0:5060", &format!("127.0.0.1:{port}"))
+        .replace(
+            "rtp_ports = \"20000-20999\"",
+            &format!("rtp_ports = \"{}-{}\"", rtp.0, rtp.1),
+        )
+        .replace("listen = \"127.0.0.1:9060\"", "listen = \"off\"");
+    assert_ne!(
+        cfg, packaged,
+        "the packaged configuration changed: update this test"
+    );
+    std::fs::create_dir_all(root.join("etc/scamscreen")).unwrap();
+    std::fs::write(root.join("etc/scamscreen/scamscreen.toml"), cfg).unwrap();
+    // useradd --uid 10001 … --home-dir /var/lib/scamscreen; WORKDIR /var/lib/scamscreen.
+    let state = root.join("var/lib/scamscreen");
+    std::fs::create_dir_all(&state).unwrap();
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if as_root {
+        let c = std::ffi::CString::new(state.to_str().unwrap()).unwrap();
+        // SAFETY: chown on a path we created.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 10001, 10001) }, 0);
+        // The temporary root's parents must be enterable by the unprivileged user.
+        let mut p = state.clone();
+        while let Some(parent) = p.parent() {
+            if parent == Path::new("/") || parent == Path::new("/tmp") {
+                break;
+            }
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(parent).unwrap().permissions().mode();
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode | 0o755))
+                .unwrap();
+            p = parent.to_path_buf();
+        }
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            "10001",
+            "--regid",
+            "10001",
+            "--clear-groups",
+            "--",
+        ]);
+        c.arg(root.join("usr/bin/scamscreen"));
+        c
+    } else {
+        Command::new(root.join("usr/bin/scamscreen"))
+    };
+    // ENTRYPOINT/CMD of the image, with the temporary root's paths.
+    let mut child = cmd
+        .args(["run", "--config"])
+        .arg(root.join("etc/scamscreen/scamscreen.toml"))
+        .arg("--models-dir")
+        .arg(&models)
+        .current_dir(&state)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("SCAMSCREEN_LOG", "info,whisper_rs=off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the binary from the temporary root");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening udp"), "{line:?}");
+    let sip = SocketAddr::new("127.0.0.1".parse().unwrap(), port);
+    let words = speech(
+        "This is Microsoft support. Your computer has a virus. Install TeamViewer so we can fix it.",
+    );
+    let mut c = DemoCaller::call(sip, CALLER_IP, "packaged", Duration::from_secs(10)).unwrap();
+    let call_id = c.call_id().to_string();
+    c.silence(GREETING_MS).unwrap();
+    c.speak(&words).unwrap();
+    c.silence(6000).unwrap();
+    c.hang_up().unwrap();
+    // The record is in the volume, the prompts were spoken into it.
+    let db = state.join("calls.db");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rec = loop {
+        let found = scamscreen::store::CallStore::open_existing(&db)
+            .and_then(|s| s.get(&call_id))
+            .ok()
+            .flatten();
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no record in {}", db.display());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        matches!(rec.action.as_str(), "divert" | "warn"),
+        "screened as {}: {}",
+        rec.action,
+        rec.transcript
+    );
+    assert!(state.join("prompts/greeting.wav").is_file());
+}
