@@ -714,8 +714,14 @@ fn paths_written_in_the_file_are_relative_to_its_folder() {
     )
     .unwrap();
     let c = Config::load(&file).unwrap();
-    assert_eq!(c.screening.rules_dir, etc.join("../../usr/share/scamscreen/rules"));
-    assert_eq!(c.media.prompts_dir, std::path::PathBuf::from("/abs/prompts"));
+    assert_eq!(
+        c.screening.rules_dir,
+        etc.join("../../usr/share/scamscreen/rules")
+    );
+    assert_eq!(
+        c.media.prompts_dir,
+        std::path::PathBuf::from("/abs/prompts")
+    );
     assert_eq!(c.store.db, etc.join("calls.db"));
     // Not written: the default, relative to the working folder.
     assert_eq!(c.screening.model, None);
