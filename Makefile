@@ -3,6 +3,7 @@
 #   make test   everything CI runs: format, lint, unit and integration tests with the real model
 #   make run    run the SIP edge with scamscreen.toml (see scamscreen.example.toml)
 #   make fuzz   fuzz the SIP parser and proxy core for FUZZ_SECS seconds per target
+#   make deb    the Debian package (cargo-deb), in target/debian/
 #   make bench  speed and quality benchmarks, written to BENCHMARKS.md
 #   make train  retrain the learned second opinion (models/rules/linear.model) from the corpus
 # Every target is idempotent: a second run only does what is missing.
@@ -28,7 +29,7 @@ BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k kamailio mbrola 
 FUZZ_SECS ?= 60
 CONFIG    ?= scamscreen.toml
 
-.PHONY: all deps deps-bench build model demo test bench lint fmt clean help run check-config fuzz train
+.PHONY: all deps deps-bench build model demo test bench lint fmt clean help run check-config fuzz train deb
 
 all: build
 
@@ -76,8 +77,15 @@ lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 
-test: model lint
+test: model lint deb
 	$(CARGO) test --release --locked
+
+# The Debian package (cargo-deb): target/debian/scamscreen_*.deb. tests/packaging.rs unpacks
+# it with dpkg -x and screens a call from the packaged tree.
+deb: build
+	$(BIN) generate --out target/generated
+	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
+	$(CARGO) deb --no-build --strip --locked
 
 # The learned second opinion: trained on the corpus's train split only (held-out authors never),
 # deterministic (the same corpus gives the same bytes; tests/detect_corpus.rs checks the shipped

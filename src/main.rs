@@ -23,6 +23,14 @@ enum Command {
     Run(cli::run::ConfigArgs),
     /// Ask the running scamscreen to re-read its configuration (as SIGHUP does).
     Reload(cli::reload::ReloadArgs),
+    /// Write the man page and the shell completions (for packagers).
+    #[command(hide = true)]
+    Generate {
+        /// Folder to write scamscreen.1, scamscreen.bash, _scamscreen (zsh) and
+        /// scamscreen.fish into.
+        #[arg(long, default_value = "target/generated")]
+        out: PathBuf,
+    },
     /// Check a configuration (file and flags) and print the effective settings.
     CheckConfig(cli::run::ConfigArgs),
     /// List recently screened calls from the call database (--json: one object per line).
@@ -207,11 +215,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// The man page and the completions, from the same clap definition as the program.
+fn generate(out: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let cmd = Cli::command();
+    let mut man = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut man)?;
+    std::fs::write(out.join("scamscreen.1"), man)?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "scamscreen", out)
+            .with_context(|| format!("cannot write the {shell} completions"))?;
+    }
+    println!("wrote the man page and completions to {}", out.display());
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     match cli.command {
         Command::Run(args) => return cli::run::run(args),
         Command::Reload(args) => return cli::reload::run_cli(args),
+        Command::Generate { out } => return generate(&out),
         Command::CheckConfig(args) => return cli::run::check_config(args),
         Command::Calls(args) => return cli::calls::run(args),
         Command::Transcribe(args) => return cli::transcribe::run(args),

@@ -50,12 +50,22 @@ fn the_images_runtime_stage_screens_a_call_from_its_own_tree() {
     if meta.exists() {
         std::fs::copy(&meta, models.join("ggml-tiny.en-q8_0.bin.json")).unwrap();
     }
+    let packaged = std::fs::read_to_string(repo.join("packaging/scamscreen.toml")).unwrap();
+    std::fs::create_dir_all(root.join("etc/scamscreen")).unwrap();
+    std::fs::write(root.join("etc/scamscreen/scamscreen.toml"), packaged).unwrap();
+    screen_a_call_in(root, &models);
+}
+
+/// Set this test's addresses in the tree's configuration (what a user edits), start the
+/// tree's binary as the image or the unit would (uid 10001 when root, in
+/// /var/lib/scamscreen), and screen a scam call: its record must be in the tree's database.
+fn screen_a_call_in(root: &Path, models: &Path) {
     // COPY packaging/scamscreen.toml /etc/scamscreen/scamscreen.toml, with this test's
     // addresses (what a user edits).
     let callee = callee();
     let port = demo::free_sip_port(LOOPBACK).unwrap();
     let rtp = demo::free_rtp_range(LOOPBACK, 8).unwrap();
-    let packaged = std::fs::read_to_string(repo.join("packaging/scamscreen.toml")).unwrap();
+    let packaged = std::fs::read_to_string(root.join("etc/scamscreen/scamscreen.toml")).unwrap();
     let cfg = packaged
         .replace(
             "upstream = \"127.0.0.1:5080\"",
@@ -71,12 +81,18 @@ fn the_images_runtime_stage_screens_a_call_from_its_own_tree() {
         cfg, packaged,
         "the packaged configuration changed: update this test"
     );
-    std::fs::create_dir_all(root.join("etc/scamscreen")).unwrap();
     std::fs::write(root.join("etc/scamscreen/scamscreen.toml"), cfg).unwrap();
     // useradd --uid 10001 … --home-dir /var/lib/scamscreen; WORKDIR /var/lib/scamscreen.
     let state = root.join("var/lib/scamscreen");
     std::fs::create_dir_all(&state).unwrap();
     let as_root = unsafe { libc::geteuid() } == 0;
+    if as_root {
+        // As the postinst does: the configuration readable by the service's group only.
+        let conf = root.join("etc/scamscreen/scamscreen.toml");
+        let c = std::ffi::CString::new(conf.to_str().unwrap()).unwrap();
+        // SAFETY: chown on a file we wrote.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 0, 10001) }, 0);
+    }
     let mut cmd = if as_root {
         let c = std::ffi::CString::new(state.to_str().unwrap()).unwrap();
         // SAFETY: chown on a path we created.
@@ -112,7 +128,7 @@ fn the_images_runtime_stage_screens_a_call_from_its_own_tree() {
         .args(["run", "--config"])
         .arg(root.join("etc/scamscreen/scamscreen.toml"))
         .arg("--models-dir")
-        .arg(&models)
+        .arg(models)
         .current_dir(&state)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
@@ -159,4 +175,72 @@ fn the_images_runtime_stage_screens_a_call_from_its_own_tree() {
         rec.transcript
     );
     assert!(state.join("prompts/greeting.wav").is_file());
+}
+
+/// `make deb` built the package: unpacked with `dpkg -x` into a temporary root, it holds what
+/// the issue lists, `check-config` passes with the packaged paths (relative to
+/// /etc/scamscreen, so inside the root), and a call is screened from the unpacked tree.
+#[test]
+fn the_debian_package_unpacks_checks_and_screens_a_call() {
+    let debs: Vec<_> = std::fs::read_dir(common::root().join("target/debian"))
+        .expect("target/debian: run `make deb` (make test does)")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    let deb = debs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .expect("no .deb in target/debian: run `make deb`");
+    let root_dir = tempfile::tempdir().unwrap();
+    let root = root_dir.path();
+    let ok = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb)
+        .arg(root)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for f in [
+        "usr/bin/scamscreen",
+        "etc/scamscreen/scamscreen.toml",
+        "usr/share/scamscreen/rules/en.toml",
+        "usr/share/scamscreen/rules/de.toml",
+        "usr/share/man/man1/scamscreen.1.gz",
+        "usr/share/bash-completion/completions/scamscreen",
+        "usr/lib/systemd/system/scamscreen.service",
+    ] {
+        assert!(root.join(f).exists(), "{f} missing from {}", deb.display());
+    }
+    let unit =
+        std::fs::read_to_string(root.join("usr/lib/systemd/system/scamscreen.service")).unwrap();
+    for line in [
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "ProtectSystem=strict",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "TimeoutStopSec=60",
+        "Restart=on-failure",
+    ] {
+        assert!(unit.contains(line), "{line} missing from the unit");
+    }
+    // The state folder the postinst makes, and the models the user fetches after install.
+    std::fs::create_dir_all(root.join("var/lib/scamscreen")).unwrap();
+    let models = common::model("ggml-tiny.en-q8_0.bin")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let out = Command::new(root.join("usr/bin/scamscreen"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(root.join("etc/scamscreen/scamscreen.toml"))
+        .arg("--models-dir")
+        .arg(&models)
+        .args(["--admin", "off", "--listen", "127.0.0.1:0"])
+        .current_dir(root.join("var/lib/scamscreen"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("configuration OK"), "{text}");
+    screen_a_call_in(root, &models);
 }
