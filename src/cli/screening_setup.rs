@@ -27,9 +27,12 @@ pub fn ensure_prompt(
     if !path.exists() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create prompts folder {}", dir.display()))?;
+        // Spoken into a file of this process's own, then renamed into place: another
+        // scamscreen starting at the same moment never reads a half-written prompt.
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let ok = std::process::Command::new("espeak-ng")
             .args(["-v", voice, "-s", "150", "-w"])
-            .arg(&path)
+            .arg(&tmp)
             .arg(text)
             .status()
             .with_context(|| {
@@ -40,6 +43,8 @@ pub fn ensure_prompt(
             })?
             .success();
         anyhow::ensure!(ok, "espeak-ng failed to make {}", path.display());
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot put the prompt in place at {}", path.display()))?;
     }
     let pcm = load_prompt(&path).with_context(|| format!("prompt {}", path.display()))?;
     Ok(Arc::from(pcm))
