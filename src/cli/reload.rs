@@ -7,14 +7,11 @@
 //! named in a warning when they changed.
 
 use crate::cli::run::{load, ConfigArgs};
-use crate::cli::screening_setup::{prompt_book, SpeechPlan};
+use crate::cli::screening_setup::{rules_and_prompts, SpeechPlan};
 use anyhow::Context;
-use scamscreen::call::language::LanguageByNumber;
 use scamscreen::config::{Config, ScreeningMode};
-use scamscreen::detect::Detector;
-use scamscreen::runtime::sip_server::{Reload, ScreeningReload};
+use scamscreen::runtime::sip_server::Reload;
 use std::path::PathBuf;
-use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Build what the running server takes from the configuration as it is now on disk.
@@ -36,23 +33,8 @@ pub fn build(
         .classify_rules()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let screening = if running.screening.mode == ScreeningMode::Screen {
-        let detector = Detector::load_dir(&cfg.screening.rules_dir, cfg.screening.thresholds())
-            .and_then(|d| d.with_model_weight(cfg.screening.model_weight))
-            .with_context(|| format!("rule packs in {}", cfg.screening.rules_dir.display()))?;
         let plan = SpeechPlan::of(&cfg, models_dir)?;
-        let prompts = prompt_book(&cfg.media.prompts_dir, &plan.languages)?;
-        let languages = LanguageByNumber::new(
-            cfg.screening
-                .called
-                .iter()
-                .map(|c| (c.number.as_str(), c.language.as_str())),
-        )
-        .context("screening.called")?;
-        Some(ScreeningReload {
-            detector: Arc::new(detector),
-            prompts,
-            languages,
-        })
+        Some(rules_and_prompts(&cfg, &plan.languages)?)
     } else {
         None
     };

@@ -10,6 +10,7 @@ use scamscreen::detect::Detector;
 use scamscreen::media::ports::PortPool;
 use scamscreen::model::ModelPaths;
 use scamscreen::runtime::calls::{load_prompt, PromptBook, Prompts, ScreeningResources};
+use scamscreen::runtime::sip_server::ScreeningReload;
 use scamscreen::store::CallStore;
 use scamscreen::store::{StoreWriter, WriterOptions};
 use std::net::IpAddr;
@@ -171,6 +172,27 @@ fn pool(model: &Path, cfg: &Config) -> anyhow::Result<WhisperPool> {
         .with_context(|| format!("cannot load the whisper model {}", model.display()))
 }
 
+/// What a reload can change in the call layer: the rule packs with their thresholds, the
+/// prompts of `languages`, and the language per called number (at start and on SIGHUP).
+pub fn rules_and_prompts(cfg: &Config, languages: &[String]) -> anyhow::Result<ScreeningReload> {
+    let detector = Detector::load_dir(&cfg.screening.rules_dir, cfg.screening.thresholds())
+        .and_then(|d| d.with_model_weight(cfg.screening.model_weight))
+        .with_context(|| format!("rule packs in {}", cfg.screening.rules_dir.display()))?;
+    let prompts = prompt_book(&cfg.media.prompts_dir, languages)?;
+    let by_number = LanguageByNumber::new(
+        cfg.screening
+            .called
+            .iter()
+            .map(|c| (c.number.as_str(), c.language.as_str())),
+    )
+    .context("screening.called")?;
+    Ok(ScreeningReload {
+        detector: Arc::new(detector),
+        prompts,
+        languages: by_number,
+    })
+}
+
 pub fn resources(
     cfg: &Config,
     models_dir: &Path,
@@ -194,17 +216,11 @@ pub fn resources(
         None => None,
     };
     let second = plan.second.as_ref().and(multilingual.clone());
-    let detector = Detector::load_dir(&cfg.screening.rules_dir, cfg.screening.thresholds())
-        .and_then(|d| d.with_model_weight(cfg.screening.model_weight))
-        .with_context(|| format!("rule packs in {}", cfg.screening.rules_dir.display()))?;
-    let prompts = prompt_book(&cfg.media.prompts_dir, &plan.languages)?;
-    let languages = LanguageByNumber::new(
-        cfg.screening
-            .called
-            .iter()
-            .map(|c| (c.number.as_str(), c.language.as_str())),
-    )
-    .context("screening.called")?;
+    let ScreeningReload {
+        detector,
+        prompts,
+        languages,
+    } = rules_and_prompts(cfg, &plan.languages)?;
     let range = cfg
         .media
         .port_range()
@@ -226,7 +242,7 @@ pub fn resources(
         transcriber_multilingual: plan.first_multilingual,
         multilingual,
         second,
-        detector: Arc::new(detector),
+        detector,
         prompts,
         languages,
         ringback: cfg.media.ringback.pcm(),
