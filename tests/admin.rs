@@ -9,6 +9,7 @@ use common::screening::{callee, speech, Scamscreen, GREETING_MS};
 use scamscreen::store::{CallStore, Feedback};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// One HTTP/1.1 GET: (status, body).
@@ -122,6 +123,19 @@ fn metrics_show_a_screened_call_and_health_goes_503_while_draining() {
         if sample(&text, &series) == Some(1.0) {
             assert!(
                 sample(&text, "scamscreen_time_to_verdict_seconds_count").is_some_and(|n| n >= 1.0)
+            );
+            // The speech model's work on the call.
+            assert!(
+                sample(&text, "scamscreen_asr_transcriptions_total").is_some_and(|n| n >= 1.0),
+                "{text}"
+            );
+            assert!(
+                sample(&text, "scamscreen_asr_model_milliseconds_total").is_some_and(|n| n > 0.0),
+                "{text}"
+            );
+            assert!(
+                sample(&text, "scamscreen_asr_refused_total{reason=\"timed_out\"}").is_some(),
+                "{text}"
             );
             break;
         }
@@ -447,24 +461,46 @@ fn a_webhook_hears_of_a_diverted_call_and_a_dead_one_changes_nothing() {
 #[test]
 fn sighup_reloads_the_allow_list_for_the_next_call_and_keeps_calls() {
     let callee = callee();
-    let ss = Scamscreen::start_with(callee.addr(), 8, Some("[screening]\nallow = []\n"));
+    // The pid file and the database as a packaged config names them: relative to its folder.
+    let ss = Scamscreen::start_with(
+        callee.addr(),
+        8,
+        Some("[screening]\nallow = []\n[run]\npidfile = \"scamscreen.pid\"\n[store]\ndb = \"calls.db\"\n"),
+    );
     let file = ss.config.clone().unwrap();
+    let pidfile = file.with_file_name("scamscreen.pid");
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        ss.pid().to_string()
+    );
     // A call in progress: answered by scamscreen, listening.
     let mut first = ss.dial("before-reload");
     // A broken file first: refused, the log lists the problem.
     std::fs::write(
         &file,
-        "[screening]\nallow = [\"*@anonymous.invalid\"]\nbogus = 1\n",
+        "[screening]\nallow = [\"*@anonymous.invalid\"]\nbogus = 1\n[store]\ndb = \"calls.db\"\n",
     )
     .unwrap();
-    ss.sighup();
+    // `scamscreen reload --pidfile` signals the process (SIGHUP).
+    let out = Command::new(env!("CARGO_BIN_EXE_scamscreen"))
+        .args(["reload", "--pidfile"])
+        .arg(&pidfile)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent SIGHUP"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !String::from_utf8_lossy(&ss.log.lock().unwrap()).contains("reload refused") {
         assert!(Instant::now() < deadline, "no refusal in the log");
         std::thread::sleep(Duration::from_millis(100));
     }
     // Now a good one through the admin server (as `scamscreen reload` does).
-    std::fs::write(&file, "[screening]\nallow = [\"*@anonymous.invalid\"]\n").unwrap();
+    std::fs::write(
+        &file,
+        "[screening]\nallow = [\"*@anonymous.invalid\"]\n[run]\npidfile = \"scamscreen.pid\"\n\
+         [store]\ndb = \"calls.db\"\n",
+    )
+    .unwrap();
     let admin = ss.admin.unwrap();
     let mut s = TcpStream::connect(admin).unwrap();
     write!(
@@ -498,4 +534,20 @@ fn sighup_reloads_the_allow_list_for_the_next_call_and_keeps_calls() {
     assert!(first.bye_answered(), "{:?}", first.sip_log());
     // SIGHUP did not stop the process (it used to exit with 129).
     assert!(!String::from_utf8_lossy(&ss.log.lock().unwrap()).contains("stopping"));
+    // The pid file goes when the process stops.
+    let mut ss = ss;
+    ss.stop();
+    assert!(!pidfile.exists());
+    // `scamscreen calls --config` reads the database the file names.
+    let out = Command::new(env!("CARGO_BIN_EXE_scamscreen"))
+        .args(["calls", "--json", "--config"])
+        .arg(&file)
+        .env_remove("SCAMSCREEN_DB")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(first.call_id()),
+        "{out:?}"
+    );
 }

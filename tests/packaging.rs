@@ -222,6 +222,7 @@ fn the_debian_package_unpacks_checks_and_screens_a_call() {
     ] {
         assert!(unit.contains(line), "{line} missing from the unit");
     }
+    systemd_verify(&root.join("usr/lib/systemd/system/scamscreen.service"));
     // The state folder the postinst makes, and the models the user fetches after install.
     std::fs::create_dir_all(root.join("var/lib/scamscreen")).unwrap();
     let models = common::model("ggml-tiny.en-q8_0.bin")
@@ -243,4 +244,43 @@ fn the_debian_package_unpacks_checks_and_screens_a_call() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("configuration OK"), "{text}");
     screen_a_call_in(root, &models);
+}
+
+/// `systemd-analyze verify` on the unit, where the host has it (not in a container without
+/// systemd): no complaint but the one that the binary is not installed on this host. A copy
+/// with a misspelt key shows the check can fail.
+fn systemd_verify(unit: &Path) {
+    let verify = |unit: &Path| -> Option<Vec<String>> {
+        let out = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(unit)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        Some(
+            text.lines()
+                .filter(|l| !l.contains("/usr/bin/scamscreen is not executable"))
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect(),
+        )
+    };
+    let Some(complaints) = verify(unit) else {
+        eprintln!("systemd-analyze not found: the unit is not verified");
+        return;
+    };
+    assert!(
+        complaints.is_empty(),
+        "systemd-analyze verify: {complaints:#?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("scamscreen.service");
+    let text = std::fs::read_to_string(unit).unwrap();
+    std::fs::write(&bad, text.replace("ProtectSystem=", "ProtectSystm=")).unwrap();
+    let complaints = verify(&bad).unwrap();
+    assert!(
+        complaints.iter().any(|l| l.contains("ProtectSystm")),
+        "{complaints:?}"
+    );
 }

@@ -303,6 +303,33 @@ impl Collector for Core {
                 "Recent time per transcription",
                 a.typical.as_millis() as i64,
             )?;
+            let c = &crate::asr::ASR_COUNTERS;
+            let n = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+            counter(
+                &mut enc,
+                "asr_transcriptions",
+                "Transcriptions finished with a transcript",
+                &[],
+                &[n(&c.transcribed)],
+            )?;
+            counter(
+                &mut enc,
+                "asr_model_milliseconds",
+                "Time the speech model spent on finished transcriptions",
+                &[],
+                &[n(&c.model_ms)],
+            )?;
+            counter(
+                &mut enc,
+                "asr_refused",
+                "Transcriptions not done: stopped at the deadline, refused as unable to make it, or refused with the queue full",
+                &[
+                    ("reason", "timed_out"),
+                    ("reason", "cannot_make_it"),
+                    ("reason", "queue_full"),
+                ],
+                &[n(&c.timed_out), n(&c.cannot_make_it), n(&c.queue_full)],
+            )?;
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ pub mod vad;
 pub mod wer;
 pub mod whisper;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -222,6 +222,46 @@ impl Drop for PendingTranscript {
 }
 
 /// Anything that turns speech into text without blocking the caller.
+/// What the speech model did since the process started, for `/metrics`.
+#[derive(Debug)]
+pub struct AsrCounters {
+    /// Transcriptions that finished with a transcript.
+    pub transcribed: AtomicU64,
+    /// Milliseconds the model spent on them.
+    pub model_ms: AtomicU64,
+    /// Transcriptions stopped at their deadline, unfinished.
+    pub timed_out: AtomicU64,
+    /// Refused before starting: the work ahead could not be done before the deadline.
+    pub cannot_make_it: AtomicU64,
+    /// Refused because the queue was full.
+    pub queue_full: AtomicU64,
+}
+
+pub static ASR_COUNTERS: AsrCounters = AsrCounters {
+    transcribed: AtomicU64::new(0),
+    model_ms: AtomicU64::new(0),
+    timed_out: AtomicU64::new(0),
+    cannot_make_it: AtomicU64::new(0),
+    queue_full: AtomicU64::new(0),
+};
+
+impl AsrCounters {
+    /// Count a finished (or refused) transcription.
+    pub fn count<T>(&self, result: &Result<T, AsrError>, model_ms: u64) {
+        let c = match result {
+            Ok(_) => {
+                self.model_ms.fetch_add(model_ms, Ordering::Relaxed);
+                &self.transcribed
+            }
+            Err(AsrError::TimedOut) => &self.timed_out,
+            Err(AsrError::CannotMakeIt { .. }) => &self.cannot_make_it,
+            Err(AsrError::QueueFull) => &self.queue_full,
+            Err(_) => return,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The recogniser's load and speed at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AsrCapacity {

@@ -22,6 +22,7 @@ use super::cpu::{self, CpuLoad, ThreadPolicy};
 use super::vad::VoiceActivity;
 use super::{
     AsrError, AsrRequest, CancelToken, PendingTranscript, Segment, Transcriber, Transcript,
+    ASR_COUNTERS,
 };
 
 /// Encoder frames per second of audio (whisper: 1500 frames per 30 s).
@@ -248,10 +249,12 @@ impl Transcriber for WhisperPool {
             let now = Instant::now();
             let done = self.expected_done(now);
             if done > deadline && !self.speed.stale(now) {
-                return Err(AsrError::CannotMakeIt {
+                let e = AsrError::CannotMakeIt {
                     expected_ms: done.saturating_duration_since(now).as_millis() as u64,
                     left_ms: deadline.saturating_duration_since(now).as_millis() as u64,
-                });
+                };
+                ASR_COUNTERS.count::<()>(&Err(e.clone()), 0);
+                return Err(e);
             }
         }
         let (reply, rx) = tokio::sync::oneshot::channel();
@@ -265,7 +268,10 @@ impl Transcriber for WhisperPool {
         };
         match tx.try_send(job) {
             Ok(()) => Ok(PendingTranscript::new(rx, cancel)),
-            Err(TrySendError::Full(_)) => Err(AsrError::QueueFull),
+            Err(TrySendError::Full(_)) => {
+                ASR_COUNTERS.count::<()>(&Err(AsrError::QueueFull), 0);
+                Err(AsrError::QueueFull)
+            }
             Err(TrySendError::Disconnected(_)) => Err(AsrError::ShutDown),
         }
     }
@@ -416,6 +422,8 @@ impl Worker {
                 }
                 r
             };
+            let model_ms = result.as_ref().map_or(0, |t| t.elapsed_ms);
+            ASR_COUNTERS.count(&result, model_ms);
             // The requester may have gone away; that is fine.
             let _ = job.reply.send(result);
         }

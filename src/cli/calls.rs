@@ -24,9 +24,13 @@ const MESSAGE_CHARS: usize = 9;
 
 #[derive(clap::Args, Debug)]
 pub struct CallsArgs {
-    /// Call database (SQLite) that `scamscreen run --db` writes.
-    #[arg(long, default_value = scamscreen::config::DEFAULT_DB, env = "SCAMSCREEN_DB")]
-    pub db: PathBuf,
+    /// Call database (SQLite) that `scamscreen run` writes [default: the config's store.db,
+    /// else scamscreen-calls.db].
+    #[arg(long, env = "SCAMSCREEN_DB")]
+    pub db: Option<PathBuf>,
+    /// The configuration file of `scamscreen run`, for its store.db.
+    #[arg(long, short = 'c', env = "SCAMSCREEN_CONFIG")]
+    pub config: Option<PathBuf>,
     /// How many calls to list, newest first.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
@@ -50,15 +54,28 @@ pub struct CallsArgs {
     pub feedback: bool,
 }
 
+/// The database to read: `--db`, else the configuration's `store.db` (relative to the file's
+/// folder when written there), else the default.
+fn database(args: &CallsArgs) -> anyhow::Result<PathBuf> {
+    if let Some(db) = &args.db {
+        return Ok(db.clone());
+    }
+    match &args.config {
+        Some(path) => Ok(scamscreen::config::Config::load(path)?.store.db),
+        None => Ok(PathBuf::from(scamscreen::config::DEFAULT_DB)),
+    }
+}
+
 pub fn run(args: CallsArgs) -> anyhow::Result<()> {
-    let store = CallStore::open_existing(&args.db)?;
+    let db = database(&args)?;
+    let store = CallStore::open_existing(&db)?;
     let now = SystemTime::now();
     if let Some(days) = args.purge_days {
         let max_age = Duration::from_secs(u64::from(days) * 24 * 3600);
         let deleted = store.purge_older_than(max_age, now)?;
         eprintln!(
             "deleted {deleted} call(s) older than {days} day(s) from {}",
-            args.db.display()
+            db.display()
         );
     }
     if args.feedback {
@@ -93,7 +110,7 @@ pub fn run(args: CallsArgs) -> anyhow::Result<()> {
             Some(_) => " in that time",
             None => "",
         };
-        eprintln!("no screened calls{when} in {}", args.db.display());
+        eprintln!("no screened calls{when} in {}", db.display());
         return Ok(());
     }
     println!(

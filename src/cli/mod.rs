@@ -11,6 +11,7 @@ pub mod calls;
 pub mod demo;
 pub mod detect;
 pub mod eval_audio;
+pub mod pidfile;
 pub mod preflight;
 pub mod reload;
 pub mod run;

@@ -63,6 +63,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.admin != new.admin {
         out.push("[admin]");
     }
+    if old.run != new.run {
+        out.push("[run]");
+    }
     if old.notify != new.notify {
         out.push("[notify]");
     }
@@ -105,15 +108,21 @@ pub fn spawn(
     });
 }
 
-/// `scamscreen reload`: ask the running scamscreen (its admin server) to reload.
+/// `scamscreen reload`: ask the running scamscreen to reload, through its admin server (which
+/// answers with the outcome) or, where that is off or cannot be reached, with SIGHUP to the
+/// process named by the pid file (the outcome is then in its log).
 #[derive(clap::Args, Debug)]
 pub struct ReloadArgs {
-    /// The configuration file of the running scamscreen (for the admin address and token).
+    /// The configuration file of the running scamscreen (admin address, token, pid file).
     #[arg(long, short = 'c', env = "SCAMSCREEN_CONFIG")]
     pub config: Option<PathBuf>,
     /// The admin server's address (instead of the file's admin.listen).
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "pidfile")]
     pub admin: Option<std::net::SocketAddr>,
+    /// Send SIGHUP to the process in this pid file (instead of the file's run.pidfile and
+    /// the admin server).
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
 }
 
 pub fn run_cli(args: ReloadArgs) -> anyhow::Result<()> {
@@ -121,13 +130,31 @@ pub fn run_cli(args: ReloadArgs) -> anyhow::Result<()> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    let addr = match args.admin {
-        Some(a) => a,
+    let by_signal = |path: &std::path::Path| -> anyhow::Result<()> {
+        let pid = crate::cli::pidfile::signal_reload(path)?;
+        println!(
+            "sent SIGHUP to scamscreen (pid {pid}); its log says whether the reload was taken"
+        );
+        Ok(())
+    };
+    if let Some(p) = &args.pidfile {
+        return by_signal(p);
+    }
+    let admin = match args.admin {
+        Some(a) => Some(a),
         None => cfg
             .admin
             .addr()
-            .map_err(|e| anyhow::anyhow!("admin.listen: {e}"))?
-            .context("the admin server is off (admin.listen = \"off\"): send SIGHUP instead (kill -HUP PID, or systemctl reload scamscreen)")?,
+            .map_err(|e| anyhow::anyhow!("admin.listen: {e}"))?,
+    };
+    let Some(addr) = admin else {
+        return match &cfg.run.pidfile {
+            Some(p) => by_signal(p),
+            None => anyhow::bail!(
+                "the admin server is off (admin.listen = \"off\") and no run.pidfile is set: \
+                 send SIGHUP instead (kill -HUP PID, or systemctl reload scamscreen)"
+            ),
+        };
     };
     let host = if addr.ip().is_unspecified() {
         std::net::SocketAddr::new([127, 0, 0, 1].into(), addr.port())
@@ -135,14 +162,29 @@ pub fn run_cli(args: ReloadArgs) -> anyhow::Result<()> {
         addr
     };
     let url = format!("http://{host}/reload");
-    let mut req = ureq::post(&url);
+    let mut req = ureq::post(&url)
+        .config()
+        .http_status_as_error(false)
+        .build();
     if let Some(t) = &cfg.admin.token {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }
-    let mut resp = req.send_empty().with_context(|| {
-        format!("cannot reach the admin server at {url}: is scamscreen running?")
-    })?;
+    let mut resp = match req.send_empty() {
+        Ok(r) => r,
+        Err(e) => {
+            if let (Some(p), None) = (&cfg.run.pidfile, args.admin) {
+                tracing::debug!(error = %e, "admin server unreachable, using the pid file");
+                return by_signal(p);
+            }
+            return Err(e).with_context(|| {
+                format!("cannot reach the admin server at {url}: is scamscreen running?")
+            });
+        }
+    };
     let body = resp.body_mut().read_to_string().unwrap_or_default();
+    if !resp.status().is_success() {
+        anyhow::bail!("reload refused ({}): {}", resp.status(), body.trim());
+    }
     println!("{}", body.trim());
     Ok(())
 }

@@ -46,7 +46,8 @@ pub struct ConfigArgs {
     /// Call record database (replaces store.db).
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
-    /// Folder of the default whisper model.
+    /// Folder of the default whisper model; also of the rules (`rules/`) and spoken prompts
+    /// (`prompts/`) unless the file sets screening.rules_dir / media.prompts_dir.
     #[arg(long, default_value = "models", env = "SCAMSCREEN_MODELS")]
     pub models_dir: PathBuf,
     /// The admin HTTP server (metrics, health, call log): ADDR:PORT or `off` (replaces
@@ -83,6 +84,14 @@ pub fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
         db: args.db.clone(),
         admin: args.admin.clone(),
     });
+    // --models-dir moves the rules and prompts too, where the file leaves them at their
+    // defaults (which live under the default models folder).
+    if cfg.screening.rules_dir == std::path::Path::new(config::DEFAULT_RULES_DIR) {
+        cfg.screening.rules_dir = args.models_dir.join("rules");
+    }
+    if cfg.media.prompts_dir == std::path::Path::new(config::DEFAULT_PROMPTS_DIR) {
+        cfg.media.prompts_dir = args.models_dir.join("prompts");
+    }
     if let Err(problems) = cfg.validate() {
         return Err(ConfigError::Invalid(problems).into());
     }
@@ -350,6 +359,10 @@ async fn serve(cfg: Config, models_dir: PathBuf, args: ConfigArgs) -> anyhow::Re
             }
         }
     });
+    let pidfile = match &cfg.run.pidfile {
+        Some(p) => Some(crate::cli::pidfile::PidFile::create(p)?),
+        None => None,
+    };
     // Ready line on stdout for scripts and tests.
     println!(
         "listening udp {} tcp {} upstream {upstream} admin {}",
@@ -375,6 +388,7 @@ async fn serve(cfg: Config, models_dir: PathBuf, args: ConfigArgs) -> anyhow::Re
     if let Some(w) = recorder {
         w.shutdown();
     }
+    drop(pidfile);
     match cfg.log.format {
         // One schema for log collectors: the counters are fields of a log line shaped as
         // tracing's own JSON lines are.

@@ -120,6 +120,16 @@ pub struct Config {
     pub log: LogConfig,
     pub admin: AdminConfig,
     pub notify: NotifyConfig,
+    pub run: RunConfig,
+}
+
+/// The running process (`[run]`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// A file `run` writes its process id into (and removes when it stops); `scamscreen
+    /// reload` signals that process (SIGHUP) instead of calling the admin server.
+    pub pidfile: Option<PathBuf>,
 }
 
 /// Notifications (`[notify]`).
@@ -745,6 +755,11 @@ impl Config {
         }
         if written("store", "db") {
             fix(&mut self.store.db);
+        }
+        if written("run", "pidfile") {
+            if let Some(p) = self.run.pidfile.as_mut() {
+                fix(p);
+            }
         }
     }
 
