@@ -401,6 +401,8 @@ fn check_config_lists_what_run_would_stop_on_all_at_once() {
         "speech model",
         "store.db",
         "sip.listen_udp",
+        // --models-dir moves the rules with the model.
+        "no-models/rules",
     ] {
         assert!(stderr.contains(what), "{what} missing in: {stderr}");
     }
