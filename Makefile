@@ -4,6 +4,7 @@
 #   make run    run the SIP edge with scamscreen.toml (see scamscreen.example.toml)
 #   make fuzz   fuzz the SIP parser and proxy core for FUZZ_SECS seconds per target
 #   make deb    the Debian package (cargo-deb), in target/debian/
+#   make peers  real Asterisk and FreeSWITCH for the PBX tests (from ../shared/peers)
 #   make bench  speed and quality benchmarks, written to BENCHMARKS.md
 #   make train  retrain the learned second opinion (models/rules/linear.model) from the corpus
 # Every target is idempotent: a second run only does what is missing.
@@ -26,10 +27,18 @@ APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 pyth
 BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k kamailio mbrola mbrola-us1 \
                   mbrola-us2 mbrola-us3 mbrola-en1 mbrola-de2 mbrola-de5 mbrola-de6 mbrola-de7 \
                   asterisk-core-sounds-en-wav
+# Real Asterisk 22 and FreeSWITCH 1.10 for the PBX tests in make test (neither is packaged for
+# bookworm): the relocatable builds in ../shared/peers, checked against SHA256SUMS and unpacked
+# into target/peers, and the Debian libraries they run on (dialplans/README.md).
+PEERS_SRC    ?= $(firstword $(wildcard ../shared/peers /work/shared/peers))
+PEERS_DIR    := target/peers
+PEER_PACKAGES := zstd libedit2 libjansson4 libsqlite3-0 libssl3 libxml2 libxslt1.1 libuuid1 \
+                 libstdc++6 asterisk-core-sounds-en-wav libcurl4 libjpeg62-turbo libpcre3 \
+                 libsndfile1 libspeex1 libspeexdsp1 libtiff6 libfreetype6 libpng16-16 zlib1g
 FUZZ_SECS ?= 60
 CONFIG    ?= scamscreen.toml
 
-.PHONY: all deps deps-bench build model demo test bench lint fmt clean help run check-config fuzz train deb
+.PHONY: all deps deps-bench deps-peers peers build model demo test bench lint fmt clean help run check-config fuzz train deb
 
 all: build
 
@@ -38,7 +47,8 @@ help:
 
 deps: PACKAGES = $(APT_PACKAGES)
 deps-bench: PACKAGES = $(BENCH_PACKAGES)
-deps deps-bench:
+deps-peers: PACKAGES = $(PEER_PACKAGES)
+deps deps-bench deps-peers:
 	@if [ "$@" = deps-bench ]; then scripts/enable-contrib.sh; fi
 	@missing=$$(for p in $(PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; \
@@ -77,8 +87,24 @@ lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 
-test: model lint deb
+test: model lint deb peers
 	$(CARGO) test --release --locked
+
+peers: deps-peers
+	@src="$(PEERS_SRC)"; \
+	if [ -z "$$src" ] || [ ! -f "$$src/SHA256SUMS" ]; then \
+	  echo "error: the Asterisk and FreeSWITCH builds for the PBX tests are missing:"; \
+	  echo "  expected ../shared/peers/{asterisk-22,freeswitch-1.10}-bookworm-amd64.tar.zst"; \
+	  echo "  and SHA256SUMS beside them (or give PEERS_SRC=DIR)"; exit 1; fi; \
+	mkdir -p $(PEERS_DIR); \
+	for t in asterisk-22 freeswitch-1.10; do \
+	  tar="$$src/$$t-bookworm-amd64.tar.zst"; stamp="$(PEERS_DIR)/.$$t.sha256"; \
+	  sum=$$(grep " $$t-bookworm-amd64.tar.zst$$" "$$src/SHA256SUMS" | cut -d' ' -f1); \
+	  [ -f "$$stamp" ] && [ "$$(cat $$stamp)" = "$$sum" ] && continue; \
+	  echo "$$sum  $$tar" | sha256sum -c --quiet || { echo "error: $$tar does not match SHA256SUMS"; exit 1; }; \
+	  echo "unpacking $$tar into $(PEERS_DIR)"; \
+	  tar --zstd -xf "$$tar" -C $(PEERS_DIR); echo "$$sum" > "$$stamp"; \
+	done
 
 # The Debian package (cargo-deb): target/debian/scamscreen_*.deb. tests/packaging.rs unpacks
 # it with dpkg -x and screens a call from the packaged tree.

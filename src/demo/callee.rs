@@ -41,6 +41,8 @@ impl CalleeCall {
 struct Shared {
     calls: Vec<CalleeCall>,
     log: Vec<String>,
+    /// Calls the test asked the callee to hang up (Call-IDs), for its thread.
+    hang_ups: Vec<String>,
 }
 
 struct Pending {
@@ -101,6 +103,7 @@ impl DemoCallee {
             media: HashMap::new(),
             pending: Vec::new(),
             key,
+            answered: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("demo-callee".into())
@@ -132,6 +135,12 @@ impl DemoCallee {
             .iter()
             .find(|c| c.call_id.contains(caller_call_id))
             .cloned()
+    }
+
+    /// Hang up the answered call whose Call-ID contains `call_id` (the callee's BYE,
+    /// sent to where its INVITE came from, with the INVITE's Record-Route as Route).
+    pub fn hang_up(&self, call_id: &str) {
+        self.lock().hang_ups.push(call_id.to_string());
     }
 
     /// Every SIP message it received, in order.
@@ -228,6 +237,8 @@ struct Uas {
     pending: Vec<Pending>,
     /// A key to press after answering, and when.
     key: Option<(char, Duration)>,
+    /// Answered INVITEs and where they came from, per Call-ID (for the callee's BYE).
+    answered: HashMap<String, (String, SocketAddr)>,
 }
 
 impl Uas {
@@ -248,6 +259,10 @@ impl Uas {
             };
             for p in due {
                 self.answer(&p.invite, p.from);
+            }
+            let hang_ups = std::mem::take(&mut self.lock().hang_ups);
+            for id in hang_ups {
+                self.send_bye(&id);
             }
         }
         for m in self.media.values_mut() {
@@ -370,10 +385,42 @@ impl Uas {
                 body.len()
             );
         self.send(&ok, from);
+        self.answered
+            .insert(call_id.clone(), (invite.to_string(), from));
         let mut s = self.lock();
         if let Some(c) = s.calls.iter_mut().find(|c| c.call_id == call_id) {
             c.answered = true;
         }
+    }
+
+    /// The callee's BYE (RFC 3261 §15.1.1): To/From swapped, our own CSeq, the INVITE's
+    /// Record-Route as Route, to the INVITE's previous hop.
+    fn send_bye(&mut self, wanted: &str) {
+        let Some(call_id) = self.answered.keys().find(|k| k.contains(wanted)).cloned() else {
+            return;
+        };
+        let Some((invite, from)) = self.answered.get(&call_id).cloned() else {
+            return;
+        };
+        let target = header(&invite, "contact")
+            .and_then(|c| c.split(['<', '>']).nth(1).map(str::to_string))
+            .unwrap_or_else(|| format!("sip:{from}"));
+        let routes: String = headers(&invite)
+            .filter(|(n, _)| n.eq_ignore_ascii_case("record-route"))
+            .map(|(_, v)| format!("Route: {v}\r\n"))
+            .collect();
+        let bye = format!(
+            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK{};rport\r\n\
+             Max-Forwards: 70\r\n{routes}From: {};tag={}\r\nTo: {}\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+            self.addr,
+            super::token(),
+            header(&invite, "to").unwrap_or_default(),
+            self.to_tag,
+            header(&invite, "from").unwrap_or_default(),
+        );
+        self.send(&bye, from);
+        self.end(&call_id);
     }
 
     fn end(&mut self, call_id: &str) {

@@ -29,6 +29,8 @@ pub struct DemoCaller {
     proxy: SocketAddr,
     call_id: String,
     from_tag: String,
+    /// The From header's value without its tag.
+    from: String,
     to_tag: String,
     /// Request-URI for in-dialog requests (the 200's Contact).
     target: String,
@@ -95,6 +97,18 @@ impl DemoCaller {
         name: &str,
         sdp: Option<String>,
     ) -> Result<DemoCaller, DemoError> {
+        DemoCaller::invite_from(proxy, local_ip, name, sdp, None)
+    }
+
+    /// Like [`DemoCaller::invite`], from the caller ID `number` when given (no Privacy
+    /// header: a caller with a number, passed through), withheld otherwise.
+    pub fn invite_from(
+        proxy: SocketAddr,
+        local_ip: IpAddr,
+        name: &str,
+        sdp: Option<String>,
+        number: Option<&str>,
+    ) -> Result<DemoCaller, DemoError> {
         let bind = |what: &str| {
             UdpSocket::bind((local_ip, 0)).map_err(|e| {
                 DemoError::io(
@@ -120,13 +134,20 @@ impl DemoCaller {
         let from_tag = format!("c{tok}");
         let body = sdp.unwrap_or_else(|| pcmu_sdp(rtp_addr));
         let branch = format!("z9hG4bK{}", token());
+        let (from, privacy) = match number {
+            Some(n) => (format!("<sip:{n}@{local_ip}>"), ""),
+            None => (
+                "\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_string(),
+                "Privacy: id\r\n",
+            ),
+        };
         let invite = format!(
             "INVITE sip:100@{proxy} SIP/2.0\r\n\
              Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
              Max-Forwards: 70\r\n\
-             From: \"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={from_tag}\r\n\
+             From: {from};tag={from_tag}\r\n\
              To: <sip:100@{proxy}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
-             Contact: <sip:caller@{local}>\r\nPrivacy: id\r\nUser-Agent: scamscreen-demo\r\n\
+             Contact: <sip:caller@{local}>\r\n{privacy}User-Agent: scamscreen-demo\r\n\
              Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
@@ -136,6 +157,7 @@ impl DemoCaller {
             proxy,
             call_id,
             from_tag,
+            from,
             to_tag: String::new(),
             target: String::new(),
             remote_rtp: None,
@@ -467,9 +489,9 @@ impl DemoCaller {
                 let ack = format!(
                     "ACK sip:100@{} SIP/2.0\r\n\
                      Via: SIP/2.0/UDP {local};branch={};rport\r\nMax-Forwards: 70\r\n\
-                     From: \"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={}\r\n\
+                     From: {};tag={}\r\n\
                      To: {to}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-                    self.proxy, self.invite_branch, self.from_tag, self.call_id
+                    self.proxy, self.invite_branch, self.from, self.from_tag, self.call_id
                 );
                 self.send_sip(&ack)?;
             }
@@ -491,10 +513,10 @@ impl DemoCaller {
         format!(
             "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\n\
              Max-Forwards: 70\r\n\
-             From: \"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={}\r\n\
+             From: {};tag={}\r\n\
              To: <sip:100@{}>;tag={}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n\
              Content-Length: 0\r\n\r\n",
-            self.from_tag, self.proxy, self.to_tag, self.call_id
+            self.from, self.from_tag, self.proxy, self.to_tag, self.call_id
         )
     }
 

@@ -2,10 +2,12 @@
 //! classification and the transaction-stateful proxy.
 
 pub mod classify;
+pub mod digest;
 pub mod msg;
 pub mod pattern;
 pub mod proxy;
 pub mod ratelimit;
+pub mod register;
 pub mod transaction;
 pub mod uri;
 pub mod validate;

@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code)]
 
+pub mod asterisk;
 pub mod screening;
 
 use std::path::{Path, PathBuf};

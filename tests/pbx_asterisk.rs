@@ -1,0 +1,323 @@
+//! scamscreen in front of a real Asterisk 22 (chan_pjsip), configured with the project's
+//! `dialplans/asterisk/` files (addresses and ports substituted only): the trunk caller
+//! (127.0.0.2) calls scamscreen (127.0.0.1), which passes or screens the call and sends it to
+//! Asterisk (127.0.0.1, its own port); Asterisk's dialplan reads the `X-Scamscreen-*`
+//! headers and rings the phone (127.0.0.3) or takes the caller to voicemail.
+//!
+//! Needs `make peers` (the Asterisk build in target/peers).
+
+mod common;
+
+use common::asterisk::{Asterisk, Layout, Setup, PHONE_IP};
+use common::screening::{speech, Scamscreen, CALLER_IP, GREETING_MS};
+use scamscreen::demo::{DemoCallee, DemoCaller};
+use std::time::{Duration, Instant};
+
+const LEGIT: &str = "Hello, this is Doctor Miller's dental office calling to confirm your \
+                     appointment tomorrow at ten in the morning.";
+const SCAM: &str = "This is Microsoft support. Your computer has a virus. Install TeamViewer \
+                    now so we can fix it.";
+const BORDERLINE: &str = "Hello, this is Microsoft. Your computer has a problem.";
+
+/// scamscreen's settings for these tests: patient screening (a busy box must not turn a
+/// verdict into `unscreened`), no upstream probes, `extra` appended to `[screening]`.
+fn toml(screening: &str, sip: &str, ast_port: u16) -> String {
+    let patient = if screening.contains("screening_timeout_ms") {
+        ""
+    } else {
+        "screening_timeout_ms = 20000\n"
+    };
+    format!(
+        "[sip]\nupstream_probe_secs = 0\n{sip}\n\
+         [screening]\n{patient}\
+         divert_uri = \"sip:scam-divert@127.0.0.1:{ast_port}\"\n{screening}\n"
+    )
+}
+
+/// A phone, scamscreen with `settings`, and Asterisk between them.
+struct Bench {
+    phone: DemoCallee,
+    ss: Scamscreen,
+    ast: Asterisk,
+}
+
+fn bench(screening: &str, sip: &str, phone_key: Option<(char, Duration)>) -> Bench {
+    let phone =
+        DemoCallee::start_with_key(PHONE_IP, Duration::from_millis(300), phone_key).unwrap();
+    let port = Setup::free_port();
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let ss = Scamscreen::start_with(upstream, 8, Some(&toml(screening, sip, port)));
+    let ast = Asterisk::start(Setup {
+        port,
+        scamscreen: ss.sip,
+        phone: phone.addr(),
+        extensions: String::new(),
+        pjsip: String::new(),
+        layout: Layout::Inline,
+        port2: 0,
+    });
+    Bench { phone, ss, ast }
+}
+
+/// The phone's call number `n` (counting from 0), once answered (Asterisk's own Call-ID:
+/// the phone's calls are told apart by order).
+fn phone_call(
+    phone: &DemoCallee,
+    caller: &mut DemoCaller,
+    secs: u64,
+    n: usize,
+) -> scamscreen::demo::CalleeCall {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(c) = phone.calls().into_iter().nth(n).filter(|c| c.answered) {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the phone was not rung; caller saw: {:?}",
+            caller.sip_log()
+        );
+        caller.silence(100).unwrap();
+    }
+}
+
+/// The From header's display name in an INVITE.
+fn display_name(invite: &str) -> String {
+    scamscreen::demo::header(invite, "from")
+        .and_then(|f| f.split('"').nth(1))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn screened_call(ss: &Scamscreen, name: &str, words: &str) -> DemoCaller {
+    let mut caller = ss.dial(name);
+    caller.silence(GREETING_MS).unwrap();
+    caller.speak(&speech(words)).unwrap();
+    caller
+}
+
+/// A caller with a number: scamscreen passes the INVITE through, Asterisk rings the phone,
+/// and speech flows between caller and phone (media straight through Asterisk). Then a
+/// legitimate withheld caller: screened, allowed, and Asterisk's dialplan reads the verdict
+/// (the phone shows "Screened caller"); the phone hangs up.
+#[test]
+fn pass_through_and_allow_reach_the_phone_with_the_verdict() {
+    let _cpu = common::cpu_heavy();
+    let b = bench("", "", None);
+    // Caller ID present: passed through, no screening.
+    let mut caller =
+        DemoCaller::invite_from(b.ss.sip, CALLER_IP, "numbered", None, Some("+4930123456"))
+            .unwrap();
+    assert_eq!(
+        caller.wait_final(Duration::from_secs(10)).unwrap(),
+        Some(200),
+        "{:?}",
+        caller.sip_log()
+    );
+    let call = phone_call(&b.phone, &mut caller, 5, 0);
+    assert!(call.scamscreen_headers.is_empty(), "{}", call.invite);
+    assert!(call.invite.contains("4930123456"), "{}", call.invite);
+    caller
+        .speak(&speech("Hello, it is me, your neighbour."))
+        .unwrap();
+    caller.silence(500).unwrap();
+    let heard = b.phone.calls().last().unwrap().audio.clone();
+    let voiced = heard.iter().filter(|s| s.abs() > 500).count();
+    assert!(
+        voiced > 4000,
+        "the phone heard {} samples, {voiced} voiced",
+        heard.len()
+    );
+    caller.hang_up().unwrap();
+    assert!(caller.bye_answered(), "{:?}", caller.sip_log());
+    assert!(
+        b.ss.calls().is_empty()
+            || b.ss
+                .calls()
+                .iter()
+                .all(|c| c["call_id"] != caller.call_id())
+    );
+
+    // Withheld and legitimate: allowed; the dialplan labels the caller.
+    let mut caller = screened_call(&b.ss, "dentist", LEGIT);
+    let call = phone_call(&b.phone, &mut caller, 30, 1);
+    assert_eq!(
+        display_name(&call.invite),
+        "Screened caller",
+        "{}",
+        call.invite
+    );
+    let line = b
+        .ast
+        .wait_log(&["scamscreen:", "verdict=allow"], Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no scamscreen line in Asterisk's log:\n{}", b.ast.log()));
+    assert!(line.contains("caller=withheld"), "{line}");
+    // The phone hangs up: the BYE reaches the caller through Asterisk and scamscreen.
+    let id = call.call_id.clone();
+    caller.silence(1000).unwrap();
+    b.phone.hang_up(&id);
+    assert!(
+        caller.wait_for_bye(Duration::from_secs(10)).unwrap(),
+        "the caller got no BYE: {:?}",
+        caller.sip_log()
+    );
+    let rec = b.ss.record(caller.call_id());
+    assert_eq!(rec["action"], "allow", "{rec}");
+    assert_eq!(rec["outcome"], "connected", "{rec}");
+}
+
+/// A scam is diverted to Asterisk's `scam-divert` extension (voicemail): the phone never
+/// rings, the message is in the mailbox. A borderline caller is warned: the phone shows
+/// "SCAM WARNING", hears the warning, and presses 1 (RFC 4733 through Asterisk) to accept.
+#[test]
+fn divert_goes_to_voicemail_and_warn_asks_the_phone() {
+    let _cpu = common::cpu_heavy();
+    let b = bench("", "", Some(('1', Duration::from_secs(9))));
+    let mut caller = screened_call(&b.ss, "scam", SCAM);
+    caller.silence(8000).unwrap();
+    caller.hang_up().unwrap();
+    let line = b
+        .ast
+        .wait_log(
+            &["scamscreen:", "to scam-divert", "verdict=divert"],
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|| panic!("no divert in Asterisk's log:\n{}", b.ast.log()));
+    assert!(line.contains("caller=withheld"), "{line}");
+    assert!(b.phone.calls().is_empty(), "the phone rang for a scam");
+    let rec = b.ss.record(caller.call_id());
+    assert_eq!(rec["action"], "divert", "{rec}");
+    assert!(
+        b.ast.log().contains("VoiceMail(\"PJSIP/scamscreen")
+            || !b.ast.voicemails("default", "100").is_empty(),
+        "voicemail not reached:\n{}",
+        b.ast.log()
+    );
+
+    let mut caller = screened_call(&b.ss, "borderline", BORDERLINE);
+    let call = phone_call(&b.phone, &mut caller, 30, 0);
+    assert!(
+        display_name(&call.invite).starts_with("SCAM WARNING 0."),
+        "{}",
+        call.invite
+    );
+    caller.silence(16_000).unwrap();
+    caller
+        .speak(&speech("Please call me back on the office line."))
+        .unwrap();
+    caller.silence(500).unwrap();
+    caller.hang_up().unwrap();
+    let rec = b.ss.record(caller.call_id());
+    assert_eq!(rec["action"], "warn", "{rec}");
+    assert_eq!(
+        rec["outcome"], "connected",
+        "the phone's 1 accepted the call: {rec}"
+    );
+}
+
+/// Wait until Asterisk's log has a line with all of `what`, the caller keeping its line
+/// alive (silence) meanwhile.
+fn dialplan_saw(ast: &Asterisk, caller: &mut DemoCaller, what: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(l) = ast.wait_log(what, Duration::ZERO) {
+            return l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {what:?} in Asterisk's log:\n{}",
+            ast.log()
+        );
+        caller.silence(200).unwrap();
+    }
+}
+
+/// Whether Asterisk ran VoiceMail for a call from scamscreen.
+fn voicemail_ran(ast: &Asterisk) -> bool {
+    ast.log()
+        .lines()
+        .any(|l| l.contains("VoiceMail(\"PJSIP/scamscreen"))
+}
+
+/// `unscreened` (no verdict in time, `fail_open`) goes to voicemail by the dialplan, never
+/// to the phone; so does a withheld caller in mark mode (headers on the caller's own INVITE,
+/// no verdict); a silent caller with `silent_action = "allow"` rings with `verdict=silent`.
+#[test]
+fn unscreened_marked_and_silent_callers_follow_the_dialplan() {
+    let _cpu = common::cpu_heavy();
+    let b = bench("screening_timeout_ms = 1\nfail_open = true", "", None);
+    let mut caller = screened_call(&b.ss, "unscreened", LEGIT);
+    let line = dialplan_saw(&b.ast, &mut caller, &["scamscreen:", "verdict=unscreened"]);
+    assert!(line.contains("reason=unscreened"), "{line}");
+    caller.silence(3000).unwrap();
+    assert!(voicemail_ran(&b.ast), "{}", b.ast.log());
+    caller.hang_up().unwrap();
+    assert!(
+        b.phone.calls().is_empty(),
+        "an unscreened caller rang the phone"
+    );
+    let rec = b.ss.record(caller.call_id());
+    assert_eq!(rec["action"], "unscreened", "{rec}");
+    drop(b);
+
+    // Mark mode: no model, the caller's INVITE passed through with X-Scamscreen-Caller.
+    let b = bench("mode = \"mark\"", "", None);
+    let mut caller = DemoCaller::invite(b.ss.sip, CALLER_IP, "marked", None).unwrap();
+    assert_eq!(
+        caller.wait_final(Duration::from_secs(10)).unwrap(),
+        Some(200),
+        "{:?}",
+        caller.sip_log()
+    );
+    let line = dialplan_saw(
+        &b.ast,
+        &mut caller,
+        &["scamscreen:", "caller=withheld", "verdict= "],
+    );
+    assert!(line.contains("reason=Privacy: id"), "{line}");
+    caller.silence(2000).unwrap();
+    assert!(voicemail_ran(&b.ast), "{}", b.ast.log());
+    caller.hang_up().unwrap();
+    assert!(caller.bye_answered(), "{:?}", caller.sip_log());
+    assert!(b.phone.calls().is_empty(), "a marked caller rang the phone");
+    drop(b);
+
+    // A silent caller, let through as the setting says: the dialplan logs the verdict.
+    let b = bench("silent_action = \"allow\"", "", None);
+    let mut caller = b.ss.dial("silent");
+    phone_call(&b.phone, &mut caller, 45, 0);
+    dialplan_saw(&b.ast, &mut caller, &["scamscreen:", "verdict=silent"]);
+    caller.hang_up().unwrap();
+    let rec = b.ss.record(caller.call_id());
+    assert_eq!(rec["action"], "silent", "{rec}");
+}
+
+/// TCP between scamscreen and Asterisk (sip.upstream_transport = "tcp"): the allowed call
+/// reaches the phone and either side's BYE crosses the TCP leg.
+#[test]
+fn tcp_to_asterisk() {
+    let _cpu = common::cpu_heavy();
+    let b = bench("", "upstream_transport = \"tcp\"", None);
+    let mut caller = screened_call(&b.ss, "tcp", LEGIT);
+    let call = phone_call(&b.phone, &mut caller, 30, 0);
+    assert_eq!(
+        display_name(&call.invite),
+        "Screened caller",
+        "{}",
+        call.invite
+    );
+    caller.silence(1000).unwrap();
+    caller.hang_up().unwrap();
+    assert!(caller.bye_answered(), "{:?}", caller.sip_log());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.phone.calls().last().is_some_and(|c| c.ended) {
+        assert!(Instant::now() < deadline, "the phone got no BYE");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        b.ast
+            .cli("pjsip show channels")
+            .contains("No objects found")
+            || !b.ast.cli("pjsip show channels").contains("scamscreen"),
+    );
+}
