@@ -321,3 +321,95 @@ fn tcp_to_asterisk() {
             || !b.ast.cli("pjsip show channels").contains("scamscreen"),
     );
 }
+
+/// Hairpin (dialplans/asterisk/hairpin/): the trunk calls Asterisk; Asterisk sends only the
+/// withheld callers to scamscreen (from its second socket), which screens them and sends them
+/// back into `[from-scamscreen]`. A caller with a number rings the phone without scamscreen;
+/// a legitimate withheld caller reaches the phone labelled "Screened caller"; a scam is
+/// diverted to voicemail and the phone never rings.
+#[test]
+fn hairpin_sends_only_withheld_callers_through_scamscreen() {
+    let _cpu = common::cpu_heavy();
+    let phone = DemoCallee::start(PHONE_IP, Duration::from_millis(300)).unwrap();
+    let (port, port2) = (Setup::free_port(), Setup::free_port());
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let ss = Scamscreen::start_with(upstream, 8, Some(&toml("", "", port)));
+    let ast = Asterisk::start(Setup {
+        port,
+        port2,
+        scamscreen: ss.sip,
+        phone: phone.addr(),
+        extensions: String::new(),
+        pjsip: String::new(),
+        layout: Layout::Hairpin,
+    });
+    // A caller with a number: Asterisk rings the phone itself.
+    let mut caller = DemoCaller::invite_from(
+        ast.addr,
+        CALLER_IP,
+        "hp-numbered",
+        None,
+        Some("+4930123456"),
+    )
+    .unwrap();
+    assert_eq!(
+        caller.wait_final(Duration::from_secs(10)).unwrap(),
+        Some(200),
+        "{:?}",
+        caller.sip_log()
+    );
+    let call = phone_call(&phone, &mut caller, 5, 0);
+    assert!(call.invite.contains("4930123456"), "{}", call.invite);
+    caller.hang_up().unwrap();
+    assert!(caller.bye_answered(), "{:?}", caller.sip_log());
+    assert!(
+        ss.calls().is_empty(),
+        "scamscreen saw a caller with a number"
+    );
+
+    // Withheld and legitimate: through scamscreen and back, labelled.
+    let mut caller = DemoCaller::invite(ast.addr, CALLER_IP, "hp-dentist", None).unwrap();
+    assert_eq!(
+        caller.wait_final(Duration::from_secs(10)).unwrap(),
+        Some(200),
+        "{:?}",
+        caller.sip_log()
+    );
+    caller.silence(GREETING_MS).unwrap();
+    caller.speak(&speech(LEGIT)).unwrap();
+    let call = phone_call(&phone, &mut caller, 30, 1);
+    assert_eq!(
+        display_name(&call.invite),
+        "Screened caller",
+        "{}",
+        call.invite
+    );
+    dialplan_saw(&ast, &mut caller, &["scamscreen:", "verdict=allow"]);
+    caller
+        .speak(&speech("Please bring your insurance card."))
+        .unwrap();
+    caller.silence(500).unwrap();
+    let heard = phone.calls()[1].audio.clone();
+    let text = common::screening::transcribe(&heard);
+    assert!(text.contains("insurance"), "the phone heard: {text}");
+    caller.hang_up().unwrap();
+    assert!(caller.bye_answered(), "{:?}", caller.sip_log());
+    let rec = ss.calls();
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert_eq!(rec[0]["action"], "allow", "{rec:?}");
+
+    // A scam: diverted to voicemail through the PBX, the phone stays quiet.
+    let mut caller = DemoCaller::invite(ast.addr, CALLER_IP, "hp-scam", None).unwrap();
+    caller.wait_final(Duration::from_secs(10)).unwrap();
+    caller.silence(GREETING_MS).unwrap();
+    caller.speak(&speech(SCAM)).unwrap();
+    dialplan_saw(
+        &ast,
+        &mut caller,
+        &["scamscreen:", "to scam-divert", "verdict=divert"],
+    );
+    caller.silence(3000).unwrap();
+    assert!(voicemail_ran(&ast), "{}", ast.log());
+    caller.hang_up().unwrap();
+    assert_eq!(phone.calls().len(), 2, "the phone rang for a scam");
+}
