@@ -331,6 +331,21 @@ impl Collector for Core {
                 &[n(&c.timed_out), n(&c.cannot_make_it), n(&c.queue_full)],
             )?;
         }
+        if let Some(d) = &s.device {
+            gauge(
+                &mut enc,
+                "device_registered",
+                "Device mode: 1 while the router holds our registration, else 0",
+                i64::from(d.registered),
+            )?;
+            counter(
+                &mut enc,
+                "device_registrations",
+                "Device mode: registrations and refreshes the router accepted, and attempts that failed",
+                &[("result", "ok"), ("result", "failed")],
+                &[d.registrations, d.failures],
+            )?;
+        }
         Ok(())
     }
 }

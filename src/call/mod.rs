@@ -57,7 +57,8 @@ pub use dialog::{refusal_for_invite, Refusal};
 pub use listen::{AFTERWARDS_WAIT, PARTIAL_FIRST_MS, PARTIAL_STEP_MS};
 pub use stage::{
     Action as ScreeningAction, AsrFailure, CallAction, CallConfig, CallInput, CallOutcome,
-    CallRecordDraft, CallSession, JobKind, Leg, Prompt, ScreeningResult, SilentAction, Stage,
+    CallRecordDraft, CallSession, DeviceLeg, JobKind, Leg, Prompt, ScreeningResult, SilentAction,
+    Stage,
 };
 
 #[cfg(test)]

@@ -218,6 +218,32 @@ pub struct CallConfig {
     /// An open full verdict is heard again by a bigger model (`JobKind::Second`) when at
     /// least `SECOND_PASS_MIN` of the screening deadline is left.
     pub second_pass: bool,
+    /// Device mode: leg B rings the house through the router as this registered device.
+    pub device: Option<DeviceLeg>,
+}
+
+/// How leg B looks in device mode: scamscreen calls an internal number of the router as
+/// its own registered device (never anonymous, so the router's withheld-caller rule cannot
+/// send the call back to us), the verdict in the display name, with digest credentials
+/// for the router's challenge.
+#[derive(Clone, PartialEq)]
+pub struct DeviceLeg {
+    /// Request-URI and To of allowed and warned calls: `sip:**9@fritz.box`.
+    pub callback_uri: String,
+    /// Our address-of-record: the From of leg B (`sip:620@fritz.box`).
+    pub aor: String,
+    /// The user part of our Contact (the registered one).
+    pub user: String,
+    pub credentials: crate::sip::digest::Credentials,
+}
+
+impl std::fmt::Debug for DeviceLeg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceLeg")
+            .field("callback_uri", &self.callback_uri)
+            .field("aor", &self.aor)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Something the call asks the runtime to do.
@@ -373,6 +399,8 @@ pub struct CallSession {
     pub(super) b_invite: Option<ClientInvite>,
     /// Bytes of our INVITE to B (for CANCEL).
     pub(super) b_invite_msg: Option<SipMessage>,
+    /// Device mode: answers the router's digest challenges to our INVITE.
+    pub(super) b_auth: Option<crate::sip::digest::DigestClient>,
     /// Leg B's dialog is up and must be ended with BYE.
     pub(super) b_answered: bool,
     /// A 2xx to our INVITE has come (later ones are retransmissions or other forks).
@@ -480,6 +508,7 @@ impl CallSession {
             b: None,
             b_invite: None,
             b_invite_msg: None,
+            b_auth: None,
             b_answered: false,
             b_confirmed: false,
             b_ringing: false,

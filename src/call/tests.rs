@@ -31,6 +31,7 @@ fn cfg() -> CallConfig {
         timers: TimerConfig::default(),
         language: "en".into(),
         second_pass: false,
+        device: None,
     }
 }
 

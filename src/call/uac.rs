@@ -39,9 +39,40 @@ impl CallSession {
         score: f64,
         reason: &str,
     ) {
-        let contact = format!("<sip:scamscreen@{}>", self.cfg.local_host);
-        let local = NameAddrText::of(&self.original_from);
-        let remote = NameAddrText::of(&self.original_to);
+        let (contact, local, remote, uri) = match &self.cfg.device {
+            // Device mode: as the registered device, to the house's number (or the divert
+            // target), the verdict on the phones' displays.
+            Some(d) => {
+                let target = if self.diverted {
+                    uri.to_string()
+                } else {
+                    d.callback_uri.clone()
+                };
+                self.b_auth = Some(crate::sip::digest::DigestClient::new(d.credentials.clone()));
+                (
+                    format!("<sip:{}@{}>", d.user, self.cfg.local_host),
+                    format!("\"{}\" <{}>", device_label(verdict, score), d.aor),
+                    format!("<{target}>"),
+                    target,
+                )
+            }
+            // Over TCP the PBX must send its in-dialog requests (BYE) back over TCP
+            // (RFC 3261 §8.1.1.8, §18.1.1: the Contact's transport parameter).
+            None => (
+                match self.cfg.upstream.transport {
+                    crate::sip::proxy::Transport::Tcp => {
+                        format!("<sip:scamscreen@{};transport=tcp>", self.cfg.local_host)
+                    }
+                    crate::sip::proxy::Transport::Udp => {
+                        format!("<sip:scamscreen@{}>", self.cfg.local_host)
+                    }
+                },
+                NameAddrText::of(&self.original_from),
+                NameAddrText::of(&self.original_to),
+                uri.to_string(),
+            ),
+        };
+        let uri = uri.as_str();
         let mut b = Dialog::new_uac(
             &format!("ss-{}-{:x}", self.a.call_id, self.id),
             &local,
@@ -108,6 +139,9 @@ impl CallSession {
             return;
         }
         match status {
+            401 | 407
+                if self.stage == Stage::CallingCallee && self.retry_with_credentials(now, &msg) => {
+            }
             100..=199 if self.cancel_pending => {
                 self.cancel_pending = false;
                 self.cancel_b(now);
@@ -244,6 +278,48 @@ impl CallSession {
         }
     }
 
+    /// Device mode: the router challenged our INVITE (RFC 3261 §22.2): send it again in a
+    /// new transaction, CSeq one higher, with the credentials. Once per nonce: a second
+    /// challenge to the same credentials ends the call like any other failure.
+    fn retry_with_credentials(&mut self, now: Instant, challenge: &SipMessage) -> bool {
+        let Some(auth) = self.b_auth.as_mut() else {
+            return false;
+        };
+        if let Err(e) = auth.on_challenge(challenge) {
+            tracing::warn!(error = %e, "the router refused scamscreen's credentials for the call to the house");
+            return false;
+        }
+        let Some(old) = self.b_invite_msg.clone() else {
+            return false;
+        };
+        let branch = self.branch();
+        let (Some(b), Some(auth)) = (self.b.as_mut(), self.b_auth.as_mut()) else {
+            return false;
+        };
+        let mut invite = b.request("INVITE", &branch, None);
+        for h in old.headers() {
+            let n = h.name.to_ascii_lowercase();
+            if n.starts_with("x-scamscreen-") || n == "content-type" {
+                invite.push_header(&h.name, h.value.clone());
+            }
+        }
+        invite.set_body(old.body().clone());
+        let uri = invite.request_uri().unwrap_or_default().to_string();
+        let cnonce = format!("{:08x}{}", self.id, branch.len() as u32 + self.branch_seq);
+        if let Some((name, value)) = auth.authorization("INVITE", &uri, &cnonce) {
+            invite.push_header(name, value);
+        }
+        let reliability = self.reliability(Leg::B);
+        self.b_invite = Some(ClientInvite::new(
+            now,
+            invite.to_bytes(),
+            reliability,
+            &self.cfg.timers,
+        ));
+        self.b_invite_msg = Some(invite);
+        true
+    }
+
     pub(super) fn push_request(
         &mut self,
         now: Instant,
@@ -259,6 +335,19 @@ impl CallSession {
             method,
             tx: ClientNonInvite::new(now, bytes, reliability, &self.cfg.timers),
         });
+    }
+}
+
+/// The display name of leg B in device mode: what the house's phones show.
+fn device_label(verdict: &str, score: f64) -> String {
+    match verdict {
+        "allow" => "Screened caller".to_string(),
+        "warn" => format!("SCAM WARNING {score:.2}"),
+        "divert" => format!("SCAM {score:.2}"),
+        "unscreened" => "Unscreened caller".to_string(),
+        "silent" => "Silent caller".to_string(),
+        "bypass" => "Caller with code".to_string(),
+        other => format!("Caller ({other})"),
     }
 }
 

@@ -258,6 +258,35 @@ async fn serve(cfg: Config, models_dir: PathBuf, args: ConfigArgs) -> anyhow::Re
     tcp.per_source = cfg.sip.tcp_max_per_source;
     tcp.message = std::time::Duration::from_secs(cfg.sip.tcp_message_timeout_secs);
     server = server.with_tcp_limits(tcp);
+    if let Some(user) = &cfg.device.user {
+        let ip: IpAddr = host.trim_matches(['[', ']']).parse().with_context(|| {
+            format!(
+                "device mode: the router must reach us at an IP address; sip.advertised_host \
+                 is {host:?}"
+            )
+        })?;
+        let reg = scamscreen::sip::register::RegistrationConfig {
+            registrar: upstream,
+            transport: Transport::Udp,
+            domain: device_domain(&cfg, &upstream_hp),
+            aor_user: user.clone(),
+            auth_user: cfg.device.auth_user.clone().unwrap_or_else(|| user.clone()),
+            password: cfg.device.password.clone(),
+            expires_secs: cfg.device.expires_secs,
+            contact: SocketAddr::new(ip, port),
+            user_agent: format!("scamscreen/{}", env!("CARGO_PKG_VERSION")),
+            timers: TimerConfig {
+                t1: cfg.sip.timer_t1(),
+                t2: cfg.sip.timer_t2(),
+                t4: cfg.sip.timer_t4(),
+            },
+        };
+        if let Err(problems) = reg.validate() {
+            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            anyhow::bail!("device mode: {}", text.join("; "));
+        }
+        server = server.with_device(reg);
+    }
     let mut recorder = None;
     if cfg.screening.mode == ScreeningMode::Screen {
         let missing = cfg.check_paths();
@@ -308,6 +337,7 @@ async fn serve(cfg: Config, models_dir: PathBuf, args: ConfigArgs) -> anyhow::Re
             language: cfg.screening.language.clone(),
             // Per call too: only where a bigger model is loaded and hears better.
             second_pass: cfg.screening.second_pass,
+            device: device_leg(&cfg, &upstream_hp),
         };
         let (res, writer) = crate::cli::screening_setup::resources(
             &cfg,
@@ -417,6 +447,30 @@ async fn serve(cfg: Config, models_dir: PathBuf, args: ConfigArgs) -> anyhow::Re
     Ok(())
 }
 
+/// Device mode's leg B: the house's number and our address-of-record at the router's domain.
+fn device_leg(cfg: &Config, upstream: &HostPort) -> Option<scamscreen::call::DeviceLeg> {
+    let d = &cfg.device;
+    let user = d.user.clone()?;
+    let domain = device_domain(cfg, upstream);
+    Some(scamscreen::call::DeviceLeg {
+        callback_uri: format!("sip:{}@{domain}", d.callback),
+        aor: format!("sip:{user}@{domain}"),
+        credentials: scamscreen::sip::digest::Credentials {
+            user: d.auth_user.clone().unwrap_or_else(|| user.clone()),
+            password: d.password.clone(),
+        },
+        user,
+    })
+}
+
+/// The router's SIP domain: `device.domain`, else sip.upstream as written (host[:port]).
+fn device_domain(cfg: &Config, upstream: &HostPort) -> String {
+    cfg.device
+        .domain
+        .clone()
+        .unwrap_or_else(|| upstream.to_string())
+}
+
 /// Bind and start the admin server (`[admin] listen`). The default address taken by
 /// another program (a second instance on the box) is a warning; an address the user chose
 /// is an error.
@@ -477,6 +531,7 @@ fn proxy_config(
         record_route: cfg.sip.record_route,
         upstream_probe: (cfg.sip.upstream_probe_secs > 0)
             .then(|| std::time::Duration::from_secs(cfg.sip.upstream_probe_secs)),
+        device_mode: cfg.device.enabled(),
         limits: scamscreen::sip::proxy::Limits {
             message_bytes: cfg.sip.max_message_bytes,
             header_bytes: cfg.sip.max_header_bytes,

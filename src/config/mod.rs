@@ -121,6 +121,63 @@ pub struct Config {
     pub admin: AdminConfig,
     pub notify: NotifyConfig,
     pub run: RunConfig,
+    pub device: DeviceConfig,
+}
+
+/// Device mode (`[device]`): scamscreen registers to a home router's PBX (sip.upstream) as
+/// an IP phone, screens the calls the router sends it, and rings the house by calling an
+/// internal number back through the router. On when `user` is set.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// The IP phone's user name on the router (a Fritz!Box shows it as "Benutzername", e.g.
+    /// `620`); also scamscreen's caller ID on the calls it places to the house.
+    pub user: Option<String>,
+    pub password: String,
+    /// Digest user name, when the router wants another than `user`.
+    pub auth_user: Option<String>,
+    /// The router's SIP domain (`fritz.box`); default: sip.upstream's host.
+    pub domain: Option<String>,
+    /// Registration time asked for, in seconds (refreshed at about half of what is granted).
+    pub expires_secs: u32,
+    /// The internal number scamscreen calls to ring the house (Fritz!Box: `**9` rings every
+    /// phone, `**610` one DECT handset, or an internal group).
+    pub callback: String,
+}
+
+pub const DEFAULT_DEVICE_EXPIRES_SECS: u32 = 600;
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        DeviceConfig {
+            user: None,
+            password: String::new(),
+            auth_user: None,
+            domain: None,
+            expires_secs: DEFAULT_DEVICE_EXPIRES_SECS,
+            callback: "**9".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DeviceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceConfig")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .field("auth_user", &self.auth_user)
+            .field("domain", &self.domain)
+            .field("expires_secs", &self.expires_secs)
+            .field("callback", &self.callback)
+            .finish()
+    }
+}
+
+impl DeviceConfig {
+    /// Whether device mode is on.
+    pub fn enabled(&self) -> bool {
+        self.user.is_some()
+    }
 }
 
 /// The running process (`[run]`).

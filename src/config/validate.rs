@@ -70,6 +70,7 @@ impl Config {
         self.validate_screening(&mut p);
         self.validate_log(&mut p);
         self.validate_admin(&mut p);
+        self.validate_device(&mut p);
         if let Some(url) = &self.notify.webhook {
             let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
             if !scheme_ok || url.len() < 10 {
@@ -83,6 +84,70 @@ impl Config {
             Ok(())
         } else {
             Err(p.0)
+        }
+    }
+
+    fn validate_device(&self, p: &mut Problems) {
+        let d = &self.device;
+        let Some(user) = &d.user else {
+            return;
+        };
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/%".contains(c))
+        };
+        if !token(user) {
+            p.push(
+                "device.user",
+                format!(
+                    "{user:?}: give the IP phone's user name on the router (letters, digits, -_.)"
+                ),
+            );
+        }
+        if d.password.is_empty() {
+            p.push(
+                "device.password",
+                "device mode needs the IP phone's password on the router",
+            );
+        }
+        if let Some(a) = &d.auth_user {
+            if !token(a) {
+                p.push("device.auth_user", format!("{a:?} is not a SIP user name"));
+            }
+        }
+        let dial_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "*#+-_.".contains(c))
+        };
+        if !dial_ok(&d.callback) {
+            p.push(
+                "device.callback",
+                format!(
+                    "{:?}: give the internal number that rings the house (digits, * and #; \
+                     Fritz!Box: **9 for every phone)",
+                    d.callback
+                ),
+            );
+        }
+        if !(60..=86_400).contains(&d.expires_secs) {
+            p.push(
+                "device.expires_secs",
+                format!("{} is outside 60..=86400", d.expires_secs),
+            );
+        }
+        if self.sip.upstream_transport != Transport::Udp {
+            p.push(
+                "sip.upstream_transport",
+                "device mode registers and calls over UDP: set \"udp\"",
+            );
+        }
+        if self.screening.mode != super::ScreeningMode::Screen {
+            p.push(
+                "screening.mode",
+                "device mode answers the calls the router sends: set \"screen\"",
+            );
         }
     }
 

@@ -20,6 +20,8 @@ pub enum Health {
     Saturated = 2,
     /// Stopping (SIGTERM): no new calls.
     Draining = 3,
+    /// Device mode: the router holds no binding for us, so it cannot send us calls.
+    Unregistered = 4,
 }
 
 impl Health {
@@ -29,6 +31,7 @@ impl Health {
             Health::Ready => "ready",
             Health::Saturated => "saturated",
             Health::Draining => "draining",
+            Health::Unregistered => "not registered",
         }
     }
 
@@ -37,6 +40,7 @@ impl Health {
             1 => Health::Ready,
             2 => Health::Saturated,
             3 => Health::Draining,
+            4 => Health::Unregistered,
             _ => Health::Loading,
         }
     }
@@ -54,6 +58,8 @@ pub struct Snapshot {
     pub asr: Option<AsrCapacity>,
     /// Whether the upstream answers (probes).
     pub upstream_up: bool,
+    /// Device mode's registration.
+    pub device: Option<crate::runtime::device::DeviceSnapshot>,
 }
 
 /// Shared between the core (writer) and the admin server (reader).

@@ -2,6 +2,7 @@
 //! protocol logic it drives lives in `crate::sip` as pure state machines.
 
 pub mod calls;
+pub mod device;
 pub mod door;
 pub mod icmp;
 pub mod live;

@@ -10,6 +10,7 @@
 //! the loop sleeps on.
 
 use crate::runtime::calls::{CallEvent, CallManager, CallStats, ScreeningResources};
+use crate::runtime::device::Device;
 use crate::runtime::door::{Door, DoorStats, NewRequest, Sorted, NEW_LANE};
 use crate::runtime::icmp;
 use crate::runtime::live::{Health, Live, Snapshot};
@@ -82,6 +83,7 @@ pub struct SipServer {
     shutdown_grace: Duration,
     live: Option<Arc<Live>>,
     reloads: Option<mpsc::Receiver<Reload>>,
+    device: Option<crate::sip::register::RegistrationConfig>,
 }
 
 /// What a SIGHUP re-reads and the running server takes without dropping a call.
@@ -161,7 +163,15 @@ impl SipServer {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             live: None,
             reloads: None,
+            device: None,
         })
+    }
+
+    /// Device mode: register to the router (the upstream) as an IP phone from the core's
+    /// socket, keep the binding fresh, unregister at the end.
+    pub fn with_device(mut self, cfg: crate::sip::register::RegistrationConfig) -> SipServer {
+        self.device = Some(cfg);
+        self
     }
 
     /// Screen calls (answer, listen, transcribe, decide) with these resources.
@@ -271,6 +281,9 @@ impl SipServer {
             published: None,
             draining: false,
             clock_base: (Instant::now(), std::time::Instant::now()),
+            device: self
+                .device
+                .map(|cfg| Device::new(cfg, std::time::Instant::now())),
         };
         // Start the proxy's own timers (the upstream's health probes).
         core.proxy.handle_timeout(std::time::Instant::now());
@@ -391,6 +404,22 @@ impl SipServer {
             }
             core.drain().await;
         }
+        // Device mode: tell the router we are gone, and give it a moment to say so.
+        if let Some(d) = core.device.as_mut() {
+            d.unregister(std::time::Instant::now());
+            core.drain().await;
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until {
+                tokio::select! {
+                    Some(input) = rx.recv() => core.input(input, false).await,
+                    _ = tokio::time::sleep_until(until) => {}
+                }
+                core.drain().await;
+                if core.device.as_ref().is_some_and(|d| d.unregistered()) {
+                    break;
+                }
+            }
+        }
         for t in tasks {
             t.abort();
         }
@@ -460,6 +489,8 @@ struct Core {
     draining: bool,
     /// The same moment on both clocks (the core speaks std, tokio sleeps on its own).
     clock_base: (Instant, std::time::Instant),
+    /// Device mode's registration.
+    device: Option<Device>,
 }
 
 impl Core {
@@ -525,8 +556,14 @@ impl Core {
             Some(c) if c.refuses_when_saturated() => c.saturated().is_some(),
             _ => false,
         };
+        let unregistered = self
+            .device
+            .as_ref()
+            .is_some_and(|d| !d.snapshot().registered);
         live.set_health(if self.draining {
             Health::Draining
+        } else if unregistered {
+            Health::Unregistered
         } else if saturated {
             Health::Saturated
         } else {
@@ -540,6 +577,7 @@ impl Core {
             calls: self.calls.as_ref().map(CallManager::stats),
             asr: self.calls.as_ref().and_then(CallManager::asr_capacity),
             upstream_up: self.proxy.upstream_up(),
+            device: self.device.as_ref().map(Device::snapshot),
         });
     }
 
@@ -572,6 +610,10 @@ impl Core {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let next = match (next, self.device.as_ref().and_then(Device::poll_timeout)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         next.map(|t| self.to_tokio(t))
     }
 
@@ -579,6 +621,9 @@ impl Core {
     async fn timeout(&mut self) {
         let now = std::time::Instant::now();
         self.proxy.handle_timeout(now);
+        if let Some(d) = self.device.as_mut() {
+            d.handle_timeout(now);
+        }
         if let Some(calls) = self.calls.as_mut() {
             calls.handle_timeout(&mut self.proxy).await;
         }
@@ -587,8 +632,13 @@ impl Core {
     fn handle(&mut self, input: Input) {
         match input {
             Input::Message { from, bytes } => {
-                self.proxy
-                    .handle_input(std::time::Instant::now(), from, &bytes);
+                let now = std::time::Instant::now();
+                if let Some(d) = self.device.as_mut() {
+                    if d.takes(&bytes, now) {
+                        return;
+                    }
+                }
+                self.proxy.handle_input(now, from, &bytes);
             }
             Input::TcpOpened { conn, writer } => {
                 self.tcp_writers.insert(conn, writer);
@@ -598,6 +648,9 @@ impl Core {
                 self.outbound.retain(|_, c| *c != conn);
             }
             Input::Unreachable { addr, why } => {
+                if let Some(d) = self.device.as_mut() {
+                    d.unreachable(std::time::Instant::now(), addr);
+                }
                 self.proxy.unreachable(std::time::Instant::now(), addr, why);
             }
         }
@@ -649,6 +702,14 @@ impl Core {
                 Transport::Udp => self.send_udp(to.addr, &bytes).await,
                 Transport::Tcp => self.send_tcp(to, bytes),
             }
+        }
+        if let Some(mut d) = self.device.take() {
+            // Device mode registers over UDP (config validation).
+            while let Some(out) = d.poll_transmit() {
+                self.send_udp(out.to, &out.bytes).await;
+            }
+            d.events(std::time::Instant::now());
+            self.device = Some(d);
         }
     }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod asterisk;
+pub mod freeswitch;
 pub mod screening;
 
 use std::path::{Path, PathBuf};

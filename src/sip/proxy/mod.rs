@@ -176,6 +176,10 @@ pub struct ProxyConfig {
     pub limits: Limits,
     /// Probe the upstream with OPTIONS this often (`None`: never; see [`health`]).
     pub upstream_probe: Option<Duration>,
+    /// Device mode: the upstream is a home router we are registered to as an IP phone; the
+    /// new calls it sends us are the ones it wants screened (its rule for withheld
+    /// callers), so they are screened instead of routed.
+    pub device_mode: bool,
 }
 
 /// Size limits on messages (Kamailio's sanity module in spirit): a parser on the PBX's side
@@ -938,6 +942,45 @@ impl Proxy {
             resp.push_header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY, SUBSCRIBE, MESSAGE");
             resp.push_header("Accept", "application/sdp");
             self.send(self.reply_peer(&facts, from), resp.to_bytes());
+            return;
+        }
+
+        // Device mode: a new call from the router is for this device. Screen it (unless the
+        // deny list refuses it); there is nowhere to route it but back to the router.
+        if self.cfg.device_mode
+            && self.cfg.screen_calls
+            && method == "INVITE"
+            && facts.to.tag().is_none()
+            && self.is_upstream(from)
+        {
+            let id = caller_identity(&msg, &facts, true);
+            let mut classification = classify_caller(&id, &self.cfg.classify);
+            self.events.push_back(ProxyEvent::CallClassified {
+                call_id: facts.call_id.clone(),
+                classification: classification.clone(),
+            });
+            if classification.class == CallerClass::Deny {
+                self.stats.calls_denied += 1;
+                let r = Reject {
+                    status: 603,
+                    reason: "Decline",
+                    detail: classification.reason.clone(),
+                    headers: Vec::new(),
+                };
+                self.respond_stateless(&msg, &facts, from, &r);
+                self.refuse(603, r.detail, from.addr);
+                return;
+            }
+            if classification.class != CallerClass::Screen {
+                classification.reason = format!("sent by the router ({})", classification.reason);
+            }
+            classification.class = CallerClass::Screen;
+            self.stats.calls_screened += 1;
+            self.events.push_back(ProxyEvent::ScreenCall {
+                invite: msg,
+                source: from,
+                classification,
+            });
             return;
         }
 

@@ -33,6 +33,7 @@ fn config() -> ProxyConfig {
         skip_screening_from: Vec::new(),
         limits: Limits::default(),
         upstream_probe: None,
+        device_mode: false,
     }
 }
 
