@@ -79,6 +79,7 @@ fn config() -> ProxyConfig {
         // Probes on, so the upstream's health (down, 503 to new calls, up again) is fuzzed;
         // every 30 s, so the final run-out below is not mostly probes (5 s made it 40 exec/s).
         upstream_probe: Some(Duration::from_secs(30)),
+        device_mode: false,
     }
 }
 
