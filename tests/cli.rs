@@ -451,3 +451,44 @@ fn json_logs_are_only_json_lines_of_one_schema() {
     }
     assert!(stopped, "{stderr}");
 }
+
+/// Device mode's example passes the preflight's configuration check, and a broken `[device]`
+/// is refused with every problem named.
+#[test]
+fn device_mode_configuration_is_checked() {
+    let out = scamscreen()
+        .args([
+            "check-config",
+            "--config",
+            "dialplans/router/scamscreen-device.toml",
+        ])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("registers as scamscreen01"), "{stdout}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[sip]\nupstream = \"192.168.178.1:5060\"\nupstream_transport = \"tcp\"\n\
+         [security]\ntrusted = [\"192.168.178.1/32\"]\n[screening]\nmode = \"mark\"\n\
+         [device]\nuser = \"620\"\ncallback = \"ring all\"\nexpires_secs = 5\n",
+    )
+    .unwrap();
+    let out = scamscreen()
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for field in [
+        "device.password",
+        "device.callback",
+        "device.expires_secs",
+        "sip.upstream_transport",
+        "screening.mode",
+    ] {
+        assert!(stderr.contains(field), "{field} missing in: {stderr}");
+    }
+}

@@ -155,6 +155,20 @@ impl fmt::Display for Config {
                 .as_deref()
                 .unwrap_or("(announcement, then hang up)")
         )?;
+        if let Some(user) = &self.device.user {
+            writeln!(
+                f,
+                "device      registers as {user} at {} (domain {}), asks {} s; rings the house at {}",
+                self.sip.upstream.as_deref().unwrap_or("(sip.upstream unset)"),
+                self.device
+                    .domain
+                    .as_deref()
+                    .or(self.sip.upstream.as_deref())
+                    .unwrap_or("-"),
+                self.device.expires_secs,
+                self.device.callback
+            )?;
+        }
         writeln!(
             f,
             "model       {}; rules {}; language {}{}; threads {}; {} screenings may wait, \
