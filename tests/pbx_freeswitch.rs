@@ -6,6 +6,12 @@
 //! and sends it to FreeSWITCH (127.0.0.4); the snippet reads the `X-Scamscreen-*` headers and
 //! the public context rings a phone (127.0.0.3) or takes the caller to voicemail.
 //!
+//! The hairpin files (`dialplans/freeswitch/hairpin/`: the "scamscreen" sofia profile,
+//! `hairpin.xml` included right after `00_scamscreen.xml`) are installed in every run; they
+//! act only on calls that do not come from scamscreen's address, so scenarios (a)–(h) pass
+//! through them. In (i) the trunk caller calls FreeSWITCH directly, and FreeSWITCH sends
+//! only withheld callers to scamscreen and back.
+//!
 //! One FreeSWITCH for all scenarios (it takes a few seconds to start); each scenario has its
 //! own dialled number and phone, and its own scamscreen when it needs other settings. A
 //! failing scenario does not stop the others; the test fails at the end with each failure
@@ -37,6 +43,7 @@ const DIVERT: &str = "5551003";
 const WARN: &str = "5551004";
 const MARK: &str = "5551007";
 const TCP: &str = "5551008";
+const HAIRPIN: &str = "5551009";
 const UNSCREENED: &str = "1000";
 const UNSCREENED_TCP: &str = "1010";
 
@@ -466,6 +473,199 @@ fn tcp(b: &Bench, ss: &Scamscreen) {
     );
 }
 
+/// The phone's call number `n` (counting from 0), once answered, the caller sending silence
+/// meanwhile.
+fn rung_nth(phone: &DemoCallee, caller: &mut DemoCaller, secs: u64, n: usize) -> CalleeCall {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(c) = phone.calls().into_iter().nth(n).filter(|c| c.answered) {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the phone's call {n} was not answered within {secs} s (it has {}); the caller \
+             saw: {:?}",
+            phone.calls().len(),
+            caller
+                .sip_log()
+                .iter()
+                .map(|m| m.lines().next())
+                .collect::<Vec<_>>()
+        );
+        caller.silence(100).unwrap();
+    }
+}
+
+/// A call from the trunk straight to FreeSWITCH's external profile (hairpin: FreeSWITCH has
+/// the trunk), to `number`; withheld unless `from` gives a caller ID.
+fn trunk_call(b: &Bench, name: &str, number: &str, from: Option<&str>) -> (Dialled, DemoCaller) {
+    let relay = Dialled::start(CALLER_IP, b.fs.sip, number);
+    let caller = DemoCaller::invite_from(relay.addr(), CALLER_IP, name, None, from).unwrap();
+    (relay, caller)
+}
+
+/// (i) Hairpin (dialplans/freeswitch/hairpin/): the trunk calls FreeSWITCH, whose public
+/// context sends only withheld callers to scamscreen (bridged out of the "scamscreen"
+/// profile, not scamscreen's `sip.upstream`); scamscreen screens them and calls FreeSWITCH
+/// back, where 00_scamscreen.xml reads the verdict. A caller with a number rings the phone
+/// and scamscreen never sees it; a legitimate withheld caller reaches the phone labelled
+/// "Screened caller" and speech flows; a scam goes to scam-divert (voicemail), the phone
+/// stays quiet.
+fn hairpin(b: &Bench, ss: &Scamscreen) {
+    let phone = b.phone(HAIRPIN);
+    // The second profile listens on UDP only (bind-params).
+    let status = b.fs.api("sofia status profile scamscreen");
+    assert!(
+        status.lines().any(|l| l.starts_with("BIND-URL")
+            && l.trim_end()
+                .ends_with(&format!("{};transport=udp", b.fs.hairpin))),
+        "the scamscreen profile is not UDP only:\n{status}"
+    );
+    // A caller with a number: FreeSWITCH rings the phone itself.
+    let mark = b.fs.log_mark();
+    {
+        let (_relay, mut caller) = trunk_call(b, "fs-hp-numbered", HAIRPIN, Some("+4930123456"));
+        answered(&mut caller, 10);
+        let call = rung_nth(phone, &mut caller, 5, 0);
+        assert!(call.invite.contains("4930123456"), "{}", call.invite);
+        assert!(call.scamscreen_headers.is_empty(), "{}", call.invite);
+        caller
+            .speak(&speech("Hello, it is me, your neighbour."))
+            .unwrap();
+        caller.silence(300).unwrap();
+        let heard = voiced(&phone.calls()[0].audio);
+        assert!(heard > 2000, "the phone heard {heard} voiced samples");
+        caller.hang_up().unwrap();
+        assert!(caller.bye_answered(), "{:?}", caller.sip_log());
+        assert!(phone_hung_up(phone, 5), "FreeSWITCH hung up the phone");
+    }
+    assert!(
+        ss.calls().is_empty(),
+        "scamscreen saw a caller with a number: {:?}",
+        ss.calls()
+    );
+    assert!(
+        !b.fs.log_since(mark).contains("scamscreen hairpin:"),
+        "the hairpin took a caller with a number"
+    );
+
+    // Withheld and legitimate: through scamscreen and back, labelled.
+    let mark = b.fs.log_mark();
+    {
+        let (_relay, mut caller) = trunk_call(b, "fs-hp-dentist", HAIRPIN, None);
+        answered(&mut caller, 10);
+        b.fs.wait_log(
+            mark,
+            &[&format!("scamscreen hairpin: withheld caller to {HAIRPIN}")],
+            Duration::from_secs(5),
+        )
+        .expect("the hairpin extension did not take the withheld caller");
+        caller.silence(GREETING_MS).unwrap();
+        caller.speak(&speech(LEGIT)).unwrap();
+        let call = rung_nth(phone, &mut caller, 25, 1);
+        snippet_notice(b, mark, HAIRPIN, "allow");
+        // Sent to scamscreen out of the "scamscreen" profile, not out of sip.upstream.
+        let via = format!("Via: SIP/2.0/UDP {};", b.fs.hairpin);
+        assert!(
+            b.fs.log_since(mark).contains(&via),
+            "FreeSWITCH's INVITE to scamscreen did not leave from {}",
+            b.fs.hairpin
+        );
+        assert_eq!(
+            display_name(&call.invite),
+            "Screened caller",
+            "{}",
+            call.invite
+        );
+        caller
+            .speak(&speech("Please bring your insurance card."))
+            .unwrap();
+        caller.silence(500).unwrap();
+        let text = transcribe(&phone.calls()[1].audio);
+        assert!(text.contains("insurance"), "the phone heard: {text}");
+        // The caller hangs up: FreeSWITCH → scamscreen → FreeSWITCH → the phone.
+        caller.hang_up().unwrap();
+        assert!(caller.bye_answered(), "{:?}", caller.sip_log());
+        assert!(phone_hung_up(phone, 5), "the phone got no BYE");
+    }
+    let rec = ss.calls();
+    assert_eq!(rec.len(), 1, "scamscreen's calls: {rec:?}");
+    assert_eq!(rec[0]["action"], "allow", "{rec:?}");
+    // scamscreen's call back was not hairpinned again.
+    let hairpinned =
+        b.fs.log_since(mark)
+            .lines()
+            .filter(|l| l.contains("[NOTICE]") && l.contains("scamscreen hairpin: withheld"))
+            .count();
+    assert_eq!(hairpinned, 1, "the hairpin took {hairpinned} calls");
+
+    // A scam: diverted to voicemail through FreeSWITCH, the phone stays quiet. This caller
+    // sends From "Anonymous" without a Privacy header: the hairpin's caller_id_number test.
+    let mark = b.fs.log_mark();
+    {
+        let (_relay, mut caller) = trunk_call(b, "fs-hp-scam", HAIRPIN, Some("Anonymous"));
+        answered(&mut caller, 10);
+        assert!(
+            b.fs.log_since(mark)
+                .contains("Regex (PASS) [scamscreen_hairpin] caller_id_number(Anonymous)"),
+            "the hairpin did not take From \"Anonymous\" by its caller_id_number condition"
+        );
+        caller.silence(GREETING_MS).unwrap();
+        caller.speak(&speech(SCAM)).unwrap();
+        let line = b.fs.wait_log(
+            mark,
+            &["scamscreen: to scam-divert: caller=withheld verdict=divert "],
+            Duration::from_secs(25),
+        );
+        assert!(
+            line.is_some(),
+            "no divert call reached FreeSWITCH's scam-divert"
+        );
+        assert_voicemail(b, mark);
+        caller.silence(1000).unwrap();
+        caller.hang_up().unwrap();
+        assert!(caller.bye_answered(), "{:?}", caller.sip_log());
+    }
+    assert_eq!(phone.calls().len(), 2, "the phone rang for a scam");
+    let rec = ss.calls();
+    assert_eq!(rec.len(), 2, "scamscreen's calls: {rec:?}");
+    assert!(
+        rec.iter()
+            .any(|r| r["action"] == "divert" && r["outcome"] == "diverted"),
+        "{rec:?}"
+    );
+
+    // scamscreen not there (nothing listens on the bridge target): the hairpin fails open,
+    // the withheld caller rings the phone unscreened and FreeSWITCH logs a warning.
+    let dead = std::net::UdpSocket::bind((common::screening::LOOPBACK, 0))
+        .and_then(|s| s.local_addr())
+        .unwrap();
+    b.fs.hairpin_to(dead);
+    let mark = b.fs.log_mark();
+    let t = Instant::now();
+    {
+        let (_relay, mut caller) = trunk_call(b, "fs-hp-failopen", HAIRPIN, None);
+        answered(&mut caller, 40);
+        let call = rung_nth(phone, &mut caller, 5, 2);
+        assert!(
+            call.scamscreen_headers.is_empty() && display_name(&call.invite) != "Screened caller",
+            "{}",
+            call.invite
+        );
+        caller.hang_up().unwrap();
+        assert!(caller.bye_answered(), "{:?}", caller.sip_log());
+    }
+    let line =
+        b.fs.wait_log(
+            mark,
+            &["[WARNING]", "scamscreen hairpin: scamscreen unreachable"],
+            Duration::ZERO,
+        )
+        .expect("no fail-open warning");
+    eprintln!("fail open after {:.1} s: {line}", t.elapsed().as_secs_f64());
+    assert_eq!(ss.calls().len(), 2);
+}
+
 /// One message of FreeSWITCH's SIP trace (`sofia global siptrace on`).
 #[derive(Debug)]
 #[allow(dead_code)]
@@ -548,6 +748,7 @@ fn freeswitch_runs_the_project_snippets() {
         ),
         (MARK, plain()),
         (TCP, plain()),
+        (HAIRPIN, plain()),
     ];
     let routes: Vec<(&str, std::net::SocketAddr)> =
         phones.iter().map(|(n, p)| (*n, p.addr())).collect();
@@ -606,6 +807,16 @@ fn freeswitch_runs_the_project_snippets() {
     {
         let ss = b.scamscreen("upstream_transport = \"tcp\"", "", 1);
         scenario(&b, "(h) TCP to FreeSWITCH", &mut failures, || tcp(&b, &ss));
+    }
+    {
+        let ss = b.scamscreen("", "", 20_000);
+        b.fs.hairpin_to(ss.sip);
+        scenario(
+            &b,
+            "(i) hairpin: only withheld trunk callers through scamscreen",
+            &mut failures,
+            || hairpin(&b, &ss),
+        );
     }
     // Every call is over on FreeSWITCH too; and the RTP range raised no warning.
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -2,7 +2,10 @@
 //! loopback, configured from its own vanilla configuration with the project's
 //! `dialplans/freeswitch/` files applied as dialplans/README.md says (addresses and ports
 //! substituted only), plus the test's additions in `tests/pbx/freeswitch/` (the module list
-//! of this build, and one public-context extension per test phone).
+//! of this build, and one public-context extension per test phone). The hairpin files
+//! (`dialplans/freeswitch/hairpin/`) are installed too: the "scamscreen" profile on a port
+//! of its own, and `hairpin.xml` included after `00_scamscreen.xml`, bridging to scamscreen
+//! once [`FreeSwitch::hairpin_to`] has named its address.
 //!
 //! Layout, as in dialplans/README.md "Inline" with everything on loopback: scamscreen on
 //! 127.0.0.1, the trunk caller on 127.0.0.2, the phones behind FreeSWITCH on 127.0.0.3, and
@@ -33,6 +36,12 @@ pub const PUBLIC_INCLUDE: &str =
     r#"<X-PRE-PROCESS cmd="include" data="scamscreen/00_scamscreen.xml"/>"#;
 /// Where that include makes FreeSWITCH read the snippet (relative to conf/dialplan/).
 pub const SNIPPET_PATH: &str = "scamscreen/00_scamscreen.xml";
+/// Hairpin: the line `dialplans/freeswitch/hairpin/hairpin.xml` says to add right after
+/// [`PUBLIC_INCLUDE`], and where it makes FreeSWITCH read that file.
+pub const HAIRPIN_INCLUDE: &str = r#"<X-PRE-PROCESS cmd="include" data="scamscreen/hairpin.xml"/>"#;
+pub const HAIRPIN_PATH: &str = "scamscreen/hairpin.xml";
+/// Hairpin: where `scamscreen-profile.xml` is installed (relative to conf/).
+pub const HAIRPIN_PROFILE_PATH: &str = "sip_profiles/scamscreen.xml";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -132,6 +141,9 @@ pub struct FreeSwitch {
     pub sip: SocketAddr,
     /// The internal profile (unused by the tests; moved off 5060 as the README says).
     pub internal: SocketAddr,
+    /// Hairpin: the "scamscreen" profile (`dialplans/freeswitch/hairpin/`), UDP only: the
+    /// socket withheld trunk callers are sent to scamscreen from.
+    pub hairpin: SocketAddr,
     /// FreeSWITCH's RTP range (switch.conf.xml).
     pub rtp: (u16, u16),
     esl: SocketAddr,
@@ -152,11 +164,12 @@ impl FreeSwitch {
         }
         let sip = SocketAddr::new(FS_IP, scamscreen::demo::free_sip_port(FS_IP).unwrap());
         let internal = SocketAddr::new(FS_IP, scamscreen::demo::free_sip_port(FS_IP).unwrap());
+        let hairpin = SocketAddr::new(FS_IP, scamscreen::demo::free_sip_port(FS_IP).unwrap());
         let esl = SocketAddr::new(FS_IP, free_tcp_port(FS_IP));
         let rtp = suggested_rtp_range();
         let conf = d.join("conf");
         copy_dir(&fs.join("etc/freeswitch"), &conf);
-        configure(&conf, sip, internal, esl, rtp, phones);
+        configure(&conf, sip, internal, hairpin, esl, rtp, phones);
         let out = std::fs::File::create(d.join("freeswitch.out")).unwrap();
         let path = |p: &str| d.join(p).display().to_string();
         let mut cmd = Command::new(fs.join("bin/freeswitch"));
@@ -199,6 +212,7 @@ impl FreeSwitch {
             dir,
             sip,
             internal,
+            hairpin,
             rtp,
             esl,
         };
@@ -211,7 +225,7 @@ impl FreeSwitch {
                         .any(|l| l.contains(name) && l.contains("profile") && l.contains("RUNNING"))
                 })
             };
-            if running("external") && running("internal") {
+            if running("external") && running("internal") && running("scamscreen") {
                 break;
             }
             if let Ok(Some(st)) = f.child.try_wait() {
@@ -351,6 +365,18 @@ impl FreeSwitch {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
+    /// Hairpin: install `dialplans/freeswitch/hairpin/hairpin.xml` with `scamscreen` (its SIP
+    /// address) as the bridge target, and `reloadxml` (scamscreen picks its port after
+    /// FreeSWITCH is up; until then the installed copy bridges to 127.0.0.1:5060).
+    pub fn hairpin_to(&self, scamscreen: SocketAddr) {
+        write(
+            &self.conf().join("dialplan").join(HAIRPIN_PATH),
+            &hairpin_dialplan(&scamscreen.to_string()),
+        );
+        let out = self.api("reloadxml");
+        assert!(out.contains("+OK"), "reloadxml: {out}");
+    }
+
     /// The configuration folder FreeSWITCH runs with.
     pub fn conf(&self) -> PathBuf {
         self.dir.path().join("conf")
@@ -398,6 +424,7 @@ fn configure(
     conf: &Path,
     sip: SocketAddr,
     internal: SocketAddr,
+    hairpin: SocketAddr,
     esl: SocketAddr,
     rtp: (u16, u16),
     phones: &[(&str, SocketAddr)],
@@ -531,9 +558,40 @@ fn configure(
         .expect("public.xml has the public context")
         + context.len();
     let eol = at + public[at..].find('\n').unwrap() + 1;
+    // Hairpin: hairpin.xml included right after it (its comment says so), and the
+    // "scamscreen" profile. The hairpin only acts on calls that do not come from scamscreen's
+    // address, so the inline scenarios (every call from scamscreen) run through it untouched.
+    let hairpin_xml = read(&root().join("dialplans/freeswitch/hairpin/hairpin.xml"));
+    assert!(
+        hairpin_xml.contains(&format!("data=\"{HAIRPIN_PATH}\"")),
+        "hairpin.xml's comment names the include line the test applies"
+    );
     write(
         &p,
-        &format!("{}    {PUBLIC_INCLUDE}\n{}", &public[..eol], &public[eol..]),
+        &format!(
+            "{}    {PUBLIC_INCLUDE}\n    {HAIRPIN_INCLUDE}\n{}",
+            &public[..eol],
+            &public[eol..]
+        ),
+    );
+    write(
+        &conf.join("dialplan").join(HAIRPIN_PATH),
+        &hairpin_dialplan(&format!("{DOC_IP}:5060")),
+    );
+    let profile = read(&root().join("dialplans/freeswitch/hairpin/scamscreen-profile.xml"));
+    assert!(
+        profile.contains(&format!("conf/{HAIRPIN_PROFILE_PATH}")),
+        "scamscreen-profile.xml's comment names where the test installs it"
+    );
+    write(
+        &conf.join(HAIRPIN_PROFILE_PATH),
+        &replace_once(
+            "scamscreen-profile.xml",
+            &profile,
+            r#"<param name="sip-port" value="5082"/>"#,
+            &format!(r#"<param name="sip-port" value="{}"/>"#, hairpin.port()),
+        )
+        .replace(DOC_IP, &fs_ip),
     );
     // Voicemail prompts, spoken (FreeSWITCH's sounds are not packaged).
     let sounds = conf.parent().unwrap().join("sounds/en/us/callie");
@@ -555,6 +613,23 @@ fn configure(
                 .replace("@PHONE@", &addr.to_string()),
         );
     }
+}
+
+/// `dialplans/freeswitch/hairpin/hairpin.xml` with scamscreen's address in the
+/// `network_addr` condition and `target` (scamscreen's SIP address) in the bridge.
+fn hairpin_dialplan(target: &str) -> String {
+    let text = read(&root().join("dialplans/freeswitch/hairpin/hairpin.xml"));
+    replace_once(
+        "hairpin.xml",
+        &text,
+        &format!("sofia/scamscreen/${{destination_number}}@{DOC_IP}:5060"),
+        &format!("sofia/scamscreen/${{destination_number}}@{target}"),
+    )
+    .replace(
+        &DOC_IP.replace('.', r"\."),
+        &SCAMSCREEN_IP.replace('.', r"\."),
+    )
+    .replace(DOC_IP, SCAMSCREEN_IP)
 }
 
 /// The number the trunk dials. The demo caller always calls `sip:100@…`; this relay, on the
