@@ -529,7 +529,9 @@ fn proxy_config(
             config::Transport::Tcp => Transport::Tcp,
         },
         record_route: cfg.sip.record_route,
-        upstream_probe: (cfg.sip.upstream_probe_secs > 0)
+        // Device mode: the registration's refreshes say whether the router is there (a
+        // home router need not answer OPTIONS from its IP phones).
+        upstream_probe: (cfg.sip.upstream_probe_secs > 0 && !cfg.device.enabled())
             .then(|| std::time::Duration::from_secs(cfg.sip.upstream_probe_secs)),
         device_mode: cfg.device.enabled(),
         limits: scamscreen::sip::proxy::Limits {
