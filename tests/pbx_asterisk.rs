@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::asterisk::{Asterisk, Layout, Setup, PHONE_IP};
+use common::asterisk::{display_name, phone_call, Asterisk, Layout, Setup, PHONE_IP};
 use common::screening::{speech, Scamscreen, CALLER_IP, GREETING_MS};
 use scamscreen::demo::{DemoCallee, DemoCaller};
 use std::time::{Duration, Instant};
@@ -57,36 +57,6 @@ fn bench(screening: &str, sip: &str, phone_key: Option<(char, Duration)>) -> Ben
         port2: 0,
     });
     Bench { phone, ss, ast }
-}
-
-/// The phone's call number `n` (counting from 0), once answered (Asterisk's own Call-ID:
-/// the phone's calls are told apart by order).
-fn phone_call(
-    phone: &DemoCallee,
-    caller: &mut DemoCaller,
-    secs: u64,
-    n: usize,
-) -> scamscreen::demo::CalleeCall {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(c) = phone.calls().into_iter().nth(n).filter(|c| c.answered) {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the phone was not rung; caller saw: {:?}",
-            caller.sip_log()
-        );
-        caller.silence(100).unwrap();
-    }
-}
-
-/// The From header's display name in an INVITE.
-fn display_name(invite: &str) -> String {
-    scamscreen::demo::header(invite, "from")
-        .and_then(|f| f.split('"').nth(1))
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn screened_call(ss: &Scamscreen, name: &str, words: &str) -> DemoCaller {

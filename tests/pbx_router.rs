@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::asterisk::{Asterisk, Layout, Setup, PHONE_IP};
+use common::asterisk::{display_name, phone_call, Asterisk, Layout, Setup, PHONE_IP};
 use common::screening::{speech, Scamscreen, CALLER_IP, GREETING_MS};
 use scamscreen::demo::{DemoCallee, DemoCaller};
 use std::io::{Read, Write};
@@ -54,34 +54,6 @@ fn wait_health(admin: SocketAddr, want: u16, secs: u64) -> String {
             "/healthz stayed {code} {body:?}, wanted {want}"
         );
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn display_name(invite: &str) -> String {
-    scamscreen::demo::header(invite, "from")
-        .and_then(|f| f.split('"').nth(1))
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// The phone's call number `n`, once answered.
-fn phone_call(
-    phone: &DemoCallee,
-    caller: &mut DemoCaller,
-    secs: u64,
-    n: usize,
-) -> scamscreen::demo::CalleeCall {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(c) = phone.calls().into_iter().nth(n).filter(|c| c.answered) {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the phone was not rung; caller saw: {:?}",
-            caller.sip_log()
-        );
-        caller.silence(100).unwrap();
     }
 }
 

@@ -7,6 +7,7 @@
 //! Asterisk on 127.0.0.1 (Asterisk on its own port), the phone on 127.0.0.3, the trunk
 //! caller on 127.0.0.2.
 
+use scamscreen::demo::{DemoCallee, DemoCaller};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -292,4 +293,34 @@ impl Drop for Asterisk {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The phone's call number `n` (counting from 0), once answered (Asterisk's own Call-ID:
+/// the phone's calls are told apart by order).
+pub fn phone_call(
+    phone: &DemoCallee,
+    caller: &mut DemoCaller,
+    secs: u64,
+    n: usize,
+) -> scamscreen::demo::CalleeCall {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(c) = phone.calls().into_iter().nth(n).filter(|c| c.answered) {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the phone was not rung; caller saw: {:?}",
+            caller.sip_log()
+        );
+        caller.silence(100).unwrap();
+    }
+}
+
+/// The From header's display name in an INVITE.
+pub fn display_name(invite: &str) -> String {
+    scamscreen::demo::header(invite, "from")
+        .and_then(|f| f.split('"').nth(1))
+        .unwrap_or_default()
+        .to_string()
 }
