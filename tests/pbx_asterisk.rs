@@ -108,9 +108,31 @@ fn pass_through_and_allow_reach_the_phone_with_the_verdict() {
                 .all(|c| c["call_id"] != caller.call_id())
     );
 
+    // Withheld, but its network asserts who it is (RFC 3325) from a trusted peer: scamscreen
+    // believes the P-Asserted-Identity and passes the call through; Asterisk
+    // (trust_id_inbound=yes) takes the number and keeps it private.
+    let mut caller =
+        DemoCaller::invite_asserted(b.ss.sip, CALLER_IP, "asserted", "sip:+4930555777@127.0.0.2")
+            .unwrap();
+    assert_eq!(
+        caller.wait_final(Duration::from_secs(10)).unwrap(),
+        Some(200),
+        "{:?}",
+        caller.sip_log()
+    );
+    let line = b
+        .ast
+        .wait_log(&["test: to 100 from +4930555777"], Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no asserted number in Asterisk's log:\n{}", b.ast.log()));
+    assert!(line.contains("prohib"), "{line}");
+    caller.hang_up().unwrap();
+    assert!(caller.bye_answered(), "{:?}", caller.sip_log());
+    let screened = b.ss.calls();
+    assert!(screened.is_empty(), "{screened:?}");
+
     // Withheld and legitimate: allowed; the dialplan labels the caller.
     let mut caller = screened_call(&b.ss, "dentist", LEGIT);
-    let call = phone_call(&b.phone, &mut caller, 30, 1);
+    let call = phone_call(&b.phone, &mut caller, 30, 2);
     assert_eq!(
         display_name(&call.invite),
         "Screened caller",

@@ -109,6 +109,29 @@ impl DemoCaller {
         sdp: Option<String>,
         number: Option<&str>,
     ) -> Result<DemoCaller, DemoError> {
+        DemoCaller::invite_with(proxy, local_ip, name, sdp, number, "")
+    }
+
+    /// A withheld caller (`From: anonymous`, `Privacy: id`) whose network asserts its
+    /// identity: `P-Asserted-Identity: <pai>` (RFC 3325).
+    pub fn invite_asserted(
+        proxy: SocketAddr,
+        local_ip: IpAddr,
+        name: &str,
+        pai: &str,
+    ) -> Result<DemoCaller, DemoError> {
+        let extra = format!("P-Asserted-Identity: <{pai}>\r\n");
+        DemoCaller::invite_with(proxy, local_ip, name, None, None, &extra)
+    }
+
+    fn invite_with(
+        proxy: SocketAddr,
+        local_ip: IpAddr,
+        name: &str,
+        sdp: Option<String>,
+        number: Option<&str>,
+        extra_headers: &str,
+    ) -> Result<DemoCaller, DemoError> {
         let bind = |what: &str| {
             UdpSocket::bind((local_ip, 0)).map_err(|e| {
                 DemoError::io(
@@ -147,7 +170,7 @@ impl DemoCaller {
              Max-Forwards: 70\r\n\
              From: {from};tag={from_tag}\r\n\
              To: <sip:100@{proxy}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
-             Contact: <sip:caller@{local}>\r\n{privacy}User-Agent: scamscreen-demo\r\n\
+             Contact: <sip:caller@{local}>\r\n{privacy}{extra_headers}User-Agent: scamscreen-demo\r\n\
              Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
