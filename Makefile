@@ -2,7 +2,7 @@
 #   make demo   set up everything (packages, model, build), then screen a scam and a real call live
 #   make test   everything CI runs: format, lint, unit and integration tests with the real model
 #   make run    run the SIP edge with scamscreen.toml (see scamscreen.example.toml)
-#   make fuzz   fuzz the SIP parser and proxy core for FUZZ_SECS seconds per target
+#   make fuzz   fuzz the SIP parser, proxy core and registration client, FUZZ_SECS s per target
 #   make deb    the Debian package (cargo-deb), in target/debian/
 #   make peers  real Asterisk and FreeSWITCH for the PBX tests (from ../shared/peers)
 #   make bench  speed and quality benchmarks, written to BENCHMARKS.md

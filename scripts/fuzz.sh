@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzz the SIP message parser and the proxy core with cargo-fuzz (libFuzzer) for a bounded
+# Fuzz the SIP message parser, the proxy core and device mode's registration client (with its
+# digest authentication) with cargo-fuzz (libFuzzer) for a bounded
 # time, on stable Rust.
 #
 #   scripts/fuzz.sh [SECONDS]        SECONDS per target (default 60)
