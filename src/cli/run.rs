@@ -393,6 +393,13 @@ async fn serve(cfg: Config, models_dir: PathBuf, args: ConfigArgs) -> anyhow::Re
         Some(p) => Some(crate::cli::pidfile::PidFile::create(p)?),
         None => None,
     };
+    // Ready before the ready line: a script that read it may ask /healthz at once. (Device
+    // mode: not before the router holds our registration; the core says when.)
+    live.set_health(if cfg.device.enabled() {
+        Health::Unregistered
+    } else {
+        Health::Ready
+    });
     // Ready line on stdout for scripts and tests.
     println!(
         "listening udp {} tcp {} upstream {upstream} admin {}",
@@ -408,7 +415,6 @@ async fn serve(cfg: Config, models_dir: PathBuf, args: ConfigArgs) -> anyhow::Re
             .join(","),
         admin.map_or("off".to_string(), |a| a.to_string())
     );
-    live.set_health(Health::Ready);
     let stats = server
         .with_shutdown_grace(std::time::Duration::from_secs(cfg.sip.shutdown_grace_secs))
         .with_live(live)
