@@ -244,10 +244,41 @@ impl Scamscreen {
         let deadline = Instant::now() + Duration::from_secs(3);
         for p in self.rtp.0..=self.rtp.1 {
             while let Err(e) = UdpSocket::bind((LOOPBACK, p)) {
+                // Another test's ephemeral socket may sit in the range: only a socket of
+                // this scamscreen counts.
+                if !self.holds_udp_port(p) {
+                    break;
+                }
                 assert!(Instant::now() < deadline, "RTP port {p} still held: {e}");
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+
+    /// Whether this scamscreen process has a UDP socket bound to `port` (/proc/net/udp's
+    /// inode among the process's file descriptors).
+    fn holds_udp_port(&self, port: u16) -> bool {
+        let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+        let inodes: Vec<String> = table
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let local = f.get(1)?;
+                let hex = local.rsplit(':').next()?;
+                (u16::from_str_radix(hex, 16).ok()? == port)
+                    .then(|| f.get(9).map(|s| s.to_string()))?
+            })
+            .collect();
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())) else {
+            return true;
+        };
+        fds.filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .any(|l| {
+                let l = l.to_string_lossy();
+                inodes.iter().any(|i| l == format!("socket:[{i}]"))
+            })
     }
 }
 
