@@ -960,15 +960,7 @@ impl Proxy {
                 classification: classification.clone(),
             });
             if classification.class == CallerClass::Deny {
-                self.stats.calls_denied += 1;
-                let r = Reject {
-                    status: 603,
-                    reason: "Decline",
-                    detail: classification.reason.clone(),
-                    headers: Vec::new(),
-                };
-                self.respond_stateless(&msg, &facts, from, &r);
-                self.refuse(603, r.detail, from.addr);
+                self.decline(&msg, &facts, from, &classification.reason);
                 return;
             }
             if classification.class != CallerClass::Screen {
@@ -1040,15 +1032,7 @@ impl Proxy {
             });
             match classification.class {
                 CallerClass::Deny => {
-                    self.stats.calls_denied += 1;
-                    let r = Reject {
-                        status: 603,
-                        reason: "Decline",
-                        detail: classification.reason.clone(),
-                        headers: Vec::new(),
-                    };
-                    self.respond_stateless(&msg, &facts, from, &r);
-                    self.refuse(603, r.detail, from.addr);
+                    self.decline(&msg, &facts, from, &classification.reason);
                     return;
                 }
                 CallerClass::Screen
@@ -1091,6 +1075,19 @@ impl Proxy {
         }
 
         self.forward_stateful(now, from, msg, forwarded, &facts, key, &hash, target);
+    }
+
+    /// A caller on the deny list: 603 Decline, statelessly.
+    fn decline(&mut self, msg: &SipMessage, facts: &Facts, from: Peer, why: &str) {
+        self.stats.calls_denied += 1;
+        let r = Reject {
+            status: 603,
+            reason: "Decline",
+            detail: why.to_string(),
+            headers: Vec::new(),
+        };
+        self.respond_stateless(msg, facts, from, &r);
+        self.refuse(603, r.detail, from.addr);
     }
 
     fn respond_to_invalid(
