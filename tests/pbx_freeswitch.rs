@@ -272,7 +272,7 @@ fn divert(b: &Bench, ss: &Scamscreen) {
     );
     assert_voicemail(b, mark);
     // The caller leaves a message after the voicemail greeting and the tone.
-    let before = b.fs.voicemails("1000").len();
+    let before = b.fs.voicemails("1000");
     assert!(
         caller
             .wait_until(Duration::from_secs(15), || b
@@ -291,14 +291,10 @@ fn divert(b: &Bench, ss: &Scamscreen) {
     // Hanging up ends the recording; voicemail keeps the message.
     caller.silence(1500).unwrap();
     caller.hang_up().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while b.fs.voicemails("1000").len() == before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let wav = b.fs.voicemails("1000");
-    assert_eq!(wav.len(), before + 1, "no voicemail message stored");
-    let audio = scamscreen::asr::audio::read_wav(wav.last().unwrap()).unwrap();
-    assert_eq!(audio.rate, 8000, "{}", wav.last().unwrap().display());
+    let (path, audio) =
+        b.fs.finished_voicemail("1000", &before, Duration::from_secs(10))
+            .expect("no complete voicemail message stored");
+    assert_eq!(audio.rate, 8000, "{}", path.display());
     let pcm: Vec<i16> = audio.samples.iter().map(|s| (s * 32767.0) as i16).collect();
     let text = transcribe(&pcm);
     assert!(

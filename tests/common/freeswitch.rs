@@ -382,6 +382,43 @@ impl FreeSwitch {
         self.dir.path().join("conf")
     }
 
+    /// Waits for a voicemail message in `mailbox` that is not in `before` and that FreeSWITCH
+    /// has finished writing: the WAV header is only final when the recording is closed, so
+    /// the file must parse and keep its size for 300 ms. `None` after `timeout`.
+    pub fn finished_voicemail(
+        &self,
+        mailbox: &str,
+        before: &[PathBuf],
+        timeout: Duration,
+    ) -> Option<(PathBuf, scamscreen::asr::audio::MonoAudio)> {
+        let deadline = Instant::now() + timeout;
+        let mut last: Option<(PathBuf, u64, Instant)> = None;
+        while Instant::now() < deadline {
+            let fresh = self
+                .voicemails(mailbox)
+                .into_iter()
+                .find(|p| !before.contains(p));
+            if let Some(path) = fresh {
+                let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                match &last {
+                    Some((p, l, since))
+                        if *p == path
+                            && *l == len
+                            && since.elapsed() >= Duration::from_millis(300) =>
+                    {
+                        if let Ok(audio) = scamscreen::asr::audio::read_wav(&path) {
+                            return Some((path, audio));
+                        }
+                    }
+                    Some((p, l, _)) if *p == path && *l == len => {}
+                    _ => last = Some((path, len, Instant::now())),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
     /// Voicemail messages stored for `box@domain` (`storage/voicemail/default/DOMAIN/BOX`).
     pub fn voicemails(&self, mailbox: &str) -> Vec<PathBuf> {
         let dir = self
