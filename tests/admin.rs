@@ -84,6 +84,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[test]
 fn metrics_show_a_screened_call_and_health_goes_503_while_draining() {
+    let _cpu = common::cpu_heavy();
     let callee = callee();
     let ss = Scamscreen::start_with(callee.addr(), 8, Some("[sip]\nshutdown_grace_secs = 20\n"));
     let admin = ss.admin.expect("the admin server listens");
@@ -300,6 +301,7 @@ impl Browser {
 
 #[test]
 fn the_call_log_page_lists_a_call_and_its_feedback_button_changes_the_record() {
+    let _cpu = common::cpu_heavy();
     let callee = callee();
     let ss = Scamscreen::start(callee.addr());
     let admin = ss.admin.expect("the admin server listens");
@@ -411,6 +413,7 @@ fn scam_call(ss: &Scamscreen, name: &str) -> (String, serde_json::Value) {
 
 #[test]
 fn a_webhook_hears_of_a_diverted_call_and_a_dead_one_changes_nothing() {
+    let _cpu = common::cpu_heavy();
     let (addr, events) = receiver();
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -460,6 +463,7 @@ fn a_webhook_hears_of_a_diverted_call_and_a_dead_one_changes_nothing() {
 /// configuration kept.
 #[test]
 fn sighup_reloads_the_allow_list_for_the_next_call_and_keeps_calls() {
+    let _cpu = common::cpu_heavy();
     let callee = callee();
     // The pid file and the database as a packaged config names them: relative to its folder.
     let ss = Scamscreen::start_with(

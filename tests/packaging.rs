@@ -60,6 +60,7 @@ fn the_images_runtime_stage_screens_a_call_from_its_own_tree() {
 /// tree's binary as the image or the unit would (uid 10001 when root, in
 /// /var/lib/scamscreen), and screen a scam call: its record must be in the tree's database.
 fn screen_a_call_in(root: &Path, models: &Path) {
+    let _cpu = common::cpu_heavy();
     // COPY packaging/scamscreen.toml /etc/scamscreen/scamscreen.toml, with this test's
     // addresses (what a user edits).
     let callee = callee();

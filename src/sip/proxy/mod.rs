@@ -431,6 +431,24 @@ impl Proxy {
         }
     }
 
+    /// The call owning a request's Call-ID, and whether it is that call's leg B. A request
+    /// inside a dialog is matched by its Call-ID and tags (RFC 3261 §12.2.2), not by where it
+    /// came from: a PBX may send its in-dialog requests (a session refresh, RFC 4028; a BYE)
+    /// from another address or transport than the one we send to, as Asterisk does for an
+    /// endpoint bound to a second transport in the hairpin. Leg B's Call-ID is one we made,
+    /// so only if both legs held the same Call-ID would the source decide.
+    fn call_of_request(&self, call_id: &str, from: Peer) -> Option<(u64, bool)> {
+        match (self.calls_a.get(call_id), self.calls_b.get(call_id)) {
+            (Some(&a), Some(&b)) => Some(match self.is_upstream(from) {
+                true => (b, true),
+                false => (a, false),
+            }),
+            (Some(&a), None) => Some((a, false)),
+            (None, Some(&b)) => Some((b, true)),
+            (None, None) => None,
+        }
+    }
+
     pub fn detach_call(&mut self, call_id: &str) {
         self.calls_a.remove(call_id);
         self.calls_b.remove(call_id);
@@ -793,17 +811,11 @@ impl Proxy {
         };
         // Messages of calls the call layer owns go there, not through a proxy transaction.
         if let Some(call_id) = msg.header("call-id").map(str::to_string) {
-            let upstream = self.is_upstream(from);
-            let owner = if upstream {
-                self.calls_b.get(&call_id)
-            } else {
-                self.calls_a.get(&call_id)
-            };
-            if let Some(&call) = owner {
+            if let Some((call, leg_b)) = self.call_of_request(&call_id, from) {
                 self.events.push_back(ProxyEvent::CallMessage {
                     call,
                     call_id,
-                    from_upstream: upstream,
+                    from_upstream: leg_b,
                     msg,
                     source: from,
                 });

@@ -451,6 +451,22 @@ fn screened_invites_go_to_the_call_layer_with_their_later_messages() {
             ..
         })
     ));
+    // Leg B's peer may send its in-dialog requests from another address (RFC 3261 §12.2.2:
+    // a dialog is its Call-ID and tags): a session refresh from the trunk's side with leg
+    // B's Call-ID is still leg B's, never proxied.
+    let refresh = "UPDATE sip:scamscreen@192.0.2.1:5060 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 192.0.2.77:5082;branch=z9hG4bK-refresh-1\r\nMax-Forwards: 70\r\n\
+        From: <sip:100@pbx>;tag=y\r\nTo: <sip:a@b>;tag=x\r\nCall-ID: leg-b-1\r\n\
+        CSeq: 7 UPDATE\r\nContent-Length: 0\r\n\r\n";
+    assert!(net.input(TRUNK, refresh).is_empty());
+    assert!(matches!(
+        net.proxy.poll_event(),
+        Some(ProxyEvent::CallMessage {
+            from_upstream: true,
+            call: 1,
+            ..
+        })
+    ));
     net.proxy.detach_call("call-z9hG4bKsc");
     // Detached: a late BYE is an ordinary request again (forwarded upstream).
     let out = net.input(TRUNK, &bye.replace("CSeq: 2 BYE", "CSeq: 3 BYE"));
