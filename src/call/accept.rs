@@ -7,8 +7,9 @@
 //! an SDP offer that is not UTF-8 or cannot be parsed (400), one without G.711 audio
 //! (488, RFC 3264 §6). Out of ports is the runtime's refusal (503).
 
+use super::config::CallConfig;
 use super::dialog::{refusal_for_invite, Refusal};
-use super::stage::{CallConfig, CallSession};
+use super::stage::CallSession;
 use crate::media::sdp::{self, Negotiated, SdpError, SessionDescription};
 use crate::sip::msg::SipMessage;
 use crate::sip::proxy::Peer;

@@ -12,9 +12,9 @@
 //! Keys arrive as RFC 4733 telephone-events (read by the runtime from RTP) or SIP INFO
 //! (`application/dtmf-relay`, `application/dtmf`; read in `uas.rs`).
 
-use super::stage::{
-    Action, CallAction, CallOutcome, CallSession, Leg, Prompt, ScreeningResult, Stage,
-};
+use super::io::{CallAction, Leg, Prompt, Stage};
+use super::stage::CallSession;
+use super::verdict::{Action, CallOutcome, ScreeningResult};
 use crate::media::tap::{AudioFrame, ListenLimits, SpeechBuffer, SpeechState};
 use std::time::{Duration, Instant};
 

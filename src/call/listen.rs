@@ -26,9 +26,9 @@
 //! the audio is then transcribed again without a deadline (`JobKind::Afterwards`), so the
 //! record still gets its transcript and score.
 
-use super::stage::{
-    Action, AsrFailure, CallAction, CallSession, JobKind, Prompt, ScreeningResult, Stage,
-};
+use super::io::{CallAction, JobKind, Prompt, Stage};
+use super::stage::CallSession;
+use super::verdict::{Action, AsrFailure, ScreeningResult};
 use crate::media::tap::{AudioFrame, ListenLimits, SpeechBuffer, SpeechState, SAMPLE_RATE};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -286,7 +286,7 @@ impl CallSession {
         self.deadline = None;
         self.speech_ended = None;
         self.actions.push_back(CallAction::PlayPrompt {
-            leg: super::stage::Leg::A,
+            leg: super::io::Leg::A,
             prompt,
         });
     }

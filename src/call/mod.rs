@@ -32,7 +32,10 @@
 //!
 //! Files:
 //! - `stage.rs`: [`CallSession`]'s stages, the verdict → action logic, timers and the
-//!   call record; the [`CallInput`] / [`CallAction`] types the runtime speaks.
+//!   call record.
+//! - `io.rs`: the [`CallInput`] / [`CallAction`] types the runtime speaks, and [`Stage`];
+//!   `verdict.rs`: the screening result, its action, the outcome and the record;
+//!   `config.rs`: [`CallConfig`] and device mode's [`DeviceLeg`].
 //! - `uas.rs`: the requests the peers send us, on either leg: the checks in RFC 3261
 //!   order, retransmitted requests, the answers to BYE, re-INVITE / UPDATE (session
 //!   timers), OPTIONS, INFO, CANCEL and the refused methods.
@@ -43,22 +46,27 @@
 
 mod accept;
 pub mod admission;
+mod config;
 pub mod dialog;
+mod io;
 mod keys;
 pub mod language;
 mod listen;
 mod stage;
 mod uac;
 mod uas;
+mod verdict;
 
 pub use accept::{accept, MediaPorts, PendingCall};
 pub use dialog::{refusal_for_invite, Refusal};
 
+pub use config::{CallConfig, DeviceLeg};
+pub use io::{CallAction, CallInput, JobKind, Leg, Prompt, Stage};
 pub use listen::{AFTERWARDS_WAIT, PARTIAL_FIRST_MS, PARTIAL_STEP_MS};
-pub use stage::{
-    Action as ScreeningAction, AsrFailure, CallAction, CallConfig, CallInput, CallOutcome,
-    CallRecordDraft, CallSession, DeviceLeg, JobKind, Leg, Prompt, ScreeningResult, SilentAction,
-    Stage,
+pub use stage::CallSession;
+pub use verdict::{
+    Action as ScreeningAction, AsrFailure, CallOutcome, CallRecordDraft, ScreeningResult,
+    SilentAction,
 };
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //! INVITE by its branch, CSeq and From tag; a BYE or CANCEL by its branch and CSeq method.
 
 use super::dialog::{cseq_of, tag_of, top_branch, Dialog};
-use super::stage::{CallAction, CallSession, Leg, Stage};
+use super::io::{CallAction, Leg, Stage};
+use super::stage::CallSession;
 use crate::sip::msg::SipMessage;
 use crate::sip::transaction::{ClientInvite, ClientNonInvite};
 use bytes::Bytes;

@@ -32,7 +32,9 @@ use super::dialog::{
     session_timer_headers, tag_of, top_branch, Dialog, Refusal, ALLOWED_METHODS,
     SUPPORTED_EXTENSIONS,
 };
-use super::stage::{CallOutcome, CallSession, Leg, Stage};
+use super::io::{Leg, Stage};
+use super::stage::CallSession;
+use super::verdict::CallOutcome;
 use super::CallAction;
 use crate::sip::msg::SipMessage;
 use crate::sip::proxy::Peer;
