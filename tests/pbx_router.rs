@@ -8,7 +8,8 @@
 
 mod common;
 
-use common::asterisk::{display_name, phone_call, Asterisk, Layout, Setup, PHONE_IP};
+use common::asterisk::{display_name, Asterisk, Layout, Setup, PHONE_IP};
+use common::pbx::phone_call;
 use common::screening::{speech, Scamscreen, CALLER_IP, GREETING_MS};
 use scamscreen::demo::{DemoCallee, DemoCaller};
 use std::io::{Read, Write};

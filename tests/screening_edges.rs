@@ -130,9 +130,7 @@ fn caller_hanging_up_while_screened_frees_everything() {
         !caller.got_bye(),
         "scamscreen sent a BYE for a call that had ended"
     );
-    let rec = ss.record(caller.call_id());
-    assert_eq!(rec["action"], "caller_hung_up", "{rec}");
-    assert_eq!(rec["outcome"], "callerhungup", "{rec}");
+    let rec = ss.assert_record(caller.call_id(), "caller_hung_up", "callerhungup");
     assert_eq!(rec["transcript"], "", "{rec}");
     ss.assert_ports_free();
 
@@ -338,9 +336,7 @@ fn screening_timeout_fails_closed_with_the_block_announcement() {
         text.contains("cannot be connected") || text.contains("does not accept"),
         "the caller heard: {text}"
     );
-    let rec = ss.record(caller.call_id());
-    assert_eq!(rec["action"], "unscreened", "{rec}");
-    assert_eq!(rec["outcome"], "blocked", "{rec}");
+    ss.assert_record(caller.call_id(), "unscreened", "blocked");
     ss.assert_ports_free();
 }
 

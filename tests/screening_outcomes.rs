@@ -64,9 +64,7 @@ fn a_silent_caller_is_reprompted_then_silent_not_allowed() {
         "hung up on"
     );
     assert!(invites(&callee).is_empty(), "the callee's phone never rang");
-    let rec = ss.record(caller.call_id());
-    assert_eq!(rec["action"], "silent", "{rec}");
-    assert_eq!(rec["outcome"], "blocked", "{rec}");
+    ss.assert_record(caller.call_id(), "silent", "blocked");
     // The caller heard the greeting, the re-prompt and the announcement.
     let heard = caller.heard().len() as f64 / 8000.0;
     assert!(heard > 12.0, "heard {heard:.1} s");

@@ -92,15 +92,8 @@ impl CallSession {
         invite.push_header("X-Scamscreen-Reason", reason.replace(['\r', '\n'], " "));
         invite.push_header("Content-Type", "application/sdp");
         invite.set_body(self.local_sdp_b.clone());
-        let reliability = self.reliability(Leg::B);
-        self.b_invite = Some(ClientInvite::new(
-            now,
-            invite.to_bytes(),
-            reliability,
-            &self.cfg.timers,
-        ));
-        self.b_invite_msg = Some(invite);
         self.b = Some(b);
+        self.start_b_invite(now, invite);
         self.stage = Stage::CallingCallee;
         self.deadline = Some(now + self.cfg.ring_timeout);
     }
@@ -310,6 +303,13 @@ impl CallSession {
         if let Some((name, value)) = auth.authorization("INVITE", &uri, &cnonce) {
             invite.push_header(name, value);
         }
+        self.start_b_invite(now, invite);
+        true
+    }
+
+    /// Leg B's INVITE on its way: a new client transaction (RFC 3261 §17.1.1), the message
+    /// kept for a retry with credentials.
+    fn start_b_invite(&mut self, now: Instant, invite: SipMessage) {
         let reliability = self.reliability(Leg::B);
         self.b_invite = Some(ClientInvite::new(
             now,
@@ -318,7 +318,6 @@ impl CallSession {
             &self.cfg.timers,
         ));
         self.b_invite_msg = Some(invite);
-        true
     }
 
     pub(super) fn push_request(

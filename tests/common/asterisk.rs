@@ -7,7 +7,6 @@
 //! Asterisk on 127.0.0.1 (Asterisk on its own port), the phone on 127.0.0.3, the trunk
 //! caller on 127.0.0.2.
 
-use scamscreen::demo::{DemoCallee, DemoCaller};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -261,17 +260,8 @@ impl Asterisk {
             .path()
             .join("spool/voicemail")
             .join(context)
-            .join(mailbox)
-            .join("INBOX");
-        let mut out: Vec<_> = std::fs::read_dir(inbox)
-            .map(|r| {
-                r.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "wav"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort();
-        out
+            .join(mailbox);
+        super::pbx::wav_files(&inbox.join("INBOX"))
     }
 
     /// The folder Asterisk runs in (configuration under etc/).
@@ -283,37 +273,7 @@ impl Asterisk {
 impl Drop for Asterisk {
     fn drop(&mut self) {
         let _ = self.cli_output("core stop now");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The phone's call number `n` (counting from 0), once answered (Asterisk's own Call-ID:
-/// the phone's calls are told apart by order).
-pub fn phone_call(
-    phone: &DemoCallee,
-    caller: &mut DemoCaller,
-    secs: u64,
-    n: usize,
-) -> scamscreen::demo::CalleeCall {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(c) = phone.calls().into_iter().nth(n).filter(|c| c.answered) {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the phone was not rung; caller saw: {:?}",
-            caller.sip_log()
-        );
-        caller.silence(100).unwrap();
+        super::pbx::stop(&mut self.child, Duration::from_secs(5));
     }
 }
 

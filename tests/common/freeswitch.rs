@@ -421,36 +421,15 @@ impl FreeSwitch {
 
     /// Voicemail messages stored for `box@domain` (`storage/voicemail/default/DOMAIN/BOX`).
     pub fn voicemails(&self, mailbox: &str) -> Vec<PathBuf> {
-        let dir = self
-            .dir
-            .path()
-            .join("storage/voicemail/default")
-            .join(FS_IP.to_string())
-            .join(mailbox);
-        let mut out: Vec<_> = std::fs::read_dir(dir)
-            .map(|r| {
-                r.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "wav"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort();
-        out
+        let dir = self.dir.path().join("storage/voicemail/default");
+        super::pbx::wav_files(&dir.join(FS_IP.to_string()).join(mailbox))
     }
 }
 
 impl Drop for FreeSwitch {
     fn drop(&mut self) {
         let _ = self.try_api("fsctl shutdown");
-        let deadline = Instant::now() + Duration::from_secs(8);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::pbx::stop(&mut self.child, Duration::from_secs(8));
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod asterisk;
 pub mod freeswitch;
+pub mod pbx;
 pub mod screening;
 
 use std::path::{Path, PathBuf};

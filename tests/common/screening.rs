@@ -187,6 +187,14 @@ impl Scamscreen {
         }
     }
 
+    /// The stored record of `call_id` (waited for) has this action and outcome.
+    pub fn assert_record(&self, call_id: &str, action: &str, outcome: &str) -> serde_json::Value {
+        let rec = self.record(call_id);
+        assert_eq!(rec["action"], action, "{rec}");
+        assert_eq!(rec["outcome"], outcome, "{rec}");
+        rec
+    }
+
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -14,17 +14,18 @@ impl Proxy {
         reject: &Reject,
     ) {
         let via = response_via(facts, from);
-        let mut resp = build::response_to(
-            msg,
-            reject.status,
-            reject.reason,
-            Some(&via),
-            Some("ss-err"),
-        );
+        self.send_reject(msg, &via, self.reply_peer(facts, from), reject);
+    }
+
+    /// A refusal without a transaction (§8.2.6, §16.3): `via` is the top Via with our
+    /// `received`/`rport`, `to` where the answer goes.
+    fn send_reject(&mut self, msg: &SipMessage, via: &str, to: Peer, reject: &Reject) {
+        let mut resp =
+            build::response_to(msg, reject.status, reject.reason, Some(via), Some("ss-err"));
         for (n, v) in &reject.headers {
             resp.push_header(n, v.clone());
         }
-        self.send(self.reply_peer(facts, from), resp.to_bytes());
+        self.send(to, resp.to_bytes());
     }
 
     /// A header field too long or too many of them: what to say (`None`: fine). An
@@ -470,16 +471,6 @@ impl Proxy {
             }
             Err(_) => (via_text.to_string(), from),
         };
-        let mut resp = build::response_to(
-            msg,
-            reject.status,
-            reject.reason,
-            Some(&via_value),
-            Some("ss-err"),
-        );
-        for (n, v) in &reject.headers {
-            resp.push_header(n, v.clone());
-        }
-        self.send(to, resp.to_bytes());
+        self.send_reject(msg, &via_value, to, reject);
     }
 }
