@@ -9,7 +9,7 @@
 mod common;
 
 use common::asterisk::{display_name, Asterisk, Layout, Setup, PHONE_IP};
-use common::pbx::phone_call;
+use common::pbx::{answered, phone_call};
 use common::screening::{speech, Scamscreen, CALLER_IP, GREETING_MS};
 use scamscreen::demo::{DemoCallee, DemoCaller};
 use std::time::{Duration, Instant};
@@ -79,12 +79,7 @@ fn pass_through_and_allow_reach_the_phone_with_the_verdict() {
     let mut caller =
         DemoCaller::invite_from(b.ss.sip, CALLER_IP, "numbered", None, Some("+4930123456"))
             .unwrap();
-    assert_eq!(
-        caller.wait_final(Duration::from_secs(10)).unwrap(),
-        Some(200),
-        "{:?}",
-        caller.sip_log()
-    );
+    answered(&mut caller, 10);
     let call = phone_call(&b.phone, &mut caller, 5, 0);
     assert!(call.scamscreen_headers.is_empty(), "{}", call.invite);
     assert!(call.invite.contains("4930123456"), "{}", call.invite);
@@ -115,12 +110,7 @@ fn pass_through_and_allow_reach_the_phone_with_the_verdict() {
     let mut caller =
         DemoCaller::invite_asserted(b.ss.sip, CALLER_IP, "asserted", "sip:+4930555777@127.0.0.2")
             .unwrap();
-    assert_eq!(
-        caller.wait_final(Duration::from_secs(10)).unwrap(),
-        Some(200),
-        "{:?}",
-        caller.sip_log()
-    );
+    answered(&mut caller, 10);
     let line = b
         .ast
         .wait_log(&["test: to 100 from +4930555777"], Duration::from_secs(5))
@@ -253,12 +243,7 @@ fn unscreened_marked_and_silent_callers_follow_the_dialplan() {
     // Mark mode: no model, the caller's INVITE passed through with X-Scamscreen-Caller.
     let b = bench("mode = \"mark\"", "", None);
     let mut caller = DemoCaller::invite(b.ss.sip, CALLER_IP, "marked", None).unwrap();
-    assert_eq!(
-        caller.wait_final(Duration::from_secs(10)).unwrap(),
-        Some(200),
-        "{:?}",
-        caller.sip_log()
-    );
+    answered(&mut caller, 10);
     let line = dialplan_saw(
         &b.ast,
         &mut caller,
@@ -360,12 +345,7 @@ fn hairpin_sends_only_withheld_callers_through_scamscreen() {
         Some("+4930123456"),
     )
     .unwrap();
-    assert_eq!(
-        caller.wait_final(Duration::from_secs(10)).unwrap(),
-        Some(200),
-        "{:?}",
-        caller.sip_log()
-    );
+    answered(&mut caller, 10);
     let call = phone_call(&phone, &mut caller, 5, 0);
     assert!(call.invite.contains("4930123456"), "{}", call.invite);
     caller.hang_up().unwrap();
@@ -377,12 +357,7 @@ fn hairpin_sends_only_withheld_callers_through_scamscreen() {
 
     // Withheld and legitimate: through scamscreen and back, labelled.
     let mut caller = DemoCaller::invite(ast.addr, CALLER_IP, "hp-dentist", None).unwrap();
-    assert_eq!(
-        caller.wait_final(Duration::from_secs(10)).unwrap(),
-        Some(200),
-        "{:?}",
-        caller.sip_log()
-    );
+    answered(&mut caller, 10);
     caller.silence(GREETING_MS).unwrap();
     caller.speak(&speech(LEGIT)).unwrap();
     let call = phone_call(&phone, &mut caller, 30, 1);

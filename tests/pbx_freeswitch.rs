@@ -24,7 +24,7 @@
 mod common;
 
 use common::freeswitch::{Dialled, FreeSwitch, PHONE_IP};
-use common::pbx::phone_call;
+use common::pbx::{answered, phone_call};
 use common::screening::{speech, transcribe, Scamscreen, CALLER_IP, GREETING_MS};
 use scamscreen::demo::{header, CalleeCall, DemoCallee, DemoCaller};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -85,16 +85,6 @@ fn call(ss: &Scamscreen, name: &str, number: &str, from: Option<&str>) -> (Diall
     let relay = Dialled::start(CALLER_IP, ss.sip, number);
     let caller = DemoCaller::invite_from(relay.addr(), CALLER_IP, name, None, from).unwrap();
     (relay, caller)
-}
-
-/// Wait for the INVITE's final response (scamscreen answers a withheld caller at once).
-fn answered(caller: &mut DemoCaller, secs: u64) {
-    assert_eq!(
-        caller.wait_final(Duration::from_secs(secs)).unwrap(),
-        Some(200),
-        "the call was not answered: {:?}",
-        caller.sip_log()
-    );
 }
 
 /// Send silence until `phone` has answered a call (FreeSWITCH's own Call-ID: its newest).

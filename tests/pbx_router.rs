@@ -9,7 +9,7 @@
 mod common;
 
 use common::asterisk::{display_name, Asterisk, Layout, Setup, PHONE_IP};
-use common::pbx::phone_call;
+use common::pbx::{answered, phone_call};
 use common::screening::{speech, Scamscreen, CALLER_IP, GREETING_MS};
 use scamscreen::demo::{DemoCallee, DemoCaller};
 use std::io::{Read, Write};
@@ -103,12 +103,7 @@ fn device_mode_registers_screens_and_rings_the_house_through_the_router() {
     let mut caller =
         DemoCaller::invite_from(router, CALLER_IP, "dev-numbered", None, Some("+4930123456"))
             .unwrap();
-    assert_eq!(
-        caller.wait_final(Duration::from_secs(10)).unwrap(),
-        Some(200),
-        "{:?}",
-        caller.sip_log()
-    );
+    answered(&mut caller, 10);
     let call = phone_call(&phone, &mut caller, 5, 0);
     assert!(call.invite.contains("4930123456"), "{}", call.invite);
     caller.hang_up().unwrap();
@@ -120,12 +115,7 @@ fn device_mode_registers_screens_and_rings_the_house_through_the_router() {
     // Withheld and legitimate: the router sends it to scamscreen, which screens it and rings
     // the house as device 620 with the verdict on the display.
     let mut caller = DemoCaller::invite(router, CALLER_IP, "dev-dentist", None).unwrap();
-    assert_eq!(
-        caller.wait_final(Duration::from_secs(10)).unwrap(),
-        Some(200),
-        "{:?}",
-        caller.sip_log()
-    );
+    answered(&mut caller, 10);
     caller.silence(GREETING_MS).unwrap();
     caller.speak(&speech(LEGIT)).unwrap();
     let call = phone_call(&phone, &mut caller, 30, 1);

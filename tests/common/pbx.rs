@@ -54,3 +54,14 @@ pub fn phone_call(phone: &DemoCallee, caller: &mut DemoCaller, secs: u64, n: usi
         caller.silence(100).unwrap();
     }
 }
+
+/// Wait for the INVITE's final response, which must be 200 (scamscreen answers a withheld
+/// caller at once).
+pub fn answered(caller: &mut DemoCaller, secs: u64) {
+    assert_eq!(
+        caller.wait_final(Duration::from_secs(secs)).unwrap(),
+        Some(200),
+        "the call was not answered: {:?}",
+        caller.sip_log()
+    );
+}
